@@ -1,0 +1,3 @@
+from sshrun.cli import main
+
+main()

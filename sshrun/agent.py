@@ -1,0 +1,643 @@
+"""The sshrun node agent: one per node and job, standard library only.
+
+The head does not install anything on a node. It runs a constant bootstrap
+(``BOOTSTRAP``) through ``ssh node PYTHON -c BOOTSTRAP``; the bootstrap reads
+this file's source from stdin and runs it. Everything else (argv, environment,
+working directory, ranks, secrets) then travels as JSON lines on stdin, so no
+shell on the node ever sees it and no ``ps`` shows it.
+
+Life of an agent::
+
+    hello  ──> head          pid, hostname, python, torch present, a free port
+    spec   <── head          what to run (torchrun or a plain command)
+    start                    child in a new session, tagged SSHRUN_TAG=<tag>
+    output ──> head          framed chunks, tagged by global rank and stream
+    exited ──> head          exit code, per-rank failures, what the sweep killed
+
+Wire format, agent to head (stdout): frames of ``HEADER`` (kind, stream,
+source, length) and a payload. ``kind`` is ``b"O"`` for output (``stream`` 1
+or 2, ``source`` the global rank, or -1 for torchrun / the command itself) or
+``b"E"`` for a JSON event. Head to agent (stdin): one JSON object per line:
+``spec``, ``hb`` (heartbeat), ``stop`` (graceful) or ``kill`` (at once).
+
+Ranks report through a Unix socket in the agent's private directory: torchrun
+runs ``RANK_SHIM`` as each worker's entrypoint; the shim connects its stdout,
+stderr and a control stream to the agent (so every line carries its rank, and
+no worker inherits the SSH channel), then runs the user's script in process.
+
+Teardown never goes by process name. Every process of the job carries
+``SSHRUN_TAG`` (job, node and attempt) in its environment, and the agent is a
+child subreaper so that daemonized descendants come back to it; the sweep
+signals exactly the tagged processes and the agent's own descendants:
+SIGTERM (+SIGCONT for stopped ones), the grace period, then SIGKILL, then a
+check that none is left. Triggers: ``stop``/``kill`` from the head, stdin EOF
+(the head or its connection died), or no heartbeat for ``hb_timeout`` seconds.
+
+Keep this file compatible with Python 3.8: nodes may run an older Python.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+PROTOCOL_VERSION = 1
+
+# kind (1 byte), stream (1 byte), source (int32), payload length (uint32)
+HEADER = struct.Struct("!cBiI")
+KIND_OUTPUT = b"O"
+KIND_EVENT = b"E"
+SOURCE_LAUNCHER = -1  # torchrun itself, or the command of ``sshrun exec``
+
+# Runs under ``PYTHON -c``: reads an 8-hex-digit length, then exactly that
+# many bytes of agent source from fd 0 (unbuffered, so that nothing meant for
+# the agent is swallowed by a read-ahead buffer), and runs it.
+BOOTSTRAP = """\
+import os, sys
+def _read(n):
+    data = b""
+    while len(data) < n:
+        chunk = os.read(0, n - len(data))
+        if not chunk:
+            sys.exit(3)
+        data += chunk
+    return data
+_scope = {"__name__": "sshrun_agent"}
+exec(compile(_read(int(_read(8), 16)), "<sshrun-agent>", "exec"), _scope)
+sys.exit(_scope["main"]())
+"""
+
+READ_CHUNK = 65536
+# Output is buffered for the head up to this much; beyond it the agent stops
+# reading ranks' output (they block on write) but keeps serving control.
+OUT_HIGH_WATER = 8 * 1024 * 1024
+OUT_LOW_WATER = 1024 * 1024
+TICK = 0.1
+
+# torchrun's entrypoint for every worker. It runs inside the worker process
+# (which has torch), connects stdout, stderr and a control stream to the
+# agent, and runs the user's target in process so that the worker is the
+# user's program (debuggers, py-spy and torch see what they expect).
+RANK_SHIM = r'''
+import json, os, runpy, socket, sys, traceback
+
+def _connect(stream, rank, local_rank):
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(_path)
+    head = {"stream": stream, "rank": rank, "local_rank": local_rank, "pid": os.getpid()}
+    sock.sendall(json.dumps(head).encode() + b"\n")
+    return sock
+
+def _exit_code(exc):
+    code = exc.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF if code >= 0 else 1
+    print(code, file=sys.stderr)
+    return 1
+
+_path = os.environ.pop("SSHRUN_SOCK")
+_rank = int(os.environ.get("RANK", "-1"))
+_local_rank = int(os.environ.get("LOCAL_RANK", "-1"))
+_out = _connect(1, _rank, _local_rank)
+_err = _connect(2, _rank, _local_rank)
+_ctl = _connect(0, _rank, _local_rank)
+sys.stdout.flush()
+sys.stderr.flush()
+os.dup2(_out.fileno(), 1)
+os.dup2(_err.fileno(), 2)
+_out.close()
+_err.close()
+_mode, _target, *_args = sys.argv[1:]
+sys.argv = [_target, *_args]
+_code, _tb = 0, None
+try:
+    if _mode == "script":
+        sys.path[0] = os.path.dirname(os.path.abspath(_target))
+        runpy.run_path(_target, run_name="__main__")
+    elif _mode == "module":
+        sys.path[0] = os.getcwd()
+        runpy.run_module(_target, run_name="__main__", alter_sys=True)
+    else:
+        import subprocess
+        _code = subprocess.call([_target, *_args])
+        if _code < 0:
+            _code = 128 - _code
+except SystemExit as _exc:
+    _code = _exit_code(_exc)
+except BaseException:
+    _tb = traceback.format_exc()
+    traceback.print_exc()
+    _code = 1
+finally:
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except Exception:
+        pass
+    try:
+        _ctl.sendall(json.dumps({"exit": _code, "traceback": _tb}).encode() + b"\n")
+    except OSError:
+        pass
+sys.exit(_code)
+'''
+
+# Runs torchrun in process so that its per-rank failures (exit code, signal,
+# error file) reach the agent as data instead of as a log to parse.
+TORCHRUN_WRAPPER = r'''
+import json, os, sys
+_failures_path = os.environ.pop("SSHRUN_FAILURES")
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+from torch.distributed.run import main
+try:
+    main(sys.argv[1:])
+except ChildFailedError as exc:
+    failures = {}
+    for rank, failure in exc.failures.items():
+        failures[str(rank)] = {
+            "local_rank": failure.local_rank, "pid": failure.pid,
+            "exitcode": failure.exitcode, "timestamp": failure.timestamp,
+        }
+    with open(_failures_path, "w") as f:
+        json.dump(failures, f)
+    sys.exit(1)
+'''
+
+
+def encode_frame(kind: bytes, stream: int, source: int, payload: bytes) -> bytes:
+    return HEADER.pack(kind, stream, source, len(payload)) + payload
+
+
+def encode_event(event: dict[str, Any]) -> bytes:
+    return encode_frame(KIND_EVENT, 0, 0, json.dumps(event).encode())
+
+
+def exit_status(returncode: int) -> int:
+    """Shell-style status: 128+N for death by signal N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def _set_child_subreaper() -> bool:
+    """Make orphaned descendants (daemons) re-parent to this agent (Linux)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_child_subreaper = 36
+        return bool(libc.prctl(pr_set_child_subreaper, 1, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("", 0))
+        return int(sock.getsockname()[1])
+
+
+def find_job_processes(tag: str, root: int) -> list[int]:
+    """Live processes tagged ``SSHRUN_TAG=tag``, plus live descendants of ``root``.
+
+    Zombies are dead and left out; ``root`` itself is never included.
+    """
+    needle = b"\0SSHRUN_TAG=" + tag.encode() + b"\0"
+    uid = os.getuid()
+    parents: dict[int, int] = {}
+    tagged: set[int] = set()
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        pid = int(name)
+        try:
+            with open("/proc/%d/stat" % pid, "rb") as f:
+                stat = f.read()
+            # The command name may contain spaces and parentheses.
+            fields = stat[stat.rindex(b")") + 2 :].split()
+            if fields[0] == b"Z":
+                continue
+            parents[pid] = int(fields[1])
+            if os.stat("/proc/%d" % pid).st_uid != uid:
+                continue
+            with open("/proc/%d/environ" % pid, "rb") as f:
+                environ = b"\0" + f.read()
+            if needle in environ:
+                tagged.add(pid)
+        except (OSError, ValueError, IndexError):
+            continue
+    children: dict[int, list[int]] = {}
+    for pid, ppid in parents.items():
+        children.setdefault(ppid, []).append(pid)
+    stack = list(children.get(root, []))
+    while stack:
+        pid = stack.pop()
+        if pid not in tagged:
+            tagged.add(pid)
+            stack.extend(children.get(pid, []))
+    tagged.discard(root)
+    return sorted(tagged)
+
+
+def _signal_all(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+            if sig == signal.SIGTERM:
+                # A stopped process would hold SIGTERM pending forever.
+                os.kill(pid, signal.SIGCONT)
+        except OSError:
+            pass
+
+
+def _reap() -> None:
+    """Collect exit statuses of adopted orphans (we are their subreaper)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+class Agent:
+    def __init__(self) -> None:
+        self.sel = selectors.DefaultSelector()
+        self.out = bytearray()
+        self.out_closed = False
+        self.in_buf = b""
+        self.stdin_open = True
+        self.last_heard = time.monotonic()
+        self.spec: dict[str, Any] | None = None
+        self.child: subprocess.Popen[bytes] | None = None
+        self.child_code: int | None = None
+        self.tmpdir = tempfile.mkdtemp(prefix="sshrun-")
+        self.listener: socket.socket | None = None
+        self.readers: dict[int, tuple[Any, int, int]] = {}  # fd -> (file, stream, rank)
+        self.paused = False
+        self.conns: dict[int, dict[str, Any]] = {}  # fd -> shim connection state
+        self.rank_exits: dict[int, dict[str, Any]] = {}
+        self.stopping: str | None = None  # why teardown began
+        self.kill_deadline: float | None = None
+        self.hb_timeout = 30.0
+        self.grace = 10.0
+        self.tag = ""
+
+    # -- output to the head ------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        if self.out_closed:
+            return
+        self.out += data
+        self._want_write()
+
+    def event(self, kind: str, **fields: Any) -> None:
+        fields["type"] = kind
+        self.send(encode_event(fields))
+
+    def _want_write(self) -> None:
+        events = selectors.EVENT_WRITE
+        try:
+            self.sel.modify(1, events) if self._registered(1) else self.sel.register(1, events)
+        except (ValueError, KeyError, OSError):
+            pass
+
+    def _registered(self, fd: int) -> bool:
+        try:
+            self.sel.get_key(fd)
+            return True
+        except KeyError:
+            return False
+
+    def _flush_some(self) -> None:
+        try:
+            n = os.write(1, self.out[:1 << 20])
+        except BlockingIOError:
+            return
+        except OSError:
+            # The head is gone: nobody reads output any more.
+            self.out_closed = True
+            self.out.clear()
+            n = 0
+        del self.out[:n]
+        if not self.out and self._registered(1):
+            self.sel.unregister(1)
+        if self.paused and len(self.out) < OUT_LOW_WATER:
+            self._set_paused(False)
+
+    def _set_paused(self, paused: bool) -> None:
+        self.paused = paused
+        for fd in list(self.readers):
+            if paused and self._registered(fd):
+                self.sel.unregister(fd)
+            elif not paused and not self._registered(fd):
+                self.sel.register(fd, selectors.EVENT_READ)
+
+    def drain_output(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        os.set_blocking(1, True)
+        while self.out and not self.out_closed and time.monotonic() < deadline:
+            self._flush_some()
+
+    # -- inputs --------------------------------------------------------------
+
+    def _on_stdin(self) -> None:
+        try:
+            data = os.read(0, READ_CHUNK)
+        except OSError:
+            data = b""
+        if not data:
+            self.stdin_open = False
+            self.sel.unregister(0)
+            self.begin_stop("the head closed the connection")
+            return
+        self.last_heard = time.monotonic()
+        self.in_buf += data
+        while b"\n" in self.in_buf:
+            line, self.in_buf = self.in_buf.split(b"\n", 1)
+            if line.strip():
+                self._on_message(json.loads(line))
+
+    def _on_message(self, msg: dict[str, Any]) -> None:
+        kind = msg.get("type")
+        if kind == "spec" and self.spec is None:
+            self.spec = msg
+            self.start()
+        elif kind == "stop":
+            self.begin_stop(str(msg.get("reason", "stopped by the head")))
+        elif kind == "kill":
+            self.begin_stop(str(msg.get("reason", "killed by the head")), grace=0.0)
+
+    def _on_output(self, fd: int) -> None:
+        f, stream, rank = self.readers[fd]
+        try:
+            data = os.read(fd, READ_CHUNK)
+        except OSError:
+            data = b""
+        if data:
+            self.send(encode_frame(KIND_OUTPUT, stream, rank, data))
+            if len(self.out) > OUT_HIGH_WATER and not self.paused:
+                self._set_paused(True)
+            return
+        self._close_reader(fd)
+
+    def _close_reader(self, fd: int) -> None:
+        f, _, _ = self.readers.pop(fd)
+        if self._registered(fd):
+            self.sel.unregister(fd)
+        f.close()
+
+    def _on_accept(self) -> None:
+        assert self.listener is not None
+        try:
+            conn, _ = self.listener.accept()
+        except OSError:
+            return
+        conn.setblocking(False)
+        self.conns[conn.fileno()] = {"sock": conn, "buf": b"", "head": None}
+        self.sel.register(conn.fileno(), selectors.EVENT_READ)
+
+    def _on_conn(self, fd: int) -> None:
+        """A shim connection before its header line, or a control stream."""
+        state = self.conns[fd]
+        try:
+            data = state["sock"].recv(READ_CHUNK)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            state["buf"] += data
+        head = state["head"]
+        if head is None:
+            if b"\n" not in state["buf"]:
+                if data:
+                    return
+            else:
+                line, state["buf"] = state["buf"].split(b"\n", 1)
+                head = state["head"] = json.loads(line)
+                if head["stream"] in (1, 2):
+                    # From here on an output stream: hand it to the readers.
+                    del self.conns[fd]
+                    sock = state["sock"]
+                    self.readers[fd] = (sock, int(head["stream"]), int(head["rank"]))
+                    if state["buf"]:
+                        self.send(encode_frame(KIND_OUTPUT, head["stream"], head["rank"],
+                                               state["buf"]))
+                    if self.paused:
+                        self.sel.unregister(fd)
+                    return
+                self.event("rank_started", rank=head["rank"], local_rank=head["local_rank"],
+                           pid=head["pid"])
+        while head is not None and b"\n" in state["buf"]:
+            line, state["buf"] = state["buf"].split(b"\n", 1)
+            report = json.loads(line)
+            self.rank_exits[int(head["rank"])] = report
+            self.event("rank_exit", rank=head["rank"], local_rank=head["local_rank"],
+                       code=report.get("exit"), traceback=report.get("traceback"))
+        if not data:
+            self.sel.unregister(fd)
+            state["sock"].close()
+            del self.conns[fd]
+            if head is not None and int(head["rank"]) not in self.rank_exits:
+                # Died without reporting: a signal, os._exit, or a crash.
+                self.rank_exits[int(head["rank"])] = {"exit": None}
+                self.event("rank_exit", rank=head["rank"], local_rank=head["local_rank"],
+                           code=None, traceback=None)
+
+    # -- the job ---------------------------------------------------------------
+
+    def hello(self) -> None:
+        import platform
+        try:
+            import importlib.util
+            has_torch = importlib.util.find_spec("torch") is not None
+        except (ImportError, ValueError):
+            has_torch = False
+        self.event(
+            "hello", version=PROTOCOL_VERSION, pid=os.getpid(), hostname=socket.gethostname(),
+            python=sys.executable, python_version=platform.python_version(),
+            torch=has_torch, free_port=_free_port(), cwd=os.getcwd(),
+        )
+
+    def start(self) -> None:
+        spec = self.spec
+        assert spec is not None
+        self.tag = str(spec["tag"])
+        self.grace = float(spec.get("grace", self.grace))
+        self.hb_timeout = float(spec.get("hb_timeout", self.hb_timeout))
+        env = dict(os.environ)
+        env.update({str(k): str(v) for k, v in spec.get("env", {}).items()})
+        env["SSHRUN_TAG"] = self.tag
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        cwd = spec.get("cwd") or None
+        if cwd is not None and not os.path.isdir(cwd):
+            self.fail("working directory %s does not exist on this node" % cwd)
+            return
+        if spec["mode"] == "torchrun":
+            shim = os.path.join(self.tmpdir, "sshrun_rank.py")
+            wrapper = os.path.join(self.tmpdir, "sshrun_torchrun.py")
+            with open(shim, "w") as f:
+                f.write(RANK_SHIM)
+            with open(wrapper, "w") as f:
+                f.write(TORCHRUN_WRAPPER)
+            sock_path = os.path.join(self.tmpdir, "ranks.sock")
+            self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.listener.bind(sock_path)
+            self.listener.listen(256)
+            self.listener.setblocking(False)
+            self.sel.register(self.listener.fileno(), selectors.EVENT_READ)
+            # torchrun sets 1 anyway, and warns at length when it has to.
+            env.setdefault("OMP_NUM_THREADS", "1")
+            env["SSHRUN_SOCK"] = sock_path
+            env["SSHRUN_FAILURES"] = os.path.join(self.tmpdir, "failures.json")
+            argv = [sys.executable, wrapper, *spec["torchrun_args"], shim, *spec["target"]]
+        else:
+            argv = list(spec["argv"])
+        try:
+            self.child = subprocess.Popen(
+                argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, start_new_session=True, close_fds=True,
+            )
+        except OSError as exc:
+            self.fail("cannot start %s: %s" % (argv[0], exc.strerror or exc))
+            return
+        for f, stream in ((self.child.stdout, 1), (self.child.stderr, 2)):
+            assert f is not None
+            os.set_blocking(f.fileno(), False)
+            self.readers[f.fileno()] = (f, stream, SOURCE_LAUNCHER)
+            if not self.paused:
+                self.sel.register(f.fileno(), selectors.EVENT_READ)
+        self.event("started", pid=self.child.pid, argv0=argv[0])
+
+    def fail(self, message: str) -> None:
+        self.event("error", message=message)
+        self.child_code = 127
+        self.stopping = self.stopping or "error"
+
+    def begin_stop(self, reason: str, grace: float | None = None) -> None:
+        now = time.monotonic()
+        delay = self.grace if grace is None else grace
+        if self.stopping is None:
+            self.stopping = reason
+            self.event("stopping", reason=reason)
+            _signal_all(find_job_processes(self.tag, os.getpid()) if self.tag else [],
+                        signal.SIGTERM)
+            self.kill_deadline = now + delay
+        elif self.kill_deadline is None or now + delay < self.kill_deadline:
+            self.kill_deadline = now + delay
+
+    def sweep(self, grace: float) -> dict[str, int]:
+        """Stop every process of this job; return how many needed which signal."""
+        counts = {"terminated": 0, "killed": 0, "left": 0}
+        if not self.tag:
+            return counts
+        me = os.getpid()
+        pids = find_job_processes(self.tag, me)
+        counts["terminated"] = len(pids)
+        _signal_all(pids, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while pids and time.monotonic() < deadline:
+            self._pump(0.05)
+            _reap()
+            pids = find_job_processes(self.tag, me)
+        for _ in range(50):
+            if not pids:
+                break
+            counts["killed"] += len(pids)
+            _signal_all(pids, signal.SIGKILL)
+            time.sleep(0.02)
+            _reap()
+            pids = find_job_processes(self.tag, me)
+        counts["left"] = len(pids)
+        return counts
+
+    def _pump(self, timeout: float) -> None:
+        for key, _ in self.sel.select(timeout):
+            fd = key.fd
+            if fd == 0:
+                self._on_stdin()
+            elif fd == 1:
+                self._flush_some()
+            elif self.listener is not None and fd == self.listener.fileno():
+                self._on_accept()
+            elif fd in self.readers:
+                self._on_output(fd)
+            elif fd in self.conns:
+                self._on_conn(fd)
+
+    def run(self) -> int:
+        os.set_blocking(1, False)
+        self.sel.register(0, selectors.EVENT_READ)
+        self.hello()
+        while True:
+            self._pump(TICK)
+            _reap()
+            now = time.monotonic()
+            if self.stdin_open and now - self.last_heard > self.hb_timeout:
+                self.begin_stop("no heartbeat from the head for %.0fs" % self.hb_timeout)
+            if self.child is not None and self.child_code is None:
+                code = self.child.poll()
+                if code is not None:
+                    self.child_code = code
+            if self.kill_deadline is not None and now >= self.kill_deadline:
+                self.kill_deadline = None
+                _signal_all(find_job_processes(self.tag, os.getpid()), signal.SIGKILL)
+            if self.child_code is not None or (self.stopping and self.child is None):
+                break
+        return self.finish()
+
+    def finish(self) -> int:
+        # Output still in flight from ranks that already exited.
+        deadline = time.monotonic() + 2.0
+        while (self.readers or self.conns) and time.monotonic() < deadline:
+            self._pump(0.05)
+        remaining = 0.0
+        if self.kill_deadline is not None:
+            remaining = max(0.0, self.kill_deadline - time.monotonic())
+        swept = self.sweep(remaining if self.stopping else min(self.grace, 5.0))
+        deadline = time.monotonic() + 1.0
+        while (self.readers or self.conns) and time.monotonic() < deadline:
+            self._pump(0.05)
+        failures: dict[str, Any] = {}
+        failures_path = os.path.join(self.tmpdir, "failures.json")
+        if os.path.exists(failures_path):
+            try:
+                with open(failures_path) as f:
+                    failures = json.load(f)
+            except (OSError, ValueError):
+                failures = {}
+        code = self.child_code if self.child_code is not None else 0
+        self.event("exited", code=exit_status(code), failures=failures, stopped=self.stopping,
+                   swept=swept)
+        self.drain_output(5.0)
+        import shutil
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
+        return 0
+
+
+def main() -> int:
+    # A dead head must not kill us with SIGPIPE before we clean up.
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    _set_child_subreaper()
+    agent = Agent()
+    try:
+        return agent.run()
+    except BaseException:
+        # Whatever broke, the job's processes must not outlive the agent.
+        agent.sweep(0.0)
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

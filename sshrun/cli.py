@@ -1,0 +1,337 @@
+"""sshrun: run a PyTorch job on every node of a cluster over SSH, as one job.
+
+Usage::
+
+    sshrun [run] [OPTIONS] SCRIPT [SCRIPT_ARGS...]
+    sshrun exec  [OPTIONS] -- COMMAND [ARGS...]
+
+``sshrun -H hostfile train.py --epochs 3`` connects to every host in the
+hostfile (concurrently, with your OpenSSH config and known_hosts), starts a
+small agent on each node, and has it run ``torchrun`` with the node's rank,
+the node count and the rendezvous endpoint. Every line that any rank prints
+comes back prefixed with its node and global rank::
+
+    gpu01 r0 | epoch 1 loss 0.693
+    gpu02 r2 | epoch 1 loss 0.701
+
+The cluster is one job. When a rank exits non-zero or is killed, or a node is
+lost, sshrun stops every node (SIGTERM, a grace period, then SIGKILL of every
+process the job started, including daemons) and exits with that rank's exit
+status; a report on stderr names the host, node rank, rank, exit code or
+signal, and its traceback or last stderr lines. Ctrl-C stops every node
+gracefully and exits 130; a second Ctrl-C kills at once.
+
+Exit status: 0 every rank succeeded; N the first failing rank's code (128+S
+for signal S); 2 usage or configuration error; 130 interrupted; 255 SSH
+failure (connection, authentication, host key, lost node).
+
+Cluster (one of):
+
+``-H/--hostfile PATH``
+    One host per line: ``host``, ``host slots=N``, ``host:N``, ``user@host``,
+    ``[host]:port`` or ``host port=P``, ranges ``node[01-16]``; ``#`` comments.
+``--hosts LIST``
+    The same entries inline, comma separated: ``gpu[01-04]:8,gpu05:4``.
+``--local-cluster N``
+    N embedded SSH nodes on 127.0.0.2... inside sshrun: try it on one machine.
+
+torchrun's options keep torchrun's names and meanings: ``--nproc-per-node``
+(default: the host's slots, else 1), ``--nnodes N`` (use the first N hosts),
+``--rdzv-backend static|c10d`` (static: ranks in hostfile order),
+``--rdzv-endpoint``, ``--rdzv-id``, ``--rdzv-conf``, ``-m/--module``,
+``--no-python``.
+
+On the nodes: ``--python PATH`` (default ``python3``; it needs torch, not
+sshrun), ``--workdir DIR`` (default: the current directory), ``-x NAME`` to
+forward a variable from here, ``-x NAME=VALUE`` to set one, ``-x 'NCCL_*'``
+for every variable matching a pattern. The node's login environment is the
+base, as with plain ssh. Arguments, values and secrets travel over the SSH
+channel, never through a remote shell or a command line.
+
+SSH: ``--ssh-config PATH`` (default ``~/.ssh/config``: Host aliases, HostName,
+User, Port, IdentityFile, ProxyJump), ``--host-key-policy strict`` (default;
+also when the config says ``UserKnownHostsFile none``), ``accept-new`` or
+``insecure``. Never a password prompt.
+
+``--dry-run`` prints every node's plan (torchrun arguments, environment with
+secret-looking values redacted) and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import secrets
+import shlex
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from rich.console import Console
+
+from sshrun import errors
+from sshrun.errors import ConfigError, SshrunError
+from sshrun.hostfile import HostSpec, load_hostfile, parse_host_list
+from sshrun.output import Printer
+from sshrun.plan import (
+    JobConfig,
+    JobPlan,
+    Timeouts,
+    format_endpoint,
+    parse_endpoint,
+    parse_nproc,
+    plan_job,
+    redact,
+    resolve_env_flags,
+    target_args,
+    torchrun_args,
+)
+from sshrun.transport import HOST_KEY_POLICIES, HostKeyPolicy, SSHSettings
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """Everything the command line asked for, checked."""
+
+    config: JobConfig
+    ssh: SSHSettings
+    local_cluster: int | None
+    dry_run: bool
+    colour: bool | None
+    job_id: str
+
+
+def _positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {value!r}") from None
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
+    return number
+
+
+def build_parser(mode: str) -> argparse.ArgumentParser:
+    prog = "sshrun exec" if mode == "exec" else "sshrun"
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Run a PyTorch job (or, with exec, any command) on every node over SSH.",
+        allow_abbrev=False,
+    )
+    cluster = parser.add_argument_group("cluster (one of)")
+    pick = cluster.add_mutually_exclusive_group()
+    pick.add_argument("-H", "--hostfile", metavar="PATH", help="hostfile, one host per line")
+    pick.add_argument("--hosts", metavar="LIST", help="inline hosts: node1:4,gpu[01-08]:8")
+    pick.add_argument("--local-cluster", metavar="N", type=int,
+                      help="run on N embedded SSH nodes on 127.0.0.2, 127.0.0.3, ...")
+    if mode == "run":
+        tr = parser.add_argument_group("torchrun (same names and meanings)")
+        tr.add_argument("--nproc-per-node", "--nproc_per_node", metavar="N|auto|gpu|cpu")
+        tr.add_argument("--nnodes", metavar="N", help="use the first N hosts")
+        tr.add_argument("--rdzv-backend", "--rdzv_backend", default="static",
+                        choices=("static", "c10d"))
+        tr.add_argument("--rdzv-endpoint", "--rdzv_endpoint", metavar="HOST[:PORT]")
+        tr.add_argument("--rdzv-id", "--rdzv_id", metavar="ID")
+        tr.add_argument("--rdzv-conf", "--rdzv_conf", metavar="K=V,...")
+        tr.add_argument("-m", "--module", action="store_true", help="SCRIPT is a module name")
+        tr.add_argument("--no-python", "--no_python", action="store_true",
+                        help="SCRIPT is an executable, not a Python file")
+    nodes = parser.add_argument_group("on the nodes")
+    nodes.add_argument("--python", metavar="PATH",
+                       help="interpreter on the nodes (default python3; the embedded "
+                            "cluster uses this one)")
+    nodes.add_argument("--workdir", metavar="DIR", help="working directory (default: here)")
+    nodes.add_argument("-x", "--env", action="append", default=[], metavar="NAME[=VALUE]",
+                       help="forward or set an environment variable; NAME_* forwards a pattern")
+    ssh = parser.add_argument_group("ssh")
+    ssh.add_argument("--ssh-config", metavar="PATH", help="OpenSSH client config")
+    ssh.add_argument("--host-key-policy", default="strict", choices=HOST_KEY_POLICIES)
+    ssh.add_argument("--connect-timeout", type=_positive_float, default=Timeouts.connect,
+                     metavar="SECONDS")
+    ssh.add_argument("--max-handshakes", type=int, default=32, metavar="N",
+                     help="SSH handshakes in flight at once")
+    job = parser.add_argument_group("job")
+    job.add_argument("--grace-period", type=_positive_float, default=Timeouts.grace,
+                     metavar="SECONDS", help="SIGTERM to SIGKILL on the nodes")
+    job.add_argument("--heartbeat-timeout", type=_positive_float,
+                     default=Timeouts.heartbeat_timeout, metavar="SECONDS",
+                     help="agents stop the job when the head is silent this long")
+    job.add_argument("--dry-run", action="store_true", help="print every node's plan and exit")
+    job.add_argument("--color", "--colour", choices=("auto", "always", "never"), default="auto")
+    if mode == "exec":
+        parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
+    else:
+        parser.add_argument("script", metavar="SCRIPT")
+        parser.add_argument("script_args", nargs=argparse.REMAINDER, metavar="SCRIPT_ARGS")
+    return parser
+
+
+def _hosts(args: argparse.Namespace) -> tuple[HostSpec, ...]:
+    if args.hostfile is not None:
+        return tuple(load_hostfile(args.hostfile))
+    if args.hosts is not None:
+        return tuple(parse_host_list(args.hosts))
+    raise ConfigError(
+        "no cluster given: use -H/--hostfile PATH, --hosts LIST or --local-cluster N"
+    )
+
+
+def parse_invocation(argv: Sequence[str], environ: dict[str, str] | None = None) -> Invocation:
+    environ = dict(os.environ if environ is None else environ)
+    argv = list(argv)
+    mode = "run"
+    if argv and argv[0] in ("run", "exec"):
+        mode = argv.pop(0)
+    args = build_parser(mode).parse_args(argv)
+    if mode == "exec":
+        target = list(args.command)
+        if target and target[0] == "--":
+            target.pop(0)
+        if not target:
+            raise ConfigError("sshrun exec: no command given (sshrun exec [OPTIONS] -- COMMAND)")
+    else:
+        target = [args.script, *args.script_args]
+    if args.local_cluster is not None:
+        hosts: tuple[HostSpec, ...] = ()
+    else:
+        hosts = _hosts(args)
+    timeouts = Timeouts(
+        connect=args.connect_timeout, grace=args.grace_period,
+        heartbeat_timeout=args.heartbeat_timeout,
+    )
+    python = args.python or ("python3" if args.local_cluster is None else sys.executable)
+    config = JobConfig(
+        hosts=hosts,
+        target=tuple(target),
+        mode="exec" if mode == "exec" else "torchrun",
+        python=python,
+        workdir=args.workdir or os.getcwd(),
+        env=resolve_env_flags(args.env, environ),
+        timeouts=timeouts,
+    )
+    if mode == "run":
+        nnodes = None
+        if args.nnodes is not None:
+            if not args.nnodes.isdigit() or int(args.nnodes) < 1:
+                raise ConfigError(f"--nnodes: expected a positive integer, got {args.nnodes!r}")
+            nnodes = int(args.nnodes)
+        if args.rdzv_endpoint is not None:
+            parse_endpoint(args.rdzv_endpoint)
+        config = replace(
+            config,
+            nproc_per_node=parse_nproc(args.nproc_per_node) if args.nproc_per_node else None,
+            rdzv_backend=args.rdzv_backend,
+            rdzv_endpoint=args.rdzv_endpoint,
+            rdzv_id=args.rdzv_id,
+            rdzv_conf=args.rdzv_conf,
+            module=args.module,
+            no_python=args.no_python,
+        )
+        if nnodes is not None and hosts:
+            if nnodes > len(hosts):
+                raise ConfigError(f"--nnodes {nnodes}: only {len(hosts)} hosts given")
+            config = replace(config, hosts=hosts[:nnodes])
+    if args.local_cluster is not None and args.local_cluster < 1:
+        raise ConfigError(f"--local-cluster: expected at least 1 node, got {args.local_cluster}")
+    if args.max_handshakes < 1:
+        raise ConfigError(f"--max-handshakes: expected at least 1, got {args.max_handshakes}")
+    policy: HostKeyPolicy = args.host_key_policy
+    ssh = SSHSettings(
+        config_paths=(args.ssh_config,) if args.ssh_config else None,
+        host_key_policy=policy,
+        timeouts=timeouts,
+        max_handshakes=args.max_handshakes,
+    )
+    colour = {"auto": None, "always": True, "never": False}[args.color]
+    job_id = args.rdzv_id if mode == "run" and args.rdzv_id else new_job_id()
+    return Invocation(config, ssh, args.local_cluster, args.dry_run, colour, job_id)
+
+
+def new_job_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
+
+def render_dry_run(plan: JobPlan) -> str:
+    config = plan.config
+    first = plan.nodes[0]
+    if config.rdzv_endpoint:
+        endpoint = parse_endpoint(config.rdzv_endpoint)
+    else:
+        endpoint = (first.host.host, None)
+    out = [f"job {plan.job_id}: {len(plan.nodes)} nodes, "
+           f"world size {plan.world_size if plan.world_size is not None else 'decided at launch'}"]
+    if config.mode == "torchrun":
+        out.append(f"rendezvous: {config.rdzv_backend} at {format_endpoint(*endpoint)}")
+    for node in plan.nodes:
+        ranks = node.ranks
+        shown = (f"ranks {ranks.start}-{ranks.stop - 1}" if ranks is not None
+                 else f"{node.nproc} processes")
+        out.append(f"node {node.index}: {node.host.label} ({shown})")
+        if config.mode == "torchrun":
+            argv = ["torchrun", *torchrun_args(plan, node, endpoint, node.host.host),
+                    *target_args(config)[1:]]
+        else:
+            argv = list(config.target)
+        out.append(f"  python:  {config.python}")
+        out.append(f"  workdir: {config.workdir}")
+        out.append(f"  run:     {shlex.join(argv)}")
+        for name, value in redact(node.env):
+            out.append(f"  env:     {name}={value}")
+    return "\n".join(out) + "\n"
+
+
+async def _launch(inv: Invocation) -> int:
+    from sshrun import report
+    from sshrun.local_cluster import local_cluster
+    from sshrun.supervisor import Supervisor
+
+    console = Console(stderr=True, highlight=False, soft_wrap=True,
+                      force_terminal=inv.colour, no_color=inv.colour is False)
+    config, ssh = inv.config, inv.ssh
+    async with contextlib.AsyncExitStack() as stack:
+        if inv.local_cluster is not None:
+            cluster = await stack.enter_async_context(local_cluster(inv.local_cluster))
+            config = replace(config, hosts=cluster.hosts)
+            ssh = replace(ssh, config_paths=(cluster.ssh_config,),
+                          known_hosts=(cluster.known_hosts,), host_key_policy="strict")
+        plan = plan_job(config, inv.job_id)
+        printer = Printer(
+            colour=inv.colour, host_width=max(len(n.host.label) for n in plan.nodes),
+            rank_width=len(f"r{(plan.world_size or 1) - 1}"),
+            launcher_label="torchrun" if config.mode == "torchrun" else "",
+        )
+        supervisor = Supervisor(plan, ssh, printer)
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGINT, supervisor.interrupt)
+        loop.add_signal_handler(signal.SIGTERM, supervisor.interrupt)
+        try:
+            outcome = await supervisor.run()
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+            loop.remove_signal_handler(signal.SIGTERM)
+        printer.flush_all()
+        report.render(outcome, console)
+        return outcome.exit_code
+
+
+def run(argv: Sequence[str]) -> int:
+    try:
+        inv = parse_invocation(argv)
+        if inv.dry_run:
+            if inv.local_cluster is not None:
+                hosts = tuple(HostSpec(f"node{k + 1}") for k in range(inv.local_cluster))
+                inv = replace(inv, config=replace(inv.config, hosts=hosts))
+            sys.stdout.write(render_dry_run(plan_job(inv.config, inv.job_id)))
+            return errors.EXIT_OK
+        return asyncio.run(_launch(inv))
+    except SshrunError as exc:
+        print(f"sshrun: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    sys.exit(run(sys.argv[1:] if argv is None else argv))

@@ -1,0 +1,135 @@
+"""An embedded cluster: N SSH nodes on 127.0.0.2, 127.0.0.3, ... inside sshrun.
+
+``sshrun --local-cluster N train.py`` tries sshrun without any machine: each
+node is an asyncssh server on its own loopback address with a throwaway host
+key, accepting one throwaway client key. sshrun writes a temporary
+known_hosts and an ssh config (``Host node1`` -> ``HostName 127.0.0.2``) and
+then connects through exactly the code path of a real cluster: the config
+alias, strict host-key checking, the bootstrap, the agent.
+
+A node runs each exec request as ``/bin/sh -c COMMAND`` in a new session, as
+sshd does, with the head's environment as the login environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import socket
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncssh
+
+from sshrun.errors import ConfigError
+from sshrun.hostfile import HostSpec
+
+MAX_NODES = 250  # 127.0.0.2 .. 127.0.0.251
+
+
+@dataclass(frozen=True)
+class LocalCluster:
+    hosts: tuple[HostSpec, ...]
+    ssh_config: str
+    known_hosts: str
+    client_key: str
+
+
+class _NodeServer(asyncssh.SSHServer):
+    def __init__(self, client_key: asyncssh.SSHKey) -> None:
+        self._client_key = client_key
+
+    def begin_auth(self, username: str) -> bool:
+        return True
+
+    def password_auth_supported(self) -> bool:
+        return False
+
+    def public_key_auth_supported(self) -> bool:
+        return True
+
+    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        return bool(key == self._client_key)
+
+
+async def _run_command(process: asyncssh.SSHServerProcess[bytes]) -> None:
+    command = process.command
+    if not command:
+        process.stderr.write(b"the embedded nodes run commands, not shells\n")
+        process.exit(1)
+        return
+    proc = await asyncio.create_subprocess_exec(
+        "/bin/sh", "-c", command,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, start_new_session=True,
+    )
+    try:
+        await process.redirect(stdin=proc.stdin, stdout=proc.stdout, stderr=proc.stderr)
+        status = await proc.wait()
+        await process.drain()
+    except (asyncssh.Error, OSError, BrokenPipeError):
+        status = await proc.wait()
+    process.exit(status if status >= 0 else 128 - status)
+
+
+def _free_port(addresses: list[str]) -> int:
+    """A port free on every node address (one port keeps the config short)."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind((addresses[0], 0))
+            port = int(probe.getsockname()[1])
+        try:
+            for addr in addresses[1:]:
+                with socket.socket() as s:
+                    s.bind((addr, port))
+        except OSError:
+            continue
+        return port
+    raise ConfigError("--local-cluster: no port is free on every loopback address")
+
+
+@contextlib.asynccontextmanager
+async def local_cluster(n: int) -> AsyncIterator[LocalCluster]:
+    if not 1 <= n <= MAX_NODES:
+        raise ConfigError(f"--local-cluster: expected 1 to {MAX_NODES} nodes, got {n}")
+    addresses = [f"127.0.0.{k + 2}" for k in range(n)]
+    client_key = asyncssh.generate_private_key("ssh-ed25519")
+    with tempfile.TemporaryDirectory(prefix="sshrun-local-") as tmp:
+        key_path = Path(tmp, "id_ed25519")
+        key_path.write_bytes(client_key.export_private_key())
+        key_path.chmod(0o600)
+        port = _free_port(addresses)
+        servers: list[asyncssh.SSHAcceptor] = []
+        known_lines: list[str] = []
+        config_lines: list[str] = []
+        user = getpass.getuser()
+        public = client_key.convert_to_public()
+        try:
+            for k, addr in enumerate(addresses):
+                host_key = asyncssh.generate_private_key("ssh-ed25519")
+                known_lines.append(
+                    f"[{addr}]:{port} {host_key.export_public_key().decode().strip()}"
+                )
+                config_lines += [
+                    f"Host node{k + 1}", f"  HostName {addr}", f"  Port {port}",
+                    f"  User {user}", f"  IdentityFile {key_path}", "",
+                ]
+                servers.append(await asyncssh.listen(
+                    addr, port, server_host_keys=[host_key],
+                    server_factory=lambda: _NodeServer(public),
+                    process_factory=_run_command, encoding=None,
+                    allow_scp=False, agent_forwarding=False,
+                ))
+            known = Path(tmp, "known_hosts")
+            known.write_text("\n".join(known_lines) + "\n")
+            config = Path(tmp, "ssh_config")
+            config.write_text("\n".join(config_lines))
+            hosts = tuple(HostSpec(f"node{k + 1}", where="--local-cluster") for k in range(n))
+            yield LocalCluster(hosts, str(config), str(known), str(key_path))
+        finally:
+            for server in servers:
+                server.close()
+            await asyncio.gather(*(s.wait_closed() for s in servers), return_exceptions=True)

@@ -1,0 +1,218 @@
+"""The launch plan: what every node runs, computed without any I/O.
+
+Input is a ``JobConfig`` (what the user asked for, already parsed); output is
+a ``JobPlan`` with one ``NodePlan`` per host. Node rank is the host's position
+in the hostfile. With the default static rendezvous, global ranks follow
+hostfile order (node i holds ranks ``offset_i .. offset_i + nproc_i - 1``, as
+torchrun's static rendezvous assigns them); ``--rdzv-backend c10d`` lets the
+rendezvous decide and passes ``--local-addr`` so that every node advertises
+an address the others can route to.
+
+The rendezvous endpoint is the first node, at a port that node's agent found
+free, unless the user gave ``--rdzv-endpoint``. The port is only known once
+the agents say hello, so ``torchrun_args`` takes the endpoint as an argument;
+``--dry-run`` shows it as ``<free port>``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from sshrun.errors import ConfigError
+from sshrun.hostfile import HostSpec
+
+Mode = Literal["torchrun", "exec"]
+
+# Variable names whose values sshrun never prints (dry run, reports).
+SECRET_NAME = re.compile(
+    r"(KEY|TOKEN|SECRET|PASSW(OR)?D|CREDENTIAL|AUTH|COOKIE|PRIVATE|SESSION)", re.IGNORECASE
+)
+REDACTED = "<redacted>"
+
+NPROC_WORDS = ("auto", "cpu", "gpu", "xpu")
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Every bound sshrun puts on waiting, in seconds, as one value."""
+
+    connect: float = 15.0  # TCP connect plus SSH handshake and login
+    keepalive_interval: float = 5.0  # SSH keepalive requests to each node
+    keepalive_count_max: int = 3  # unanswered keepalives before a node is lost
+    heartbeat: float = 2.0  # head -> agent heartbeat period
+    heartbeat_timeout: float = 20.0  # agent tears down after this much silence
+    grace: float = 10.0  # SIGTERM -> SIGKILL on the nodes
+    hello: float = 60.0  # agent start-up on a node (Python start, torch lookup)
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    hosts: tuple[HostSpec, ...]
+    target: tuple[str, ...]  # script and its args, or a command and its args
+    mode: Mode = "torchrun"
+    module: bool = False
+    no_python: bool = False
+    nproc_per_node: str | None = None  # None: the host's slots, else 1
+    rdzv_backend: str = "static"
+    rdzv_endpoint: str | None = None
+    rdzv_id: str | None = None
+    rdzv_conf: str | None = None
+    python: str = "python3"
+    workdir: str | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    timeouts: Timeouts = field(default_factory=Timeouts)
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    index: int  # node rank
+    host: HostSpec
+    nproc: str  # an integer, or one of torchrun's words (auto, cpu, gpu)
+    first_rank: int | None  # None when ranks are not known before launch
+    env: tuple[tuple[str, str], ...]
+    tag: str  # SSHRUN_TAG: job, node and attempt; the teardown's only key
+
+    @property
+    def ranks(self) -> range | None:
+        if self.first_rank is None or not self.nproc.isdigit():
+            return None
+        return range(self.first_rank, self.first_rank + int(self.nproc))
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    config: JobConfig
+    job_id: str
+    attempt: int
+    nodes: tuple[NodePlan, ...]
+
+    @property
+    def world_size(self) -> int | None:
+        sizes = [n.nproc for n in self.nodes]
+        return sum(int(s) for s in sizes) if all(s.isdigit() for s in sizes) else None
+
+
+def parse_nproc(value: str, source: str = "--nproc-per-node") -> str:
+    value = value.strip()
+    if value in NPROC_WORDS:
+        return value
+    if value.isdigit() and int(value) >= 1:
+        return str(int(value))
+    raise ConfigError(f"{source}: expected a positive integer or one of "
+                      f"{', '.join(NPROC_WORDS)}, got {value!r}")
+
+
+def parse_endpoint(value: str, source: str = "--rdzv-endpoint") -> tuple[str, int | None]:
+    """``host``, ``host:port`` or ``[v6addr]:port``."""
+    value = value.strip()
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\](?::(\d+))?|([A-Za-z0-9._-]+)(?::(\d+))?", value)
+    if not match:
+        raise ConfigError(f"{source}: expected HOST[:PORT], got {value!r}")
+    host = match.group(1) or match.group(3)
+    port_text = match.group(2) or match.group(4)
+    port = int(port_text) if port_text else None
+    if port is not None and not 1 <= port <= 65535:
+        raise ConfigError(f"{source}: port {port} is out of range 1-65535")
+    return host, port
+
+
+def format_endpoint(host: str, port: int | None) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"{shown}:{port}" if port is not None else f"{shown}:<free port>"
+
+
+def is_secret(name: str) -> bool:
+    return bool(SECRET_NAME.search(name))
+
+
+def redact(env: Mapping[str, str] | Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    items = env.items() if isinstance(env, Mapping) else env
+    return [(k, REDACTED if is_secret(k) else v) for k, v in items]
+
+
+def resolve_env_flags(flags: Sequence[str], head_env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """``-x NAME=VALUE`` sets, ``-x NAME`` forwards the head's value, ``-x 'P_*'`` globs."""
+    out: dict[str, str] = {}
+    for flag in flags:
+        name, sep, value = flag.partition("=")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*|[A-Za-z0-9_*?\[\]]+", name):
+            raise ConfigError(f"-x/--env: {flag!r}: expected NAME, NAME=VALUE or a NAME_* pattern")
+        if sep:
+            if any(c in name for c in "*?["):
+                raise ConfigError(f"-x/--env: {flag!r}: a pattern cannot take a value")
+            out[name] = value
+        elif any(c in name for c in "*?["):
+            for key in sorted(head_env):
+                if fnmatch.fnmatchcase(key, name):
+                    out[key] = head_env[key]
+        elif name in head_env:
+            out[name] = head_env[name]
+        else:
+            raise ConfigError(f"-x/--env: {name} is not set on the head; use -x {name}=VALUE")
+    return tuple(out.items())
+
+
+def plan_job(config: JobConfig, job_id: str, attempt: int = 0) -> JobPlan:
+    if not config.hosts:
+        raise ConfigError("no hosts to run on")
+    if not config.target:
+        raise ConfigError("nothing to run: give a script (or, for sshrun exec, a command)")
+    if config.rdzv_backend not in ("static", "c10d"):
+        raise ConfigError(
+            f"--rdzv-backend: expected static or c10d, got {config.rdzv_backend!r}"
+        )
+    nodes: list[NodePlan] = []
+    offset: int | None = 0
+    for index, host in enumerate(config.hosts):
+        if config.nproc_per_node is not None:
+            nproc = config.nproc_per_node
+        else:
+            nproc = str(host.slots) if host.slots else "1"
+        deterministic = config.rdzv_backend == "static" and offset is not None
+        first = offset if deterministic else None
+        offset = offset + int(nproc) if offset is not None and nproc.isdigit() else None
+        env = (
+            *config.env,
+            ("SSHRUN_JOB_ID", job_id),
+            ("SSHRUN_NODE_RANK", str(index)),
+            ("SSHRUN_NNODES", str(len(config.hosts))),
+            ("SSHRUN_HOST", host.label),
+            ("SSHRUN_ATTEMPT", str(attempt)),
+        )
+        nodes.append(NodePlan(index, host, nproc, first, env, f"{job_id}.{index}.{attempt}"))
+    return JobPlan(config, job_id, attempt, tuple(nodes))
+
+
+def torchrun_args(
+    plan: JobPlan, node: NodePlan, endpoint: tuple[str, int | None], local_addr: str | None,
+) -> list[str]:
+    """torchrun's own arguments for one node (before the entrypoint)."""
+    config = plan.config
+    args = [
+        "--nnodes", str(len(plan.nodes)),
+        "--nproc-per-node", node.nproc,
+        "--rdzv-backend", config.rdzv_backend,
+        "--rdzv-endpoint", format_endpoint(*endpoint),
+        "--rdzv-id", config.rdzv_id or plan.job_id,
+        # sshrun, not torchrun, owns restarts: they must span the cluster.
+        "--max-restarts", "0",
+        "--monitor-interval", "0.1",
+        "--shutdown-timeout", str(max(1, int(config.timeouts.grace))),
+    ]
+    if config.rdzv_backend == "static":
+        args += ["--node-rank", str(node.index)]
+    elif local_addr:
+        args += ["--local-addr", local_addr]
+    if config.rdzv_conf:
+        args += ["--rdzv-conf", config.rdzv_conf]
+    return args
+
+
+def target_args(config: JobConfig) -> list[str]:
+    """What the rank shim runs: a mode word, then the target and its args."""
+    mode = "module" if config.module else "exec" if config.no_python else "script"
+    return [mode, *config.target]

@@ -1,0 +1,75 @@
+"""The final report: what failed first, where, and how.
+
+Rendered with rich on stderr. Remote text (last lines, tracebacks) goes in as
+``rich.text.Text`` so that nothing a rank printed is read as markup, and its
+colour escapes are removed so that the report is plain in a log file.
+"""
+
+from __future__ import annotations
+
+import re
+
+from rich.console import Console
+from rich.text import Text
+
+from sshrun.supervisor import Failure, Outcome
+
+_SGR = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def describe(failure: Failure) -> str:
+    """One line: host, node rank, rank, and how it ended."""
+    parts = [f"{failure.host} (node {failure.node})"]
+    if failure.rank is not None and failure.reason != "launcher":
+        parts.append(f"rank {failure.rank}")
+        if failure.local_rank is not None:
+            parts[-1] += f" (local rank {failure.local_rank})"
+    if failure.reason == "lost":
+        how = failure.message or "connection lost"
+    elif failure.reason == "error":
+        how = failure.message
+    elif failure.signal_name:
+        how = f"killed by {failure.signal_name} (exit status {failure.code})"
+    elif failure.code is not None:
+        how = f"exited with code {failure.code}"
+        if failure.message:
+            how += f": {failure.message}"
+    else:
+        how = "died without an exit status"
+    return ", ".join(parts) + ": " + how
+
+
+def render(outcome: Outcome, console: Console) -> None:
+    failure = outcome.first_failure
+    if outcome.interrupted:
+        console.print(Text(f"sshrun: interrupted after {outcome.elapsed:.1f}s; every node stopped",
+                           style="yellow"))
+    if failure is None:
+        if not outcome.interrupted:
+            nodes = len(outcome.nodes)
+            console.print(Text(
+                f"sshrun: job finished on {nodes} node{'s' * (nodes != 1)} "
+                f"in {outcome.elapsed:.1f}s", style="green",
+            ))
+        _survivors(outcome, console)
+        return
+    console.print(Text("sshrun: first failure: ", style="bold red") + Text(describe(failure)))
+    if failure.traceback:
+        console.print(Text("traceback:", style="bold"))
+        console.print(Text(_SGR.sub("", failure.traceback.rstrip()), style="dim"))
+    elif failure.tail:
+        console.print(Text("last lines of its stderr:", style="bold"))
+        for line in failure.tail:
+            console.print(Text("  " + _SGR.sub("", line), style="dim"))
+    _survivors(outcome, console)
+    console.print(Text(f"sshrun: exit status {outcome.exit_code}", style="bold"))
+
+
+def _survivors(outcome: Outcome, console: Console) -> None:
+    for node in outcome.nodes:
+        left = node.swept.get("left", 0)
+        if left:
+            console.print(Text(
+                f"sshrun: WARNING: {left} process(es) of the job could not be killed on "
+                f"{node.plan.host.label}", style="bold red",
+            ))

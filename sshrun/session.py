@@ -1,0 +1,154 @@
+"""The head's side of one node agent: start it, speak its protocol.
+
+``AgentSession.start`` runs the constant bootstrap over SSH and sends the
+agent's own source on stdin, then waits for its ``hello``. ``pump`` reads
+frames until the channel closes, handing output and events to callbacks.
+Nothing user-controlled is ever part of the remote command line: only the
+interpreter path (``--python``), quoted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shlex
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+
+from sshrun import agent
+from sshrun.errors import AgentError
+
+AGENT_SOURCE = Path(agent.__file__).read_bytes()
+
+OutputCallback = Callable[[int, int, bytes], None]  # rank, stream, data
+EventCallback = Callable[[dict[str, Any]], None]
+
+
+def remote_command(python: str) -> str:
+    """The one shell command sshrun runs on a node: the interpreter and the bootstrap."""
+    if python.startswith("~/"):
+        # Let the node's shell expand the home directory, and nothing else.
+        exe = "~/" + shlex.quote(python[2:])
+    else:
+        exe = shlex.quote(python)
+    return f"exec {exe} -c {shlex.quote(agent.BOOTSTRAP)}"
+
+
+class AgentSession:
+    def __init__(self, conn: asyncssh.SSHClientConnection, label: str, python: str) -> None:
+        self.conn = conn
+        self.label = label
+        self.python = python
+        self.process: asyncssh.SSHClientProcess[bytes] | None = None
+        self.hello: dict[str, Any] = {}
+        self._buf = bytearray()
+        self._stderr = bytearray()
+        self._events: list[dict[str, Any]] = []
+
+    async def start(self, timeout: float) -> dict[str, Any]:
+        """Run the agent on the node; return its hello."""
+        try:
+            self.process = await self.conn.create_process(
+                remote_command(self.python), encoding=None
+            )
+        except (asyncssh.Error, OSError) as exc:
+            raise AgentError(self.label, f"cannot open a session: {exc}") from None
+        self.process.stdin.write(b"%08x" % len(AGENT_SOURCE) + AGENT_SOURCE)
+        try:
+            async with asyncio.timeout(timeout):
+                while not self._events:
+                    data = await self.process.stdout.read(65536)
+                    if not data:
+                        raise AgentError(self.label, await self._why_dead())
+                    self._buf += data
+                    self._parse(None, None)
+        except TimeoutError:
+            raise AgentError(
+                self.label, f"agent did not start within {timeout:.0f}s ({self.python})"
+            ) from None
+        hello = self._events.pop(0)
+        if hello.get("type") != "hello":
+            raise AgentError(self.label, f"unexpected first message from agent: {hello}")
+        self.hello = hello
+        return hello
+
+    async def _why_dead(self) -> str:
+        assert self.process is not None
+        try:
+            async with asyncio.timeout(5):
+                err = await self.process.stderr.read()
+                await self.process.wait_closed()
+        except (TimeoutError, asyncssh.Error, OSError):
+            err = b""
+        status = self.process.exit_status
+        text = err.decode("utf-8", "replace").strip()
+        if status == 127:
+            return f"interpreter {self.python!r} not found on the node (--python): {text}"
+        last = text.splitlines()[-1] if text else "no output"
+        return f"agent exited before saying hello (status {status}): {last}"
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Queue one control message; a closed channel is the caller's signal, not an error."""
+        if self.process is None:
+            return
+        try:
+            self.process.stdin.write(json.dumps(message).encode() + b"\n")
+        except (asyncssh.Error, OSError, BrokenPipeError):
+            pass
+
+    async def pump(self, on_output: OutputCallback, on_event: EventCallback) -> str | None:
+        """Read frames until the channel closes; return the agent's stderr, if any."""
+        assert self.process is not None
+        for event in self._events:
+            on_event(event)
+        self._events.clear()
+        stdout = self.process.stdout
+        try:
+            while True:
+                data = await stdout.read(65536)
+                if not data:
+                    break
+                self._buf += data
+                self._parse(on_output, on_event)
+        except (asyncssh.Error, OSError):
+            pass
+        try:
+            async with asyncio.timeout(2):
+                err = await self.process.stderr.read()
+        except (TimeoutError, asyncssh.Error, OSError):
+            err = b""
+        return err.decode("utf-8", "replace").strip() or None
+
+    def _parse(self, on_output: OutputCallback | None, on_event: EventCallback | None) -> None:
+        buf = self._buf
+        size = agent.HEADER.size
+        pos = 0
+        while len(buf) - pos >= size:
+            kind, stream, source, length = agent.HEADER.unpack_from(buf, pos)
+            end = pos + size + length
+            if len(buf) < end:
+                break
+            payload = bytes(buf[pos + size : end])
+            pos = end
+            if kind == agent.KIND_OUTPUT:
+                if on_output is not None:
+                    on_output(source, stream, payload)
+            elif kind == agent.KIND_EVENT:
+                event = json.loads(payload)
+                if on_event is not None and not self._events:
+                    on_event(event)
+                else:
+                    self._events.append(event)
+            else:
+                raise AgentError(self.label, f"agent protocol error: frame kind {kind!r}")
+        del buf[:pos]
+
+    def close(self) -> None:
+        if self.process is not None:
+            try:
+                self.process.stdin.write_eof()
+            except (asyncssh.Error, OSError):
+                pass

@@ -1,0 +1,381 @@
+"""Run one job across the cluster as a gang.
+
+Phases, each bounded in time::
+
+    connect   every node at once (handshakes bounded by a semaphore)
+    start     an agent per node; each says hello (node 0's hello gives the port)
+    run       specs out, output and events in, heartbeats out
+    stop      on the first failure, Ctrl-C or a lost node: "stop" to every
+              agent, which terminates its tree within the grace period
+    close     connections closed; an agent that did not answer still tears
+              down on its own when its stdin closes
+
+Node states: connecting -> starting -> running -> exited | lost, with
+stopping in between when the job is being stopped. The job's outcome is the
+first failure that reached the head before the stop began; what survivors
+report while being stopped ("connection closed by peer") is secondary and
+left out of the report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import signal
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sshrun import errors
+from sshrun.errors import SSHError
+from sshrun.output import Printer
+from sshrun.plan import JobPlan, NodePlan, target_args, torchrun_args
+from sshrun.session import AgentSession
+from sshrun.transport import NodeConnection, SSHSettings, connect
+
+
+class NodeState(enum.Enum):
+    CONNECTING = "connecting"
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    EXITED = "exited"
+    LOST = "lost"
+
+
+@dataclass
+class Failure:
+    """The first thing that went wrong, as the report shows it."""
+
+    node: int
+    host: str
+    reason: str  # "exit", "signal", "lost", "error", "launcher"
+    rank: int | None = None
+    local_rank: int | None = None
+    code: int | None = None  # shell-style status (128+N for a signal)
+    message: str = ""
+    traceback: str | None = None
+    tail: list[str] = field(default_factory=list)
+
+    @property
+    def signal_name(self) -> str | None:
+        if self.code is not None and self.code > 128:
+            try:
+                return signal.Signals(self.code - 128).name
+            except ValueError:
+                return None
+        return None
+
+
+@dataclass
+class NodeStatus:
+    plan: NodePlan
+    state: NodeState = NodeState.CONNECTING
+    conn: NodeConnection | None = None
+    session: AgentSession | None = None
+    exit_code: int | None = None
+    swept: dict[str, int] = field(default_factory=dict)
+    ranks_seen: set[int] = field(default_factory=set)
+    rank_codes: dict[int, int | None] = field(default_factory=dict)
+    local_ranks: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    exit_code: int
+    first_failure: Failure | None
+    nodes: list[NodeStatus]
+    interrupted: bool
+    elapsed: float
+
+
+class Supervisor:
+    def __init__(self, plan: JobPlan, ssh: SSHSettings, printer: Printer) -> None:
+        self.plan = plan
+        self.ssh = ssh
+        self.printer = printer
+        self.nodes = [NodeStatus(n) for n in plan.nodes]
+        self.first_failure: Failure | None = None
+        self.stop_reason: str | None = None
+        self.interrupted = False
+        self._stop_event = asyncio.Event()
+        self._kill = False
+        self._started = time.monotonic()
+
+    # -- requests from outside (signal handlers) -----------------------------
+
+    def interrupt(self) -> None:
+        """Ctrl-C: the first stops gracefully, the second kills at once."""
+        if self.interrupted:
+            self.printer.message("second interrupt: killing every node's processes now")
+            self._kill = True
+            for node in self.nodes:
+                if node.session is not None:
+                    node.session.send({"type": "kill", "reason": "interrupted twice"})
+            return
+        self.interrupted = True
+        self.printer.message(
+            "interrupted: stopping every node (Ctrl-C again to kill at once)"
+        )
+        self.stop("interrupted by the user")
+
+    def stop(self, reason: str) -> None:
+        if self.stop_reason is not None:
+            return
+        self.stop_reason = reason
+        self._stop_event.set()
+        for node in self.nodes:
+            if node.session is not None and node.state in (NodeState.RUNNING, NodeState.STARTING):
+                node.state = NodeState.STOPPING
+                node.session.send({"type": "stop", "reason": reason})
+
+    # -- the run ------------------------------------------------------------------
+
+    async def run(self) -> Outcome:
+        try:
+            await self._connect_all()
+            if self.stop_reason is None:
+                await self._start_all()
+            if self.stop_reason is None:
+                await self._run_all()
+        finally:
+            for node in self.nodes:
+                if node.session is not None:
+                    node.session.close()
+                if node.conn is not None:
+                    node.conn.conn.close()
+            await asyncio.gather(
+                *(n.conn.conn.wait_closed() for n in self.nodes if n.conn is not None),
+                return_exceptions=True,
+            )
+        return Outcome(
+            self._exit_code(), self.first_failure, self.nodes, self.interrupted,
+            time.monotonic() - self._started,
+        )
+
+    def _exit_code(self) -> int:
+        if self.interrupted:
+            return errors.EXIT_INTERRUPTED
+        failure = self.first_failure
+        if failure is None:
+            return errors.EXIT_OK
+        if failure.reason == "lost":
+            return errors.EXIT_SSH
+        if failure.reason == "error":
+            return errors.EXIT_USAGE
+        return failure.code if failure.code else errors.EXIT_FAILURE
+
+    async def _connect_all(self) -> None:
+        limit = asyncio.Semaphore(self.ssh.max_handshakes)
+        failures: list[SSHError] = []
+
+        async def one(node: NodeStatus) -> None:
+            try:
+                node.conn = await connect(node.plan.host, self.ssh, limit)
+            except SSHError as exc:
+                failures.append(exc)
+
+        await self._until_stopped(asyncio.gather(*(one(n) for n in self.nodes)))
+        if failures:
+            failures.sort(key=lambda e: [n.plan.host.label for n in self.nodes].index(e.host))
+            raise _many(failures)
+
+    async def _start_all(self) -> None:
+        python = self.plan.config.python
+        failures: list[SSHError] = []
+
+        async def one(node: NodeStatus) -> None:
+            assert node.conn is not None
+            node.state = NodeState.STARTING
+            node.session = AgentSession(node.conn.conn, node.plan.host.label, python)
+            try:
+                hello = await node.session.start(self.plan.config.timeouts.hello)
+            except SSHError as exc:
+                failures.append(exc)
+                return
+            if self.plan.config.mode == "torchrun" and not hello.get("torch"):
+                failures.append(errors.AgentError(
+                    node.plan.host.label,
+                    f"torch is not installed for {hello.get('python')} on this node "
+                    "(install it there, or point --python at an interpreter that has it)",
+                ))
+
+        await self._until_stopped(asyncio.gather(*(one(n) for n in self.nodes)))
+        if failures:
+            for node in self.nodes:
+                if node.session is not None:
+                    node.session.send({"type": "stop", "reason": "launch failed"})
+            raise _many(failures)
+
+    def endpoint(self) -> tuple[str, int | None]:
+        config = self.plan.config
+        if config.rdzv_endpoint:
+            from sshrun.plan import parse_endpoint
+
+            host, port = parse_endpoint(config.rdzv_endpoint)
+            return host, port if port is not None else 29400
+        first = self.nodes[0]
+        assert first.conn is not None and first.session is not None
+        return first.conn.address, int(first.session.hello["free_port"])
+
+    def spec(self, node: NodeStatus, endpoint: tuple[str, int | None]) -> dict[str, Any]:
+        config = self.plan.config
+        t = config.timeouts
+        spec: dict[str, Any] = {
+            "type": "spec",
+            "mode": config.mode,
+            "tag": node.plan.tag,
+            "env": dict(node.plan.env),
+            "cwd": config.workdir,
+            "grace": t.grace,
+            "hb_timeout": t.heartbeat_timeout,
+        }
+        if config.mode == "torchrun":
+            assert node.conn is not None
+            spec["torchrun_args"] = torchrun_args(
+                self.plan, node.plan, endpoint, node.conn.address
+            )
+            spec["target"] = target_args(config)
+        else:
+            spec["argv"] = list(config.target)
+        return spec
+
+    async def _run_all(self) -> None:
+        endpoint = self.endpoint()
+        for node in self.nodes:
+            assert node.session is not None
+            node.state = NodeState.RUNNING
+            node.session.send(self.spec(node, endpoint))
+        async with asyncio.TaskGroup() as tg:
+            beat = tg.create_task(self._heartbeats())
+            await asyncio.gather(*(self._pump(node) for node in self.nodes))
+            beat.cancel()
+
+    async def _heartbeats(self) -> None:
+        period = self.plan.config.timeouts.heartbeat
+        while True:
+            await asyncio.sleep(period)
+            for node in self.nodes:
+                if node.session is not None and node.state in (NodeState.RUNNING, NodeState.STOPPING):
+                    node.session.send({"type": "hb"})
+
+    async def _pump(self, node: NodeStatus) -> None:
+        assert node.session is not None
+        label = node.plan.host.label
+        index = node.plan.index
+
+        def on_output(rank: int, stream: int, data: bytes) -> None:
+            self.printer.feed(index, label, rank, stream, data)
+
+        def on_event(event: dict[str, Any]) -> None:
+            self._on_event(node, event)
+
+        stop_budget = self.plan.config.timeouts.grace + 15.0
+        pump = asyncio.ensure_future(node.session.pump(on_output, on_event))
+        try:
+            # While the job runs the pump may take as long as the job; once a
+            # stop begins, the node has the grace period plus a margin.
+            stop_wait = asyncio.ensure_future(self._stop_event.wait())
+            done, _ = await asyncio.wait({pump, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            stop_wait.cancel()
+            if pump not in done:
+                try:
+                    async with asyncio.timeout(stop_budget):
+                        await asyncio.shield(pump)
+                except TimeoutError:
+                    self.printer.message(
+                        f"{label}: agent did not confirm the stop within {stop_budget:.0f}s; "
+                        "closing its connection (it tears down on its own)"
+                    )
+            stderr = await pump if pump.done() else None
+        finally:
+            if not pump.done():
+                pump.cancel()
+        self.printer.flush_node(index)
+        if node.state not in (NodeState.EXITED,):
+            node.state = NodeState.LOST
+            detail = f": {stderr.splitlines()[-1]}" if stderr else ""
+            self._fail(Failure(index, label, "lost", message=f"connection to the agent lost{detail}"))
+
+    def _on_event(self, node: NodeStatus, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        index = node.plan.index
+        label = node.plan.host.label
+        if kind == "rank_started":
+            node.ranks_seen.add(int(event["rank"]))
+            node.local_ranks[int(event["rank"])] = int(event["local_rank"])
+        elif kind == "rank_exit":
+            rank = int(event["rank"])
+            code = event.get("code")
+            node.rank_codes[rank] = code
+            if code != 0:
+                self._fail(Failure(
+                    index, label, "exit" if code is not None else "signal", rank=rank,
+                    local_rank=int(event["local_rank"]), code=code,
+                    traceback=event.get("traceback"), tail=self.printer.tail(index, rank),
+                ))
+        elif kind == "error":
+            self._fail(Failure(index, label, "error", message=str(event.get("message"))))
+        elif kind == "exited":
+            node.state = NodeState.EXITED
+            node.exit_code = int(event.get("code", 0))
+            node.swept = dict(event.get("swept") or {})
+            self._on_exited(node, event)
+
+    def _on_exited(self, node: NodeStatus, event: dict[str, Any]) -> None:
+        index = node.plan.index
+        label = node.plan.host.label
+        failures: dict[str, Any] = event.get("failures") or {}
+        first = self.first_failure
+        if first is not None and first.node == index and first.code is None:
+            # A rank that died without reporting: torchrun knows its signal.
+            info = failures.get(str(first.rank))
+            if info and info.get("exitcode") is not None:
+                code = int(info["exitcode"])
+                first.code = 128 - code if code < 0 else code
+            first.tail = self.printer.tail(index, first.rank if first.rank is not None else -1)
+        code = node.exit_code or 0
+        if code != 0 and event.get("stopped") is None:
+            if self.plan.config.mode == "exec":
+                self._fail(Failure(index, label, "exit", code=code, rank=index,
+                                   tail=self.printer.tail(index, -1)))
+            else:
+                self._fail(Failure(index, label, "launcher", code=code,
+                                   message="torchrun failed before or outside the ranks",
+                                   tail=self.printer.tail(index, -1)))
+        elif code == 0 and self.first_failure is None and self._all_exited():
+            pass
+
+    def _all_exited(self) -> bool:
+        return all(n.state == NodeState.EXITED for n in self.nodes)
+
+    def _fail(self, failure: Failure) -> None:
+        if self.first_failure is None and self.stop_reason is None:
+            self.first_failure = failure
+            where = f"rank {failure.rank}" if failure.rank is not None else "node"
+            self.stop(f"{failure.host} {where} failed")
+        elif self.first_failure is None and self.stop_reason is not None and not self.interrupted:
+            # Failures after a stop request that was not a failure (none yet).
+            pass
+
+    async def _until_stopped(self, work: asyncio.Future[Any] | Any) -> None:
+        task = asyncio.ensure_future(work)
+        stop_wait = asyncio.ensure_future(self._stop_event.wait())
+        try:
+            await asyncio.wait({task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop_wait.cancel()
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+
+def _many(failures: Sequence[SSHError]) -> SSHError:
+    """One error for the user: the first, and how many more there were."""
+    first = failures[0]
+    if len(failures) == 1:
+        return first
+    others = ", ".join(f.host for f in failures[1:])
+    error = type(first)(first.host, f"{first.message} (and {len(failures) - 1} more: {others})")
+    return error

@@ -1,0 +1,201 @@
+"""SSH connections to the nodes: the only module that talks to asyncssh's client.
+
+Options are built once per host, explicitly:
+
+- the user's OpenSSH config (``--ssh-config``, default ``~/.ssh/config``)
+  supplies Host aliases, HostName, User, Port, IdentityFile and ProxyJump;
+- host keys are always checked against known_hosts files, including when the
+  config says ``UserKnownHostsFile none`` (asyncssh would then check nothing).
+  ``--host-key-policy`` decides what happens to a key that is not there:
+  ``strict`` refuses it, ``accept-new`` records a key for a host that has
+  none (OpenSSH's ``StrictHostKeyChecking accept-new``) but still refuses a
+  changed one, and ``insecure`` checks nothing (and says so);
+- agent forwarding off, keepalives on, connect and login timeouts, no
+  password or keyboard-interactive prompts (a prompt would hang a cluster).
+
+Every failure becomes an ``SSHError`` that names the host and says what to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import asyncssh
+
+from sshrun.errors import AuthError, ConnectError, HostKeyError, SSHError
+from sshrun.hostfile import HostSpec
+from sshrun.plan import Timeouts
+
+HostKeyPolicy = Literal["strict", "accept-new", "insecure"]
+HOST_KEY_POLICIES: tuple[HostKeyPolicy, ...] = ("strict", "accept-new", "insecure")
+
+DEFAULT_SSH_CONFIG = Path("~/.ssh/config")
+DEFAULT_KNOWN_HOSTS = (Path("~/.ssh/known_hosts"), Path("/etc/ssh/ssh_known_hosts"))
+
+
+@dataclass(frozen=True)
+class SSHSettings:
+    config_paths: tuple[str, ...] | None = None  # None: ~/.ssh/config when it exists
+    host_key_policy: HostKeyPolicy = "strict"
+    known_hosts: tuple[str, ...] | None = None  # None: from the config, else the defaults
+    identity_files: tuple[str, ...] | None = None  # None: the config's, else asyncssh's
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    max_handshakes: int = 32  # concurrent handshakes: head CPU and sshd MaxStartups
+
+
+class _Client(asyncssh.SSHClient):
+    """Sees the key a node offered, and applies accept-new."""
+
+    def __init__(self, policy: HostKeyPolicy, known_hosts: Sequence[str]) -> None:
+        self.policy = policy
+        self.known_hosts = known_hosts
+        self.offered: asyncssh.SSHKey | None = None
+        self.known_keys: list[asyncssh.SSHKey] = []
+
+    def validate_host_public_key(
+        self, host: str, addr: str, port: int, key: asyncssh.SSHKey
+    ) -> bool:
+        self.offered = key
+        existing = [p for p in self.known_hosts if os.path.isfile(p)]
+        if existing:
+            matched = asyncssh.read_known_hosts(existing).match(
+                host, addr, port if port != 22 else None
+            )
+            self.known_keys = list(matched[0])
+        if self.policy != "accept-new" or self.known_keys:
+            return False
+        entry_host = host if port == 22 else f"[{host}]:{port}"
+        target = Path(self.known_hosts[0]).expanduser()
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with target.open("a") as f:
+            f.write(f"{entry_host} {key.export_public_key().decode().strip()}\n")
+        return True
+
+
+def _fingerprint(key: asyncssh.SSHKey | None) -> str:
+    return key.get_fingerprint("sha256") if key is not None else "(unknown)"
+
+
+def _known_hosts_files(configured: Sequence[str] | None) -> list[str]:
+    paths = list(configured) if configured else [str(p) for p in DEFAULT_KNOWN_HOSTS]
+    return [os.path.expanduser(p) for p in paths]
+
+
+async def _options(
+    host: HostSpec, settings: SSHSettings
+) -> tuple[asyncssh.SSHClientConnectionOptions, list[str]]:
+    config: Sequence[str] | None
+    if settings.config_paths is not None:
+        config = [os.path.expanduser(p) for p in settings.config_paths]
+        for path in config:
+            if not os.path.isfile(path):
+                raise ConnectError(host.label, f"ssh config file not found: {path}")
+    else:
+        default = DEFAULT_SSH_CONFIG.expanduser()
+        config = [str(default)] if default.is_file() else []
+    t = settings.timeouts
+    kwargs: dict[str, object] = {
+        "config": config,
+        "agent_forwarding": False,
+        "keepalive_interval": t.keepalive_interval,
+        "keepalive_count_max": t.keepalive_count_max,
+        "connect_timeout": t.connect,
+        "login_timeout": t.connect,
+        "password_auth": False,
+        "kbdint_auth": False,
+        "request_pty": False,
+    }
+    if host.user:
+        kwargs["username"] = host.user
+    if host.port:
+        kwargs["port"] = host.port
+    if settings.identity_files is not None:
+        kwargs["client_keys"] = list(settings.identity_files)
+    try:
+        options = await asyncssh.SSHClientConnectionOptions.construct(host=host.host, **kwargs)
+    except (OSError, ValueError, asyncssh.Error) as exc:
+        raise ConnectError(host.label, f"bad ssh options: {exc}") from None
+    if settings.known_hosts is not None:
+        known = _known_hosts_files(settings.known_hosts)
+    else:
+        # asyncssh's options hold the config's UserKnownHostsFile, or None for
+        # "none": we check against the default files then, never nothing.
+        configured = options.known_hosts
+        files = configured if isinstance(configured, list | tuple) and configured else None
+        known = _known_hosts_files([str(f) for f in files] if files else None)
+    return options, known
+
+
+@dataclass
+class NodeConnection:
+    conn: asyncssh.SSHClientConnection
+    address: str  # where the other nodes can reach this one (rendezvous, --local-addr)
+
+
+async def connect(
+    host: HostSpec, settings: SSHSettings, limit: asyncio.Semaphore | None = None
+) -> NodeConnection:
+    """One logged-in connection to ``host``, or an ``SSHError`` saying why not."""
+    options, known = await _options(host, settings)
+    policy = settings.host_key_policy
+    client = _Client(policy, known)
+    known_arg: list[str] | None = [p for p in known if os.path.isfile(p)]
+    if policy == "insecure":
+        known_arg = None
+    try:
+        async with limit if limit is not None else _NullLimit():
+            conn, _ = await asyncssh.create_connection(
+                lambda: client, host.host, options=options, known_hosts=known_arg
+            )
+    except asyncssh.HostKeyNotVerifiable:
+        if client.known_keys:
+            raise HostKeyError(
+                host.label,
+                f"host key has CHANGED (offered {_fingerprint(client.offered)}, "
+                f"known_hosts has {', '.join(_fingerprint(k) for k in client.known_keys)}); "
+                "if the node was reinstalled, remove its old line with "
+                f"`ssh-keygen -R {host.host}` and connect once to check the new key",
+            ) from None
+        raise HostKeyError(
+            host.label,
+            f"host key {_fingerprint(client.offered)} is not in known_hosts "
+            f"({', '.join(known) or 'none'}); check it and add it with "
+            f"`ssh-keyscan {'-p ' + str(options.port) + ' ' if options.port != 22 else ''}"
+            f"{options.host} >> ~/.ssh/known_hosts`, or run with --host-key-policy accept-new",
+        ) from None
+    except asyncssh.PermissionDenied:
+        raise AuthError(
+            host.label,
+            f"permission denied for user {options.username!r}: no key was accepted "
+            "(check IdentityFile, the ssh agent, and the node's authorized_keys)",
+        ) from None
+    except (TimeoutError, asyncio.TimeoutError):
+        raise ConnectError(
+            host.label, f"timed out after {settings.timeouts.connect:.0f}s connecting or logging in"
+        ) from None
+    except (OSError, socket.gaierror) as exc:
+        reason = exc.strerror or str(exc)
+        raise ConnectError(host.label, f"cannot connect to {options.host}:{options.port}: {reason}") from None
+    except asyncssh.Error as exc:
+        raise SSHError(host.label, f"SSH failed: {exc.reason}") from None
+    address = str(options.host)
+    peer = conn.get_extra_info("peername")
+    if options.tunnel is None and isinstance(peer, tuple) and peer:
+        # The address we reached is one the cluster can route to; an ssh
+        # alias or a name only the head resolves might not be.
+        address = str(peer[0])
+    return NodeConnection(conn, address)
+
+
+class _NullLimit:
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
