@@ -88,7 +88,7 @@ TICK = 0.1
 # agent, and runs the user's target in process so that the worker is the
 # user's program (debuggers, py-spy and torch see what they expect).
 RANK_SHIM = r'''
-import json, os, runpy, socket, sys, traceback
+import json, os, runpy, signal, socket, sys, traceback
 
 def _connect(stream, rank, local_rank):
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -96,6 +96,12 @@ def _connect(stream, rank, local_rank):
     head = {"stream": stream, "rank": rank, "local_rank": local_rank, "pid": os.getpid()}
     sock.sendall(json.dumps(head).encode() + b"\n")
     return sock
+
+def _report(**fields):
+    try:
+        _ctl.sendall(json.dumps(fields).encode() + b"\n")
+    except OSError:
+        pass
 
 def _exit_code(exc):
     code = exc.code
@@ -106,6 +112,38 @@ def _exit_code(exc):
     print(code, file=sys.stderr)
     return 1
 
+def _run_target():
+    mode, target, *args = sys.argv[1:]
+    sys.argv = [target, *args]
+    code = 0
+    try:
+        if mode == "script":
+            sys.path[0] = os.path.dirname(os.path.abspath(target))
+            runpy.run_path(target, run_name="__main__")
+        elif mode == "module":
+            sys.path[0] = os.getcwd()
+            runpy.run_module(target, run_name="__main__", alter_sys=True)
+        else:
+            os.execvp(target, [target, *args])
+    except SystemExit as exc:
+        code = _exit_code(exc)
+    except BaseException:
+        etype, value, tb = sys.exc_info()
+        # Start the traceback at the user's code, not at this shim and runpy.
+        while tb is not None and tb.tb_frame.f_code.co_filename in _OURS:
+            tb = tb.tb_next
+        text = "".join(traceback.format_exception(etype, value, tb))
+        _report(traceback=text)
+        sys.stderr.write(text)
+        code = 1
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except Exception:
+        pass
+    return code
+
+_OURS = {__file__, runpy.__file__, "<frozen runpy>"}
 _path = os.environ.pop("SSHRUN_SOCK")
 _rank = int(os.environ.get("RANK", "-1"))
 _local_rank = int(os.environ.get("LOCAL_RANK", "-1"))
@@ -118,38 +156,33 @@ os.dup2(_out.fileno(), 1)
 os.dup2(_err.fileno(), 2)
 _out.close()
 _err.close()
-_mode, _target, *_args = sys.argv[1:]
-sys.argv = [_target, *_args]
-_code, _tb = 0, None
-try:
-    if _mode == "script":
-        sys.path[0] = os.path.dirname(os.path.abspath(_target))
-        runpy.run_path(_target, run_name="__main__")
-    elif _mode == "module":
-        sys.path[0] = os.getcwd()
-        runpy.run_module(_target, run_name="__main__", alter_sys=True)
-    else:
-        import subprocess
-        _code = subprocess.call([_target, *_args])
-        if _code < 0:
-            _code = 128 - _code
-except SystemExit as _exc:
-    _code = _exit_code(_exc)
-except BaseException:
-    _tb = traceback.format_exc()
-    traceback.print_exc()
-    _code = 1
-finally:
+# The rank runs in a child so that this process outlives it and reports its
+# exact status, signal deaths included. Both are in the worker's process
+# group, so torchrun's killpg reaches the rank; this parent only waits.
+_child = os.fork()
+if _child == 0:
+    sys.exit(_run_target())
+for _sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
+    signal.signal(_sig, signal.SIG_IGN)
+_report(pid=_child)
+while True:
     try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except Exception:
-        pass
+        _, _status = os.waitpid(_child, 0)
+        break
+    except InterruptedError:
+        continue
+if os.WIFSIGNALED(_status):
+    _signum = os.WTERMSIG(_status)
+    _report(exit=128 + _signum, signal=_signum)
+    # Die the same way, so that torchrun records the same failure.
     try:
-        _ctl.sendall(json.dumps({"exit": _code, "traceback": _tb}).encode() + b"\n")
-    except OSError:
+        signal.signal(_signum, signal.SIG_DFL)
+    except (OSError, ValueError):
         pass
-sys.exit(_code)
+    os.kill(os.getpid(), _signum)
+_code = os.WEXITSTATUS(_status) if os.WIFEXITED(_status) else 1
+_report(exit=_code)
+os._exit(_code)
 '''
 
 # Runs torchrun in process so that its per-rank failures (exit code, signal,
@@ -159,8 +192,12 @@ import json, os, sys
 _failures_path = os.environ.pop("SSHRUN_FAILURES")
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.run import main
+from torch.distributed.elastic.multiprocessing.api import SignalException
 try:
     main(sys.argv[1:])
+except SignalException as exc:
+    # Stopped by the agent: the agent reports that, not a traceback.
+    sys.exit(128 + int(exc.sigval))
 except ChildFailedError as exc:
     failures = {}
     for rank, failure in exc.failures.items():
@@ -441,9 +478,13 @@ class Agent:
         while head is not None and b"\n" in state["buf"]:
             line, state["buf"] = state["buf"].split(b"\n", 1)
             report = json.loads(line)
-            self.rank_exits[int(head["rank"])] = report
-            self.event("rank_exit", rank=head["rank"], local_rank=head["local_rank"],
-                       code=report.get("exit"), traceback=report.get("traceback"))
+            if "traceback" in report:
+                state["traceback"] = report["traceback"]
+            if "exit" in report:
+                self.rank_exits[int(head["rank"])] = report
+                self.event("rank_exit", rank=head["rank"], local_rank=head["local_rank"],
+                           code=report["exit"], signal=report.get("signal"),
+                           traceback=state.get("traceback"))
         if not data:
             self.sel.unregister(fd)
             state["sock"].close()
@@ -452,7 +493,7 @@ class Agent:
                 # Died without reporting: a signal, os._exit, or a crash.
                 self.rank_exits[int(head["rank"])] = {"exit": None}
                 self.event("rank_exit", rank=head["rank"], local_rank=head["local_rank"],
-                           code=None, traceback=None)
+                           code=None, traceback=state.get("traceback"))
 
     # -- the job ---------------------------------------------------------------
 

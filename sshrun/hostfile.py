@@ -184,7 +184,8 @@ def _parse_group(pattern: str, start: int, close: int) -> list[_Range]:
         if ch not in _RANGE_CHARS:
             raise HostlistError(
                 j,
-                f"invalid character {ch!r} in range {pattern[start : close + 1]!r}: "
+                f"invalid character {ch!r} in range {pattern[start : close + 1]!r} of "
+                f"{pattern!r}: "
                 "expected digits, ',' or '-' as in [01-16] or [1,3,5-7]",
             )
     if close == start + 1:
@@ -277,16 +278,18 @@ def _number(text: str) -> int | None:
 
 
 def _check_name(name: str, at: int, what: str, allowed: frozenset[str], hint: str) -> None:
-    """Reject a name with a character outside ``allowed`` or a leading '-'."""
+    """Reject a name with a leading '-' or a character outside ``allowed``."""
+    # The leading '-' first: "-oProxyCommand=..." is an injection attempt,
+    # and naming its '=' would hide that.
+    if name.startswith("-"):
+        raise _LineError(
+            at, f"{what} may not start with '-' (ssh would read it as an option), got {name!r}"
+        )
     for j, ch in enumerate(name):
         if ch not in allowed:
             raise _LineError(
                 at + j, f"invalid character {ch!r} in {what} {name!r}: expected {hint}"
             )
-    if name.startswith("-"):
-        raise _LineError(
-            at, f"{what} may not start with '-' (ssh would read it as an option), got {name!r}"
-        )
 
 
 def _check_user(name: str, at: int, token: str) -> None:
@@ -299,6 +302,11 @@ def _check_host_pattern(pattern: str, at: int, token: str) -> list[str]:
     """Validate a host name that may hold ranges, and expand it."""
     if not pattern:
         raise _LineError(at, f"expected a host name, got {token!r}")
+    if pattern.startswith("-"):
+        raise _LineError(
+            at,
+            f"host name may not start with '-' (ssh would read it as an option), got {pattern!r}",
+        )
     depth = 0
     for j, ch in enumerate(pattern):
         if ch == "[":
@@ -311,11 +319,6 @@ def _check_host_pattern(pattern: str, at: int, token: str) -> list[str]:
                 f"invalid character {ch!r} in host name {pattern!r}: expected letters, "
                 "digits, '-', '.', '_' or a range like node[01-16]",
             )
-    if pattern.startswith("-"):
-        raise _LineError(
-            at,
-            f"host name may not start with '-' (ssh would read it as an option), got {pattern!r}",
-        )
     try:
         return expand_hostlist(pattern)
     except HostlistError as err:
@@ -407,19 +410,21 @@ def _parse_plain(rest: str, at: int, token: str) -> _Entry:
             colon = j
             break
     pattern = rest if colon < 0 else rest[:colon]
-    hosts = _check_host_pattern(pattern, at, token)
-    entry = _Entry(hosts=hosts, host_at=at)
-    if colon < 0:
-        return entry
-
     slots_text = rest[colon + 1 :]
-    slots_at = at + colon + 1
-    if ":" in slots_text:
+    # Before the host check, so that a bare IPv6 address such as ::1 gets
+    # this hint rather than "expected a host name".
+    if colon >= 0 and ":" in slots_text:
         raise _LineError(
             at + colon,
             f"expected host:N with N the number of slots, got {token!r}: an IPv6 address "
             "or a port is written in brackets, as in [::1] or [host]:2222",
         )
+    hosts = _check_host_pattern(pattern, at, token)
+    entry = _Entry(hosts=hosts, host_at=at)
+    if colon < 0:
+        return entry
+
+    slots_at = at + colon + 1
     slots = _number(slots_text)
     if slots is None or slots < 1:
         raise _LineError(

@@ -73,6 +73,8 @@ async def _run_command(process: asyncssh.SSHServerProcess[bytes]) -> None:
     except (asyncssh.Error, OSError, BrokenPipeError):
         status = await proc.wait()
     process.exit(status if status >= 0 else 128 - status)
+    with contextlib.suppress(asyncssh.Error, OSError):
+        await process.wait_closed()
 
 
 def _free_port(addresses: list[str]) -> int:

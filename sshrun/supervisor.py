@@ -141,7 +141,8 @@ class Supervisor:
                 await self._run_all()
         finally:
             for node in self.nodes:
-                if node.session is not None:
+                if node.session is not None and node.state != NodeState.EXITED:
+                    # EOF tells an agent that is still running to tear down.
                     node.session.close()
                 if node.conn is not None:
                     node.conn.conn.close()
