@@ -295,17 +295,6 @@ def _signal_all(pids: list[int], sig: int) -> None:
             pass
 
 
-def _reap() -> None:
-    """Collect exit statuses of adopted orphans (we are their subreaper)."""
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-
-
 class Agent:
     def __init__(self) -> None:
         self.sel = selectors.DefaultSelector()
@@ -328,6 +317,25 @@ class Agent:
         self.hb_timeout = 30.0
         self.grace = 10.0
         self.tag = ""
+
+    def reap(self) -> None:
+        """Collect exit statuses: our child's, and adopted orphans' (we are their subreaper).
+
+        Popen.poll() cannot be used: waitpid(-1) here would steal its status.
+        """
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if self.child is not None and pid == self.child.pid:
+                if os.WIFSIGNALED(status):
+                    self.child_code = -os.WTERMSIG(status)
+                else:
+                    self.child_code = os.WEXITSTATUS(status)
+                self.child.returncode = self.child_code
 
     # -- output to the head ------------------------------------------------
 
@@ -589,7 +597,7 @@ class Agent:
         deadline = time.monotonic() + grace
         while pids and time.monotonic() < deadline:
             self._pump(0.05)
-            _reap()
+            self.reap()
             pids = find_job_processes(self.tag, me)
         for _ in range(50):
             if not pids:
@@ -597,7 +605,7 @@ class Agent:
             counts["killed"] += len(pids)
             _signal_all(pids, signal.SIGKILL)
             time.sleep(0.02)
-            _reap()
+            self.reap()
             pids = find_job_processes(self.tag, me)
         counts["left"] = len(pids)
         return counts
@@ -622,14 +630,10 @@ class Agent:
         self.hello()
         while True:
             self._pump(TICK)
-            _reap()
+            self.reap()
             now = time.monotonic()
             if self.stdin_open and now - self.last_heard > self.hb_timeout:
                 self.begin_stop("no heartbeat from the head for %.0fs" % self.hb_timeout)
-            if self.child is not None and self.child_code is None:
-                code = self.child.poll()
-                if code is not None:
-                    self.child_code = code
             if self.kill_deadline is not None and now >= self.kill_deadline:
                 self.kill_deadline = None
                 _signal_all(find_job_processes(self.tag, os.getpid()), signal.SIGKILL)

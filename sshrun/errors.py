@@ -6,7 +6,8 @@ line the user sees (no traceback)::
 
     SshrunError                      (1)
     ├── ConfigError                  (2)  bad flag, hostfile, value
-    │   └── LocationError            (2)  ... with file:line:column
+    │   ├── LocationError            (2)  ... with file:line:column
+    │   └── NodeSetupError           (2)  a node lacks the interpreter, torch, ...
     ├── SSHError                     (255) a node could not be reached
     │   ├── ConnectError             (255) refused, unreachable, timed out
     │   ├── AuthError                (255) no accepted key
@@ -47,6 +48,15 @@ class LocationError(ConfigError):
         self.column = column
         self.message = message
         super().__init__(f"{source}:{line}:{column}: {message}")
+
+
+class NodeSetupError(ConfigError):
+    """A node is reachable but not set up as configured (no interpreter, no torch)."""
+
+    def __init__(self, host: str, message: str) -> None:
+        self.host = host
+        self.message = message
+        super().__init__(f"{host}: {message}")
 
 
 class SSHError(SshrunError):

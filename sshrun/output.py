@@ -121,7 +121,10 @@ class Printer:
         if cached is not None:
             return cached
         label = f"r{rank}" if rank >= 0 else self.launcher_label
-        text = f"{host:<{self.host_width}} {label:<{self.rank_width}} |"
+        if label:
+            text = f"{host:<{self.host_width}} {label:<{self.rank_width}} |"
+        else:
+            text = f"{host:<{self.host_width}} |"
         if self.colour:
             text = f"\x1b[{_COLOURS[node % len(_COLOURS)]}m{text}\x1b[0m"
         self._prefixes[key] = text + " "

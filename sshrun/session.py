@@ -19,7 +19,7 @@ from typing import Any
 import asyncssh
 
 from sshrun import agent
-from sshrun.errors import AgentError
+from sshrun.errors import AgentError, NodeSetupError
 
 AGENT_SOURCE = Path(agent.__file__).read_bytes()
 
@@ -62,7 +62,7 @@ class AgentSession:
                 while not self._events:
                     data = await self.process.stdout.read(65536)
                     if not data:
-                        raise AgentError(self.label, await self._why_dead())
+                        await self._raise_dead()
                     self._buf += data
                     self._parse(None, None)
         except TimeoutError:
@@ -75,7 +75,7 @@ class AgentSession:
         self.hello = hello
         return hello
 
-    async def _why_dead(self) -> str:
+    async def _raise_dead(self) -> None:
         assert self.process is not None
         try:
             async with asyncio.timeout(5):
@@ -85,10 +85,12 @@ class AgentSession:
             err = b""
         status = self.process.exit_status
         text = err.decode("utf-8", "replace").strip()
-        if status == 127:
-            return f"interpreter {self.python!r} not found on the node (--python): {text}"
+        if status in (126, 127):
+            raise NodeSetupError(
+                self.label, f"cannot run interpreter {self.python!r} (--python): {text}"
+            )
         last = text.splitlines()[-1] if text else "no output"
-        return f"agent exited before saying hello (status {status}): {last}"
+        raise AgentError(self.label, f"agent exited before saying hello (status {status}): {last}")
 
     def send(self, message: dict[str, Any]) -> None:
         """Queue one control message; a closed channel is the caller's signal, not an error."""

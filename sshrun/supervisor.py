@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sshrun import errors
-from sshrun.errors import SSHError
+from sshrun.errors import NodeSetupError, SSHError
 from sshrun.output import Printer
 from sshrun.plan import JobPlan, NodePlan, target_args, torchrun_args
 from sshrun.session import AgentSession
@@ -179,12 +179,11 @@ class Supervisor:
 
         await self._until_stopped(asyncio.gather(*(one(n) for n in self.nodes)))
         if failures:
-            failures.sort(key=lambda e: [n.plan.host.label for n in self.nodes].index(e.host))
-            raise _many(failures)
+            raise self._many(failures)
 
     async def _start_all(self) -> None:
         python = self.plan.config.python
-        failures: list[SSHError] = []
+        failures: list[SSHError | NodeSetupError] = []
 
         async def one(node: NodeStatus) -> None:
             assert node.conn is not None
@@ -192,11 +191,11 @@ class Supervisor:
             node.session = AgentSession(node.conn.conn, node.plan.host.label, python)
             try:
                 hello = await node.session.start(self.plan.config.timeouts.hello)
-            except SSHError as exc:
+            except (SSHError, NodeSetupError) as exc:
                 failures.append(exc)
                 return
             if self.plan.config.mode == "torchrun" and not hello.get("torch"):
-                failures.append(errors.AgentError(
+                failures.append(NodeSetupError(
                     node.plan.host.label,
                     f"torch is not installed for {hello.get('python')} on this node "
                     "(install it there, or point --python at an interpreter that has it)",
@@ -207,7 +206,7 @@ class Supervisor:
             for node in self.nodes:
                 if node.session is not None:
                     node.session.send({"type": "stop", "reason": "launch failed"})
-            raise _many(failures)
+            raise self._many(failures)
 
     def endpoint(self) -> tuple[str, int | None]:
         config = self.plan.config
@@ -339,7 +338,7 @@ class Supervisor:
         code = node.exit_code or 0
         if code != 0 and event.get("stopped") is None:
             if self.plan.config.mode == "exec":
-                self._fail(Failure(index, label, "exit", code=code, rank=index,
+                self._fail(Failure(index, label, "exit", code=code,
                                    tail=self.printer.tail(index, -1)))
             else:
                 self._fail(Failure(index, label, "launcher", code=code,
@@ -360,6 +359,16 @@ class Supervisor:
             # Failures after a stop request that was not a failure (none yet).
             pass
 
+    def _many(self, failures: Sequence[SSHError | NodeSetupError]) -> SSHError | NodeSetupError:
+        """One error for the user: the first host's, and how many more failed."""
+        order = [n.plan.host.label for n in self.nodes]
+        failures = sorted(failures, key=lambda e: order.index(e.host))
+        first = failures[0]
+        if len(failures) == 1:
+            return first
+        others = ", ".join(f.host for f in failures[1:])
+        return type(first)(first.host, f"{first.message} (and {len(failures) - 1} more: {others})")
+
     async def _until_stopped(self, work: asyncio.Future[Any] | Any) -> None:
         task = asyncio.ensure_future(work)
         stop_wait = asyncio.ensure_future(self._stop_event.wait())
@@ -370,13 +379,3 @@ class Supervisor:
             if not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-
-
-def _many(failures: Sequence[SSHError]) -> SSHError:
-    """One error for the user: the first, and how many more there were."""
-    first = failures[0]
-    if len(failures) == 1:
-        return first
-    others = ", ".join(f.host for f in failures[1:])
-    error = type(first)(first.host, f"{first.message} (and {len(failures) - 1} more: {others})")
-    return error

@@ -1,0 +1,66 @@
+"""Find a job's processes anywhere on this machine, to prove teardown.
+
+Every test job gets ``-x SSHRUN_TEST_CANARY=<unique>``; the agent puts it in
+the environment of everything the job starts, daemons included. A process
+counts while it lives (zombies are dead and do not count).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+
+
+def new_canary() -> str:
+    return uuid.uuid4().hex
+
+
+def canary_pids(canary: str) -> list[int]:
+    needle = f"\0SSHRUN_TEST_CANARY={canary}\0".encode()
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read()
+            if stat[stat.rindex(b")") + 2 :].split()[0] == b"Z":
+                continue
+            with open(f"/proc/{name}/environ", "rb") as f:
+                if needle in b"\0" + f.read():
+                    found.append(int(name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def describe(pids: list[int]) -> str:
+    out = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+            out.append(f"{pid}: {cmdline}")
+        except OSError:
+            out.append(f"{pid}: (gone)")
+    return "; ".join(out)
+
+
+def wait_gone(canary: str, timeout: float) -> list[int]:
+    """Poll until no process carries the canary, or the deadline; return survivors."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = canary_pids(canary)
+        if not pids or time.monotonic() >= deadline:
+            return pids
+        time.sleep(0.1)
+
+
+def wait_for(predicate: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
