@@ -311,3 +311,53 @@ def test_default_python3_on_the_nodes(sshd_cluster: SshdCluster) -> None:
                              "import sys; print(sys.executable)"])
     assert code == 0, head.transcript()
     assert f"node0 | {os.path.dirname(sys.executable)}" in head.stdout
+
+
+def test_silent_head_makes_agents_tear_down(sshd_cluster: SshdCluster) -> None:
+    """A frozen head (SIGSTOP) sends no heartbeats: every agent stops the job on its own."""
+    canary = new_canary()
+    head = Head([*cluster_args(sshd_cluster), "--heartbeat-timeout", "3",
+                 "-x", f"SSHRUN_TEST_CANARY={canary}", str(WORKERS / "hang.py")])
+    head.wait_line("ready", timeout=90, count=3)
+    os.killpg(head.proc.pid, signal.SIGSTOP)
+    try:
+        assert_no_leftovers(canary, timeout=30)
+    finally:
+        os.killpg(head.proc.pid, signal.SIGKILL)
+        os.killpg(head.proc.pid, signal.SIGCONT)
+        head.wait(10)
+
+
+def test_output_flood_loses_no_line(sshd_cluster: SshdCluster, tmp_path: Path) -> None:
+    script = tmp_path / "flood.py"
+    script.write_text(
+        "import os, sys\n"
+        "r = int(os.environ['RANK'])\n"
+        "out = sys.stdout\n"
+        "for i in range(20000):\n"
+        "    out.write(f'{r}:{i}:' + 'x' * (i % 97) + '\\n')\n"
+        "out.write('L' * 300000 + '\\n')\n"
+        "sys.stdout.buffer.write(b'bad \\xff\\xfe utf8 \\xe2\\x82\\xac\\n')\n"
+        "out.write('10%\\r50%\\r100%\\n')\n"
+        "out.flush()\n"
+    )
+    code, head = run_sshrun([*cluster_args(sshd_cluster), "--nproc-per-node", "2",
+                             str(script)], timeout=240)
+    assert code == 0, head.transcript()[-2000:]
+    for rank in range(6):
+        prefix = f"node{rank // 2} r{rank} | "
+        mine = [line[len(prefix):] for line in head.out if line.startswith(prefix)]
+        body = [line for line in mine if line.startswith(f"{rank}:")]
+        assert body == [f"{rank}:{i}:" + "x" * (i % 97) for i in range(20000)]
+        assert "L" * 300000 in mine
+        assert "bad \ufffd\ufffd utf8 \u20ac" in mine
+        assert "100%" in mine
+
+
+def test_c10d_rendezvous(sshd_cluster: SshdCluster) -> None:
+    code, head = run_sshrun([*cluster_args(sshd_cluster), "--rdzv-backend", "c10d",
+                             "-x", "ALL=1", str(WORKERS / "echo_args.py"), "x"])
+    assert code == 0, head.transcript()
+    ranks = sorted(int(m.group(1)) for line in head.out
+                   if (m := re.match(r"node\d r(\d) \| ARGV", line)))
+    assert ranks == [0, 1, 2]

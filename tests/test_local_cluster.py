@@ -1,0 +1,63 @@
+"""The embedded cluster (--local-cluster): asyncssh nodes inside sshrun, same code path."""
+
+from __future__ import annotations
+
+import re
+import signal
+from pathlib import Path
+
+import pytest
+from head import REPO, WORKERS, Head, run_sshrun
+from jobprocs import describe, new_canary, wait_gone
+
+
+def assert_no_leftovers(canary: str, timeout: float = 15) -> None:
+    left = wait_gone(canary, timeout)
+    assert not left, f"processes of the job survive: {describe(left)}"
+
+
+@pytest.mark.torch
+def test_readme_example_trains_across_two_local_nodes(tmp_path: Path) -> None:
+    canary = new_canary()
+    code, head = run_sshrun(
+        ["--local-cluster", "2", "--nproc-per-node", "2", "-x", f"SSHRUN_TEST_CANARY={canary}",
+         str(REPO / "examples" / "train_ddp.py"), "--epochs", "3"], cwd=tmp_path, timeout=240,
+    )
+    assert code == 0, head.transcript()
+    digests = {m.group(2): m.group(3) for line in head.out
+               if (m := re.fullmatch(r"node\d r(\d) \| rank (\d) final-params (\w+)", line))}
+    assert sorted(digests) == ["0", "1", "2", "3"], head.transcript()
+    assert len(set(digests.values())) == 1
+    losses = [float(m.group(1)) for line in head.out
+              if (m := re.fullmatch(r"node1 r0 \| epoch \d loss ([0-9.]+)", line))]
+    assert len(losses) == 3 and losses[2] < losses[0], head.transcript()
+    assert "job finished on 2 nodes" in head.stderr
+    assert_no_leftovers(canary)
+
+
+def test_failure_on_local_cluster(tmp_path: Path) -> None:
+    canary = new_canary()
+    code, head = run_sshrun(
+        ["--local-cluster", "2", "--nproc-per-node", "2", "-x", f"SSHRUN_TEST_CANARY={canary}",
+         "-x", "FAIL_RANK=0", "-x", "FAIL_CODE=42", str(WORKERS / "crash.py")], cwd=tmp_path,
+    )
+    assert code == 42, head.transcript()
+    assert "first failure: node1 (node 0), rank 0 (local rank 0): exited with code 42" \
+        in head.stderr
+    assert_no_leftovers(canary)
+
+
+def test_ctrl_c_on_local_cluster(tmp_path: Path) -> None:
+    canary = new_canary()
+    head = Head(["--local-cluster", "2", "-x", f"SSHRUN_TEST_CANARY={canary}",
+                 str(WORKERS / "hang.py")], cwd=tmp_path)
+    head.wait_line("ready", timeout=90, count=2)
+    head.proc.send_signal(signal.SIGINT)
+    assert head.wait(60) == 130, head.transcript()
+    assert_no_leftovers(canary)
+
+
+def test_exec_on_local_cluster() -> None:
+    code, head = run_sshrun(["exec", "--local-cluster", "3", "--", "echo", "hi"])
+    assert code == 0, head.transcript()
+    assert sorted(head.out) == ["node1 | hi", "node2 | hi", "node3 | hi"]
