@@ -256,16 +256,16 @@ def find_job_processes(tag: str, root: int) -> list[int]:
             continue
         pid = int(name)
         try:
-            with open("/proc/%d/stat" % pid, "rb") as f:
+            with open(f"/proc/{pid}/stat", "rb") as f:
                 stat = f.read()
             # The command name may contain spaces and parentheses.
             fields = stat[stat.rindex(b")") + 2 :].split()
             if fields[0] == b"Z":
                 continue
             parents[pid] = int(fields[1])
-            if os.stat("/proc/%d" % pid).st_uid != uid:
+            if os.stat(f"/proc/{pid}").st_uid != uid:
                 continue
-            with open("/proc/%d/environ" % pid, "rb") as f:
+            with open(f"/proc/{pid}/environ", "rb") as f:
                 environ = b"\0" + f.read()
             if needle in environ:
                 tagged.add(pid)
@@ -350,11 +350,8 @@ class Agent:
         self.send(encode_event(fields))
 
     def _want_write(self) -> None:
-        events = selectors.EVENT_WRITE
-        try:
-            self.sel.modify(1, events) if self._registered(1) else self.sel.register(1, events)
-        except (ValueError, KeyError, OSError):
-            pass
+        if not self._registered(1):
+            self.sel.register(1, selectors.EVENT_WRITE)
 
     def _registered(self, fd: int) -> bool:
         try:
@@ -423,7 +420,7 @@ class Agent:
             self.begin_stop(str(msg.get("reason", "killed by the head")), grace=0.0)
 
     def _on_output(self, fd: int) -> None:
-        f, stream, rank = self.readers[fd]
+        _f, stream, rank = self.readers[fd]
         try:
             data = os.read(fd, READ_CHUNK)
         except OSError:
@@ -530,7 +527,7 @@ class Agent:
         env.setdefault("PYTHONUNBUFFERED", "1")
         cwd = spec.get("cwd") or None
         if cwd is not None and not os.path.isdir(cwd):
-            self.fail("working directory %s does not exist on this node" % cwd)
+            self.fail(f"working directory {cwd} does not exist on this node")
             return
         if spec["mode"] == "torchrun":
             shim = os.path.join(self.tmpdir, "sshrun_rank.py")
@@ -558,14 +555,14 @@ class Agent:
                 stderr=subprocess.PIPE, start_new_session=True, close_fds=True,
             )
         except OSError as exc:
-            self.fail("cannot start %s: %s" % (argv[0], exc.strerror or exc))
+            self.fail(f"cannot start {argv[0]}: {exc.strerror or exc}")
             return
-        for f, stream in ((self.child.stdout, 1), (self.child.stderr, 2)):
-            assert f is not None
-            os.set_blocking(f.fileno(), False)
-            self.readers[f.fileno()] = (f, stream, SOURCE_LAUNCHER)
+        for pipe, stream in ((self.child.stdout, 1), (self.child.stderr, 2)):
+            assert pipe is not None
+            os.set_blocking(pipe.fileno(), False)
+            self.readers[pipe.fileno()] = (pipe, stream, SOURCE_LAUNCHER)
             if not self.paused:
-                self.sel.register(f.fileno(), selectors.EVENT_READ)
+                self.sel.register(pipe.fileno(), selectors.EVENT_READ)
         self.event("started", pid=self.child.pid, argv0=argv[0])
 
     def fail(self, message: str) -> None:
@@ -633,7 +630,7 @@ class Agent:
             self.reap()
             now = time.monotonic()
             if self.stdin_open and now - self.last_heard > self.hb_timeout:
-                self.begin_stop("no heartbeat from the head for %.0fs" % self.hb_timeout)
+                self.begin_stop(f"no heartbeat from the head for {self.hb_timeout:.0f}s")
             if self.kill_deadline is not None and now >= self.kill_deadline:
                 self.kill_deadline = None
                 _signal_all(find_job_processes(self.tag, os.getpid()), signal.SIGKILL)

@@ -69,7 +69,6 @@ async def _run_command(process: asyncssh.SSHServerProcess[bytes]) -> None:
     try:
         await process.redirect(stdin=proc.stdin, stdout=proc.stdout, stderr=proc.stderr)
         status = await proc.wait()
-        await process.drain()
     except (asyncssh.Error, OSError, BrokenPipeError):
         status = await proc.wait()
     process.exit(status if status >= 0 else 128 - status)

@@ -26,7 +26,13 @@ from typing import BinaryIO
 # CSI sequences that are not SGR ("...m"), OSC (ESC ] ... BEL or ST), other
 # two-byte escapes, and C0 controls except tab and ESC-led colour.
 _CSI = re.compile(r"\x1b\[[0-?]*[ -/]*([@-~])")
-_OTHER_ESC = re.compile(r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[PX^_][^\x1b]*(?:\x1b\\)?|\x1b[@-Z\\-_]")
+_OTHER_ESC = re.compile(
+    r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: title, hyperlinks, clipboard
+    r"|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"  # DCS, SOS, PM, APC strings
+    r"|\x1b[ -Z\\-~]"  # two-byte escapes: ESC 7, ESC c (reset), ...
+)
+# After the above, an ESC that does not start a colour is left over: drop it.
+_STRAY_ESC = re.compile(r"\x1b(?!\[[0-9;:]*m)")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1a\x1c-\x1f\x7f]")
 
 
@@ -43,6 +49,7 @@ def clean_line(line: str) -> str:
     if "\x1b" in line:
         line = _CSI.sub(_keep_sgr, line)
         line = _OTHER_ESC.sub("", line)
+        line = _STRAY_ESC.sub("", line)
     return _CONTROL.sub("", line)
 
 

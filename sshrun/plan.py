@@ -134,7 +134,9 @@ def redact(env: Mapping[str, str] | Sequence[tuple[str, str]]) -> list[tuple[str
     return [(k, REDACTED if is_secret(k) else v) for k, v in items]
 
 
-def resolve_env_flags(flags: Sequence[str], head_env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+def resolve_env_flags(
+    flags: Sequence[str], head_env: Mapping[str, str]
+) -> tuple[tuple[str, str], ...]:
     """``-x NAME=VALUE`` sets, ``-x NAME`` forwards the head's value, ``-x 'P_*'`` globs."""
     out: dict[str, str] = {}
     for flag in flags:

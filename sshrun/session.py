@@ -10,6 +10,7 @@ interpreter path (``--python``), quoted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shlex
 from collections.abc import Callable
@@ -29,11 +30,8 @@ EventCallback = Callable[[dict[str, Any]], None]
 
 def remote_command(python: str) -> str:
     """The one shell command sshrun runs on a node: the interpreter and the bootstrap."""
-    if python.startswith("~/"):
-        # Let the node's shell expand the home directory, and nothing else.
-        exe = "~/" + shlex.quote(python[2:])
-    else:
-        exe = shlex.quote(python)
+    # Let the node's shell expand a leading ~/, and nothing else.
+    exe = "~/" + shlex.quote(python[2:]) if python.startswith("~/") else shlex.quote(python)
     return f"exec {exe} -c {shlex.quote(agent.BOOTSTRAP)}"
 
 
@@ -96,10 +94,8 @@ class AgentSession:
         """Queue one control message; a closed channel is the caller's signal, not an error."""
         if self.process is None:
             return
-        try:
+        with contextlib.suppress(asyncssh.Error, OSError, BrokenPipeError):
             self.process.stdin.write(json.dumps(message).encode() + b"\n")
-        except (asyncssh.Error, OSError, BrokenPipeError):
-            pass
 
     async def pump(self, on_output: OutputCallback, on_event: EventCallback) -> str | None:
         """Read frames until the channel closes; return the agent's stderr, if any."""
@@ -150,7 +146,5 @@ class AgentSession:
 
     def close(self) -> None:
         if self.process is not None:
-            try:
+            with contextlib.suppress(asyncssh.Error, OSError):
                 self.process.stdin.write_eof()
-            except (asyncssh.Error, OSError):
-                pass

@@ -257,7 +257,8 @@ class Supervisor:
         while True:
             await asyncio.sleep(period)
             for node in self.nodes:
-                if node.session is not None and node.state in (NodeState.RUNNING, NodeState.STOPPING):
+                alive = node.state in (NodeState.RUNNING, NodeState.STOPPING)
+                if node.session is not None and alive:
                     node.session.send({"type": "hb"})
 
     async def _pump(self, node: NodeStatus) -> None:
@@ -296,7 +297,9 @@ class Supervisor:
         if node.state not in (NodeState.EXITED,):
             node.state = NodeState.LOST
             detail = f": {stderr.splitlines()[-1]}" if stderr else ""
-            self._fail(Failure(index, label, "lost", message=f"connection to the agent lost{detail}"))
+            self._fail(Failure(
+                index, label, "lost", message=f"connection to the agent lost{detail}"
+            ))
 
     def _on_event(self, node: NodeStatus, event: dict[str, Any]) -> None:
         kind = event.get("type")

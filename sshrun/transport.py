@@ -175,13 +175,15 @@ async def connect(
             f"permission denied for user {options.username!r}: no key was accepted "
             "(check IdentityFile, the ssh agent, and the node's authorized_keys)",
         ) from None
-    except (TimeoutError, asyncio.TimeoutError):
+    except TimeoutError:
         raise ConnectError(
             host.label, f"timed out after {settings.timeouts.connect:.0f}s connecting or logging in"
         ) from None
     except (OSError, socket.gaierror) as exc:
         reason = exc.strerror or str(exc)
-        raise ConnectError(host.label, f"cannot connect to {options.host}:{options.port}: {reason}") from None
+        raise ConnectError(
+            host.label, f"cannot connect to {options.host}:{options.port}: {reason}"
+        ) from None
     except asyncssh.Error as exc:
         raise SSHError(host.label, f"SSH failed: {exc.reason}") from None
     address = str(options.host)

@@ -64,7 +64,9 @@ class Head:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(10)
-            raise AssertionError(f"sshrun did not exit within {timeout}s\n" + self.transcript())
+            raise AssertionError(
+                f"sshrun did not exit within {timeout}s\n" + self.transcript()
+            ) from None
         for t in self._threads:
             t.join(10)
         return code

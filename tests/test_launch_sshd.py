@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from head import REPO, WORKERS, Head, run_sshrun
-from jobprocs import canary_pids, describe, new_canary, wait_for, wait_gone
+from jobprocs import canary_pids, describe, new_canary, wait_gone
 from sshd_cluster import SshdCluster
 
 pytestmark = pytest.mark.sshd

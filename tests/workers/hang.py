@@ -3,7 +3,6 @@ IGNORE_TERM=1 makes it ignore SIGTERM; DAEMON=1 first double-forks a daemon that
 sleeps (bounded) in a new session and writes its pid to DAEMON_PIDFILE_DIR."""
 import os
 import signal
-import sys
 import time
 
 rank = int(os.environ.get("RANK", "0"))

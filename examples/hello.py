@@ -1,2 +1,0 @@
-import os
-print("hello from rank", os.environ["RANK"], "of", os.environ["WORLD_SIZE"])
