@@ -83,6 +83,22 @@ OUT_HIGH_WATER = 8 * 1024 * 1024
 OUT_LOW_WATER = 1024 * 1024
 TICK = 0.1
 
+# Ties a process to its parent: when the parent dies (an agent or torchrun
+# SIGKILLed), the kernel sends this process ``sig``. Linux only; elsewhere the
+# sweep and the heartbeat remain.
+PARENT_DEATH = r'''
+def _die_with_parent(sig):
+    import ctypes, os
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(sig), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os.kill(os.getpid(), int(sig))
+'''
+
 # torchrun's entrypoint for every worker. It runs inside the worker process
 # (which has torch), connects stdout, stderr and a control stream to the
 # agent, and runs the user's target in process so that the worker is the
@@ -159,8 +175,10 @@ _err.close()
 # The rank runs in a child so that this process outlives it and reports its
 # exact status, signal deaths included. Both are in the worker's process
 # group, so torchrun's killpg reaches the rank; this parent only waits.
+_die_with_parent(signal.SIGKILL)  # torchrun died: so does this rank
 _child = os.fork()
 if _child == 0:
+    _die_with_parent(signal.SIGKILL)
     sys.exit(_run_target())
 for _sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
     signal.signal(_sig, signal.SIG_IGN)
@@ -188,7 +206,9 @@ os._exit(_code)
 # Runs torchrun in process so that its per-rank failures (exit code, signal,
 # error file) reach the agent as data instead of as a log to parse.
 TORCHRUN_WRAPPER = r'''
-import json, os, sys
+import json, os, signal, sys
+# The agent died: stop the workers the graceful way (torchrun handles SIGTERM).
+_die_with_parent(signal.SIGTERM)
 _failures_path = os.environ.pop("SSHRUN_FAILURES")
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.run import main
@@ -533,9 +553,9 @@ class Agent:
             shim = os.path.join(self.tmpdir, "sshrun_rank.py")
             wrapper = os.path.join(self.tmpdir, "sshrun_torchrun.py")
             with open(shim, "w") as f:
-                f.write(RANK_SHIM)
+                f.write(PARENT_DEATH + RANK_SHIM)
             with open(wrapper, "w") as f:
-                f.write(TORCHRUN_WRAPPER)
+                f.write(PARENT_DEATH + TORCHRUN_WRAPPER)
             sock_path = os.path.join(self.tmpdir, "ranks.sock")
             self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             self.listener.bind(sock_path)

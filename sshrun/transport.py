@@ -138,10 +138,53 @@ class NodeConnection:
     address: str  # where the other nodes can reach this one (rendezvous, --local-addr)
 
 
+def _jump_hosts(proxy_jump: str) -> list[HostSpec]:
+    """ProxyJump's ``[user@]host[:port],...`` as hosts to connect to in order."""
+    hops = []
+    for hop in proxy_jump.split(","):
+        user, _, rest = hop.strip().rpartition("@")
+        name, _, port = rest.partition(":")
+        hops.append(HostSpec(name, user=user or None, port=int(port) if port else None))
+    return hops
+
+
+async def _open_jumps(
+    host: HostSpec, tunnel: object, settings: SSHSettings
+) -> asyncssh.SSHClientConnection | None:
+    """Connect through ProxyJump hosts ourselves, so that they get the same config,
+    the same host-key policy and the same errors as the nodes (asyncssh on its own
+    would read only ~/.ssh/config for them)."""
+    if not isinstance(tunnel, str) or tunnel.lower() == "none":
+        return None
+    conn: asyncssh.SSHClientConnection | None = None
+    for hop in _jump_hosts(tunnel):
+        try:
+            conn = await _connect_one(hop, settings, conn)
+        except SSHError as exc:
+            raise type(exc)(host.label, f"via ProxyJump {hop.label}: {exc.message}") from None
+    return conn
+
+
 async def connect(
     host: HostSpec, settings: SSHSettings, limit: asyncio.Semaphore | None = None
 ) -> NodeConnection:
     """One logged-in connection to ``host``, or an ``SSHError`` saying why not."""
+    async with limit if limit is not None else _NullLimit():
+        options, _ = await _options(host, settings)
+        jump = await _open_jumps(host, options.tunnel, settings)
+        conn = await _connect_one(host, settings, jump)
+    address = str(options.host)
+    peer = conn.get_extra_info("peername")
+    if jump is None and isinstance(peer, tuple) and peer:
+        # The address we reached is one the cluster can route to; an ssh
+        # alias or a name only the head resolves might not be.
+        address = str(peer[0])
+    return NodeConnection(conn, address)
+
+
+async def _connect_one(
+    host: HostSpec, settings: SSHSettings, tunnel: asyncssh.SSHClientConnection | None
+) -> asyncssh.SSHClientConnection:
     options, known = await _options(host, settings)
     policy = settings.host_key_policy
     client = _Client(policy, known)
@@ -149,10 +192,13 @@ async def connect(
     if policy == "insecure":
         known_arg = None
     try:
-        async with limit if limit is not None else _NullLimit():
-            conn, _ = await asyncssh.create_connection(
-                lambda: client, host.host, options=options, known_hosts=known_arg
-            )
+        conn, _ = await asyncssh.create_connection(
+            lambda: client, host.host, options=options, known_hosts=known_arg,
+            tunnel=tunnel if tunnel is not None else (),
+        )
+        if tunnel is not None:
+            # The jump connection closes with the node's.
+            conn.set_tunnel(tunnel)
     except asyncssh.HostKeyNotVerifiable:
         if client.known_keys:
             raise HostKeyError(
@@ -186,13 +232,7 @@ async def connect(
         ) from None
     except asyncssh.Error as exc:
         raise SSHError(host.label, f"SSH failed: {exc.reason}") from None
-    address = str(options.host)
-    peer = conn.get_extra_info("peername")
-    if options.tunnel is None and isinstance(peer, tuple) and peer:
-        # The address we reached is one the cluster can route to; an ssh
-        # alias or a name only the head resolves might not be.
-        address = str(peer[0])
-    return NodeConnection(conn, address)
+    return conn
 
 
 class _NullLimit:

@@ -361,3 +361,44 @@ def test_c10d_rendezvous(sshd_cluster: SshdCluster) -> None:
     ranks = sorted(int(m.group(1)) for line in head.out
                    if (m := re.match(r"node\d r(\d) \| ARGV", line)))
     assert ranks == [0, 1, 2]
+
+
+def _environ(pid: int) -> dict[str, str]:
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        items = f.read().split(b"\0")
+    return dict(i.decode(errors="replace").split("=", 1) for i in items if b"=" in i)
+
+
+def test_lost_agent_stops_the_job_and_its_node(sshd_cluster: SshdCluster) -> None:
+    """SIGKILL of one node's agent: the head reports that node lost and stops the others;
+    on that node, torchrun and its ranks follow their dead parents."""
+    canary = new_canary()
+    head = Head([*cluster_args(sshd_cluster), "--nproc-per-node", "2",
+                 "-x", f"SSHRUN_TEST_CANARY={canary}", str(WORKERS / "hang.py")])
+    head.wait_line("ready", timeout=90, count=6)
+    launcher = [pid for pid in canary_pids(canary)
+                if _environ(pid).get("SSHRUN_NODE_RANK") == "1"
+                and b"sshrun_torchrun" in open(f"/proc/{pid}/cmdline", "rb").read()]
+    assert len(launcher) == 1
+    with open(f"/proc/{launcher[0]}/stat", "rb") as f:
+        agent_pid = int(f.read().rsplit(b")", 1)[1].split()[1])
+    os.kill(agent_pid, signal.SIGKILL)
+    assert head.wait(60) == 255, head.transcript()
+    assert "first failure: node1 (node 1): connection to the agent lost" in head.stderr
+    assert_no_leftovers(canary, timeout=30)
+
+
+def test_proxyjump_from_ssh_config(sshd_cluster: SshdCluster, tmp_path: Path) -> None:
+    """node2 reached through node0 (ProxyJump), as a bastion setup would."""
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        "Host jumped2\n  HostName 127.0.0.4\n  ProxyJump node0\n"
+        f"  Port {sshd_cluster.port}\n  User {sshd_cluster.user}\n"
+        f"  IdentityFile {sshd_cluster.client_key}\n"
+        f"  UserKnownHostsFile {sshd_cluster.known_hosts}\n\n"
+        + sshd_cluster.ssh_config.read_text()
+    )
+    code, head = run_sshrun(["--hosts", "node1,jumped2", "--ssh-config", str(config),
+                             "-x", "ALL=1", str(WORKERS / "echo_args.py"), "via-jump"])
+    assert code == 0, head.transcript()
+    assert 'jumped2 r1 | ARGV ["via-jump"]' in head.out
