@@ -18,7 +18,7 @@ import contextlib
 import getpass
 import socket
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +55,13 @@ class _NodeServer(asyncssh.SSHServer):
         return bool(key == self._client_key)
 
 
+async def _copy(read: Callable[[int], Awaitable[bytes]], write: Callable[[bytes], None],
+                drain: Callable[[], Awaitable[None]]) -> None:
+    while data := await read(65536):
+        write(data)
+        await drain()
+
+
 async def _run_command(process: asyncssh.SSHServerProcess[bytes]) -> None:
     command = process.command
     if not command:
@@ -66,14 +73,31 @@ async def _run_command(process: asyncssh.SSHServerProcess[bytes]) -> None:
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE, start_new_session=True,
     )
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    stdin = proc.stdin
+
+    async def feed_stdin() -> None:
+        # Channel EOF (or a lost connection) closes the command's stdin: that
+        # is how an agent learns that the head is gone, as under sshd.
+        try:
+            with contextlib.suppress(asyncssh.Error, OSError, ConnectionError):
+                await _copy(process.stdin.read, stdin.write, stdin.drain)
+        finally:
+            stdin.close()
+
+    feeder = asyncio.ensure_future(feed_stdin())
     try:
-        await process.redirect(stdin=proc.stdin, stdout=proc.stdout, stderr=proc.stderr)
+        with contextlib.suppress(asyncssh.Error, OSError, ConnectionError):
+            await asyncio.gather(
+                _copy(proc.stdout.read, process.stdout.write, process.stdout.drain),
+                _copy(proc.stderr.read, process.stderr.write, process.stderr.drain),
+            )
         status = await proc.wait()
-    except (asyncssh.Error, OSError, BrokenPipeError):
-        status = await proc.wait()
+    finally:
+        feeder.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await feeder
     process.exit(status if status >= 0 else 128 - status)
-    with contextlib.suppress(asyncssh.Error, OSError):
-        await process.wait_closed()
 
 
 def _free_port(addresses: list[str]) -> int:
