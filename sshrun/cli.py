@@ -63,6 +63,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import re
 import secrets
 import shlex
 import signal
@@ -216,9 +217,7 @@ def parse_invocation(argv: Sequence[str], environ: dict[str, str] | None = None)
     if mode == "run":
         nnodes = None
         if args.nnodes is not None:
-            if not args.nnodes.isdigit() or int(args.nnodes) < 1:
-                raise ConfigError(f"--nnodes: expected a positive integer, got {args.nnodes!r}")
-            nnodes = int(args.nnodes)
+            nnodes = parse_nnodes(args.nnodes)
         if args.rdzv_endpoint is not None:
             parse_endpoint(args.rdzv_endpoint)
         config = replace(
@@ -247,8 +246,25 @@ def parse_invocation(argv: Sequence[str], environ: dict[str, str] | None = None)
         max_handshakes=args.max_handshakes,
     )
     colour = {"auto": None, "always": True, "never": False}[args.color]
-    job_id = args.rdzv_id if mode == "run" and args.rdzv_id else new_job_id()
+    # Never the user's --rdzv-id: the job id tags every process for teardown,
+    # and two jobs that share a rendezvous id must not share tags.
+    job_id = new_job_id()
     return Invocation(config, ssh, args.local_cluster, args.dry_run, colour, job_id)
+
+
+def parse_nnodes(value: str) -> int:
+    """``N``, or torchrun's ``MIN:MAX`` with MIN == MAX (a fixed size)."""
+    low, sep, high = value.partition(":")
+    if not re.fullmatch(r"[0-9]+", low) or (sep and not re.fullmatch(r"[0-9]+", high)):
+        raise ConfigError(f"--nnodes: expected a positive integer, got {value!r}")
+    if sep and int(low) != int(high):
+        raise ConfigError(
+            f"--nnodes {value}: elastic node ranges (MIN < MAX) are not supported yet; "
+            "give a fixed node count"
+        )
+    if int(low) < 1:
+        raise ConfigError(f"--nnodes: expected a positive integer, got {value!r}")
+    return int(low)
 
 
 def new_job_id() -> str:
@@ -262,15 +278,21 @@ def render_dry_run(plan: JobPlan) -> str:
         endpoint = parse_endpoint(config.rdzv_endpoint)
     else:
         endpoint = (first.host.host, None)
-    out = [f"job {plan.job_id}: {len(plan.nodes)} nodes, "
-           f"world size {plan.world_size if plan.world_size is not None else 'decided at launch'}"]
-    if config.mode == "torchrun":
-        out.append(f"rendezvous: {config.rdzv_backend} at {format_endpoint(*endpoint)}")
+    nodes = f"{len(plan.nodes)} node{'s' * (len(plan.nodes) != 1)}"
+    if config.mode == "exec":
+        out = [f"job {plan.job_id}: {nodes}, one command each"]
+    else:
+        size = plan.world_size if plan.world_size is not None else "decided at launch"
+        out = [f"job {plan.job_id}: {nodes}, world size {size}",
+               f"rendezvous: {config.rdzv_backend} at {format_endpoint(*endpoint)}"]
     for node in plan.nodes:
         ranks = node.ranks
-        shown = (f"ranks {ranks.start}-{ranks.stop - 1}" if ranks is not None
-                 else f"{node.nproc} processes")
-        out.append(f"node {node.index}: {node.host.label} ({shown})")
+        if config.mode == "exec":
+            out.append(f"node {node.index}: {node.host.label}")
+        else:
+            shown = (f"ranks {ranks.start}-{ranks.stop - 1}" if ranks is not None
+                     else f"{node.nproc} processes")
+            out.append(f"node {node.index}: {node.host.label} ({shown})")
         if config.mode == "torchrun":
             argv = ["torchrun", *torchrun_args(plan, node, endpoint, node.host.host),
                     *target_args(config)[1:]]

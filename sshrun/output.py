@@ -33,7 +33,9 @@ _OTHER_ESC = re.compile(
 )
 # After the above, an ESC that does not start a colour is left over: drop it.
 _STRAY_ESC = re.compile(r"\x1b(?!\[[0-9;:]*m)")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1a\x1c-\x1f\x7f]")
+# C0 controls but tab (ESC is handled above), DEL, and C1 controls (U+009B is
+# an 8-bit CSI to some terminals).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1a\x1c-\x1f\x7f-\x9f]")
 
 
 def _keep_sgr(match: re.Match[str]) -> str:

@@ -29,7 +29,9 @@ Mode = Literal["torchrun", "exec"]
 
 # Variable names whose values sshrun never prints (dry run, reports).
 SECRET_NAME = re.compile(
-    r"(KEY|TOKEN|SECRET|PASSW(OR)?D|CREDENTIAL|AUTH|COOKIE|PRIVATE|SESSION)", re.IGNORECASE
+    r"KEY|TOKEN|SECRET|PASSW(OR)?D|CREDENTIAL|AUTH|COOKIE|PRIVATE|SESSION"
+    r"|(^|_)PASS($|_)|_PWD$",  # DB_PASS, MYSQL_PWD; not the shell's own PWD
+    re.IGNORECASE,
 )
 REDACTED = "<redacted>"
 
@@ -100,7 +102,7 @@ def parse_nproc(value: str, source: str = "--nproc-per-node") -> str:
     value = value.strip()
     if value in NPROC_WORDS:
         return value
-    if value.isdigit() and int(value) >= 1:
+    if re.fullmatch(r"[0-9]+", value) and int(value) >= 1:
         return str(int(value))
     raise ConfigError(f"{source}: expected a positive integer or one of "
                       f"{', '.join(NPROC_WORDS)}, got {value!r}")
@@ -109,7 +111,9 @@ def parse_nproc(value: str, source: str = "--nproc-per-node") -> str:
 def parse_endpoint(value: str, source: str = "--rdzv-endpoint") -> tuple[str, int | None]:
     """``host``, ``host:port`` or ``[v6addr]:port``."""
     value = value.strip()
-    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\](?::(\d+))?|([A-Za-z0-9._-]+)(?::(\d+))?", value)
+    match = re.fullmatch(
+        r"\[([0-9A-Fa-f:.]+)\](?::([0-9]+))?|([A-Za-z0-9._-]+)(?::([0-9]+))?", value
+    )
     if not match:
         raise ConfigError(f"{source}: expected HOST[:PORT], got {value!r}")
     host = match.group(1) or match.group(3)
@@ -141,7 +145,7 @@ def resolve_env_flags(
     out: dict[str, str] = {}
     for flag in flags:
         name, sep, value = flag.partition("=")
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*|[A-Za-z0-9_*?\[\]]+", name):
+        if not re.fullmatch(r"[A-Za-z_*?\[][A-Za-z0-9_*?\[\]]*", name):
             raise ConfigError(f"-x/--env: {flag!r}: expected NAME, NAME=VALUE or a NAME_* pattern")
         if sep:
             if any(c in name for c in "*?["):

@@ -378,7 +378,7 @@ def test_lost_agent_stops_the_job_and_its_node(sshd_cluster: SshdCluster) -> Non
     head.wait_line("ready", timeout=90, count=6)
     launcher = [pid for pid in canary_pids(canary)
                 if _environ(pid).get("SSHRUN_NODE_RANK") == "1"
-                and b"sshrun_torchrun" in open(f"/proc/{pid}/cmdline", "rb").read()]
+                and b"sshrun_torchrun" in Path(f"/proc/{pid}/cmdline").read_bytes()]
     assert len(launcher) == 1
     with open(f"/proc/{launcher[0]}/stat", "rb") as f:
         agent_pid = int(f.read().rsplit(b")", 1)[1].split()[1])
