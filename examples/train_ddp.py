@@ -63,6 +63,12 @@ def main() -> None:
     flat = torch.cat([p.detach().cpu().flatten() for p in model.parameters()])
     digest = hashlib.sha256(flat.numpy().tobytes()).hexdigest()[:16]
     print(f"rank {rank} final-params {digest}", flush=True)
+    # torch 2.13 with gloo: a rank that exits while DDP's reducer still holds
+    # work objects, or while a peer is still finishing, can abort at exit
+    # ("terminate called without an active exception"). Drop DDP first and
+    # leave together.
+    del ddp, opt
+    dist.barrier()
     dist.destroy_process_group()
 
 
