@@ -61,3 +61,30 @@ def test_exec_on_local_cluster() -> None:
     code, head = run_sshrun(["exec", "--local-cluster", "3", "--", "echo", "hi"])
     assert code == 0, head.transcript()
     assert sorted(head.out) == ["node1 | hi", "node2 | hi", "node3 | hi"]
+
+
+def _older_python() -> str | None:
+    """An interpreter older than 3.11 on this machine (pyenv's, or one on PATH)."""
+    import glob
+    import shutil
+
+    for pattern in ("~/.pyenv/versions/3.8*/bin/python3", "~/.pyenv/versions/3.9*/bin/python3"):
+        found = sorted(glob.glob(str(Path(pattern).expanduser())))
+        if found:
+            return found[0]
+    for name in ("python3.8", "python3.9"):
+        path = shutil.which(name)
+        if path and "/shims/" not in path:
+            return path
+    return None
+
+
+def test_agent_runs_on_python_3_8_nodes() -> None:
+    """Nodes may run an older Python than the head: the agent is kept 3.8-compatible."""
+    python = _older_python()
+    assert python is not None, "no Python 3.8 or 3.9 found on this machine to run the agent on"
+    code, head = run_sshrun(["exec", "--local-cluster", "1", "--python", python, "--",
+                             "sh", "-c", "echo old; exit 4"])
+    assert code == 4, head.transcript()
+    assert head.out == ["node1 | old"]
+    assert "first failure: node1 (node 0): exited with code 4" in head.stderr
