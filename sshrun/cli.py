@@ -335,7 +335,6 @@ async def _launch(inv: Invocation) -> int:
         finally:
             loop.remove_signal_handler(signal.SIGINT)
             loop.remove_signal_handler(signal.SIGTERM)
-        printer.flush_all()
         report.render(outcome, console)
         return outcome.exit_code
 

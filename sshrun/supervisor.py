@@ -76,9 +76,6 @@ class NodeStatus:
     session: AgentSession | None = None
     exit_code: int | None = None
     swept: dict[str, int] = field(default_factory=dict)
-    ranks_seen: set[int] = field(default_factory=set)
-    rank_codes: dict[int, int | None] = field(default_factory=dict)
-    local_ranks: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -150,6 +147,13 @@ class Supervisor:
                 *(n.conn.conn.wait_closed() for n in self.nodes if n.conn is not None),
                 return_exceptions=True,
             )
+        # Every stream has ended: the failing rank's last stderr lines are all here,
+        # including those that arrived after its exit status.
+        self.printer.flush_all()
+        failure = self.first_failure
+        if failure is not None and failure.reason != "lost":
+            source = failure.rank if failure.rank is not None else -1
+            failure.tail = self.printer.tail(failure.node, source)
         return Outcome(
             self._exit_code(), self.first_failure, self.nodes, self.interrupted,
             time.monotonic() - self._started,
@@ -305,18 +309,13 @@ class Supervisor:
         kind = event.get("type")
         index = node.plan.index
         label = node.plan.host.label
-        if kind == "rank_started":
-            node.ranks_seen.add(int(event["rank"]))
-            node.local_ranks[int(event["rank"])] = int(event["local_rank"])
-        elif kind == "rank_exit":
-            rank = int(event["rank"])
+        if kind == "rank_exit":
             code = event.get("code")
-            node.rank_codes[rank] = code
             if code != 0:
                 self._fail(Failure(
-                    index, label, "exit" if code is not None else "signal", rank=rank,
-                    local_rank=int(event["local_rank"]), code=code,
-                    traceback=event.get("traceback"), tail=self.printer.tail(index, rank),
+                    index, label, "exit" if code is not None else "signal",
+                    rank=int(event["rank"]), local_rank=int(event["local_rank"]), code=code,
+                    traceback=event.get("traceback"),
                 ))
         elif kind == "error":
             self._fail(Failure(index, label, "error", message=str(event.get("message"))))
@@ -337,30 +336,19 @@ class Supervisor:
             if info and info.get("exitcode") is not None:
                 code = int(info["exitcode"])
                 first.code = 128 - code if code < 0 else code
-            first.tail = self.printer.tail(index, first.rank if first.rank is not None else -1)
         code = node.exit_code or 0
         if code != 0 and event.get("stopped") is None:
             if self.plan.config.mode == "exec":
-                self._fail(Failure(index, label, "exit", code=code,
-                                   tail=self.printer.tail(index, -1)))
+                self._fail(Failure(index, label, "exit", code=code))
             else:
                 self._fail(Failure(index, label, "launcher", code=code,
-                                   message="torchrun failed before or outside the ranks",
-                                   tail=self.printer.tail(index, -1)))
-        elif code == 0 and self.first_failure is None and self._all_exited():
-            pass
-
-    def _all_exited(self) -> bool:
-        return all(n.state == NodeState.EXITED for n in self.nodes)
+                                   message="torchrun failed before or outside the ranks"))
 
     def _fail(self, failure: Failure) -> None:
         if self.first_failure is None and self.stop_reason is None:
             self.first_failure = failure
             where = f"rank {failure.rank}" if failure.rank is not None else "node"
             self.stop(f"{failure.host} {where} failed")
-        elif self.first_failure is None and self.stop_reason is not None and not self.interrupted:
-            # Failures after a stop request that was not a failure (none yet).
-            pass
 
     def _many(self, failures: Sequence[SSHError | NodeSetupError]) -> SSHError | NodeSetupError:
         """One error for the user: the first host's, and how many more failed."""

@@ -64,3 +64,9 @@ def wait_for(predicate: object, timeout: float, what: str) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def assert_no_leftovers(canary: str, timeout: float = 15) -> None:
+    """No process of the job may survive it, anywhere on this machine."""
+    left = wait_gone(canary, timeout)
+    assert not left, f"processes of the job survive: {describe(left)}"

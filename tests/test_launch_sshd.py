@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from head import REPO, WORKERS, Head, run_sshrun
-from jobprocs import canary_pids, describe, new_canary, wait_gone
+from jobprocs import assert_no_leftovers, canary_pids, new_canary
 from sshd_cluster import SshdCluster
 
 pytestmark = pytest.mark.sshd
@@ -23,11 +23,6 @@ pytestmark = pytest.mark.sshd
 
 def cluster_args(cluster: SshdCluster) -> list[str]:
     return ["-H", str(cluster.hostfile), "--ssh-config", str(cluster.ssh_config)]
-
-
-def assert_no_leftovers(canary: str, timeout: float = 15) -> None:
-    left = wait_gone(canary, timeout)
-    assert not left, f"processes of the job survive: {describe(left)}"
 
 
 def test_every_rank_prints_with_node_and_rank_prefix(sshd_cluster: SshdCluster,

@@ -8,12 +8,7 @@ from pathlib import Path
 
 import pytest
 from head import REPO, WORKERS, Head, run_sshrun
-from jobprocs import describe, new_canary, wait_gone
-
-
-def assert_no_leftovers(canary: str, timeout: float = 15) -> None:
-    left = wait_gone(canary, timeout)
-    assert not left, f"processes of the job survive: {describe(left)}"
+from jobprocs import assert_no_leftovers, new_canary
 
 
 @pytest.mark.torch
