@@ -41,6 +41,7 @@ from __future__ import annotations
 import json
 import os
 import selectors
+import shutil
 import signal
 import socket
 import struct
@@ -405,10 +406,13 @@ class Agent:
                 self.sel.register(fd, selectors.EVENT_READ)
 
     def drain_output(self, timeout: float) -> None:
+        """Last output to the head, bounded: a frozen head must not keep the agent alive."""
         deadline = time.monotonic() + timeout
-        os.set_blocking(1, True)
-        while self.out and not self.out_closed and time.monotonic() < deadline:
-            self._flush_some()
+        while self.out and not self.out_closed:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._pump(min(left, TICK))
 
     # -- inputs --------------------------------------------------------------
 
@@ -682,7 +686,6 @@ class Agent:
         self.event("exited", code=exit_status(code), failures=failures, stopped=self.stopping,
                    swept=swept)
         self.drain_output(5.0)
-        import shutil
         shutil.rmtree(self.tmpdir, ignore_errors=True)
         return 0
 
