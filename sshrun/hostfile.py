@@ -100,6 +100,11 @@ class HostSpec:
     port: int | None = None
     slots: int | None = None
     where: str = ""
+    # Per-host settings only a YAML cluster config can give; None: the defaults.
+    python: str | None = None
+    workdir: str | None = None
+    identity_file: str | None = None
+    env: tuple[tuple[str, str], ...] = ()
 
     @property
     def label(self) -> str:
