@@ -91,6 +91,7 @@ from sshrun.plan import (
     target_args,
     torchrun_args,
 )
+from sshrun.selection import apply_filters, slurm_hosts
 from sshrun.transport import HOST_KEY_POLICIES, HostKeyPolicy, SSHSettings
 
 
@@ -129,6 +130,10 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
     pick.add_argument("--hosts", metavar="LIST", help="inline hosts: node1:4,gpu[01-08]:8")
     pick.add_argument("--local-cluster", metavar="N", type=int,
                       help="run on N embedded SSH nodes on 127.0.0.2, 127.0.0.3, ...")
+    cluster.add_argument("--include", metavar="HOST[:SLOTS]@...",
+                         help="only these hosts (and local slots), DeepSpeed syntax")
+    cluster.add_argument("--exclude", metavar="HOST[:SLOTS]@...",
+                         help="all hosts but these (or these local slots)")
     if mode == "run":
         tr = parser.add_argument_group("torchrun (same names and meanings)")
         tr.add_argument("--nproc-per-node", "--nproc_per_node", metavar="N|auto|gpu|cpu")
@@ -171,11 +176,17 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _hosts(args: argparse.Namespace) -> tuple[HostSpec, ...]:
+def _hosts(args: argparse.Namespace, environ: dict[str, str]) -> tuple[HostSpec, ...]:
     if args.hostfile is not None:
         return tuple(load_hostfile(args.hostfile))
     if args.hosts is not None:
         return tuple(parse_host_list(args.hosts))
+    slurm = slurm_hosts(environ)
+    if slurm is not None:
+        nodelist = environ.get("SLURM_JOB_NODELIST") or environ.get("SLURM_NODELIST")
+        print(f"sshrun: no hosts given; using the Slurm allocation {nodelist} "
+              f"({len(slurm)} hosts)", file=sys.stderr)
+        return slurm
     raise ConfigError(
         "no cluster given: use -H/--hostfile PATH, --hosts LIST or --local-cluster N"
     )
@@ -199,19 +210,20 @@ def parse_invocation(argv: Sequence[str], environ: dict[str, str] | None = None)
     if args.local_cluster is not None:
         hosts: tuple[HostSpec, ...] = ()
     else:
-        hosts = _hosts(args)
+        hosts = apply_filters(_hosts(args, environ), args.include, args.exclude)
     timeouts = Timeouts(
         connect=args.connect_timeout, grace=args.grace_period,
         heartbeat_timeout=args.heartbeat_timeout,
     )
-    python = args.python or ("python3" if args.local_cluster is None else sys.executable)
     config = JobConfig(
         hosts=hosts,
         target=tuple(target),
         mode="exec" if mode == "exec" else "torchrun",
-        python=python,
-        workdir=args.workdir or os.getcwd(),
-        env=resolve_env_flags(args.env, environ),
+        python=args.python,
+        default_python="python3" if args.local_cluster is None else sys.executable,
+        workdir=args.workdir,
+        default_workdir=os.getcwd(),
+        env_flags=resolve_env_flags(args.env, environ),
         timeouts=timeouts,
     )
     if mode == "run":
@@ -298,8 +310,8 @@ def render_dry_run(plan: JobPlan) -> str:
                     *target_args(config)[1:]]
         else:
             argv = list(config.target)
-        out.append(f"  python:  {config.python}")
-        out.append(f"  workdir: {config.workdir}")
+        out.append(f"  python:  {node.python}")
+        out.append(f"  workdir: {node.workdir}")
         out.append(f"  run:     {shlex.join(argv)}")
         for name, value in redact(node.env):
             out.append(f"  env:     {name}={value}")

@@ -63,9 +63,14 @@ class JobConfig:
     rdzv_endpoint: str | None = None
     rdzv_id: str | None = None
     rdzv_conf: str | None = None
-    python: str = "python3"
+    # A flag (python, workdir) overrides every host's own setting; the
+    # default_* values apply where neither the flag nor the host sets one.
+    python: str | None = None
+    default_python: str = "python3"
     workdir: str | None = None
-    env: tuple[tuple[str, str], ...] = ()
+    default_workdir: str | None = None
+    env: tuple[tuple[str, str], ...] = ()  # below each host's own env
+    env_flags: tuple[tuple[str, str], ...] = ()  # -x: above each host's env
     timeouts: Timeouts = field(default_factory=Timeouts)
 
 
@@ -75,8 +80,10 @@ class NodePlan:
     host: HostSpec
     nproc: str  # an integer, or one of torchrun's words (auto, cpu, gpu)
     first_rank: int | None  # None when ranks are not known before launch
-    env: tuple[tuple[str, str], ...]
+    env: tuple[tuple[str, str], ...]  # in order; a later value of a name wins
     tag: str  # SSHRUN_TAG: job, node and attempt; the teardown's only key
+    python: str = "python3"
+    workdir: str | None = None
 
     @property
     def ranks(self) -> range | None:
@@ -183,13 +190,19 @@ def plan_job(config: JobConfig, job_id: str, attempt: int = 0) -> JobPlan:
         offset = offset + int(nproc) if offset is not None and nproc.isdigit() else None
         env = (
             *config.env,
+            *host.env,
+            *config.env_flags,
             ("SSHRUN_JOB_ID", job_id),
             ("SSHRUN_NODE_RANK", str(index)),
             ("SSHRUN_NNODES", str(len(config.hosts))),
             ("SSHRUN_HOST", host.label),
             ("SSHRUN_ATTEMPT", str(attempt)),
         )
-        nodes.append(NodePlan(index, host, nproc, first, env, f"{job_id}.{index}.{attempt}"))
+        nodes.append(NodePlan(
+            index, host, nproc, first, env, f"{job_id}.{index}.{attempt}",
+            python=config.python or host.python or config.default_python,
+            workdir=config.workdir or host.workdir or config.default_workdir,
+        ))
     return JobPlan(config, job_id, attempt, tuple(nodes))
 
 

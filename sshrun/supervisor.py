@@ -186,13 +186,12 @@ class Supervisor:
             raise self._many(failures)
 
     async def _start_all(self) -> None:
-        python = self.plan.config.python
         failures: list[SSHError | NodeSetupError] = []
 
         async def one(node: NodeStatus) -> None:
             assert node.conn is not None
             node.state = NodeState.STARTING
-            node.session = AgentSession(node.conn.conn, node.plan.host.label, python)
+            node.session = AgentSession(node.conn.conn, node.plan.host.label, node.plan.python)
             try:
                 hello = await node.session.start(self.plan.config.timeouts.hello)
             except (SSHError, NodeSetupError) as exc:
@@ -231,7 +230,7 @@ class Supervisor:
             "mode": config.mode,
             "tag": node.plan.tag,
             "env": dict(node.plan.env),
-            "cwd": config.workdir,
+            "cwd": node.plan.workdir,
             "grace": t.grace,
             "hb_timeout": t.heartbeat_timeout,
         }

@@ -115,8 +115,10 @@ async def _options(
         kwargs["username"] = host.user
     if host.port:
         kwargs["port"] = host.port
-    if settings.identity_files is not None:
-        kwargs["client_keys"] = list(settings.identity_files)
+    if host.identity_file is not None:
+        kwargs["client_keys"] = [os.path.expanduser(host.identity_file)]
+    elif settings.identity_files is not None:
+        kwargs["client_keys"] = [os.path.expanduser(p) for p in settings.identity_files]
     try:
         options = await asyncssh.SSHClientConnectionOptions.construct(host=host.host, **kwargs)
     except (OSError, ValueError, asyncssh.Error) as exc:

@@ -428,8 +428,9 @@ def test_parse_invocation_fields() -> None:
     assert cfg.target == ("pkg.train", "--lr", "1")
     assert cfg.module and not cfg.no_python
     assert cfg.python == "/opt/py"
+    assert {n.python for n in plan_job(cfg, "j").nodes} == {"/opt/py"}
     assert cfg.workdir == "/w"
-    assert cfg.env == (("TOKEN_X", "t"),)
+    assert cfg.env_flags == (("TOKEN_X", "t"),)
     assert cfg.mode == "torchrun"
     assert inv.colour is False
     assert not inv.dry_run
@@ -463,3 +464,20 @@ def test_same_rdzv_id_gives_distinct_teardown_tags() -> None:
     tags_first = {n.tag for n in plan_job(first.config, first.job_id).nodes}
     tags_second = {n.tag for n in plan_job(second.config, second.job_id).nodes}
     assert not tags_first & tags_second
+
+
+def test_include_picks_slots_in_dry_run(capsys: pytest.CaptureFixture[str]) -> None:
+    _, out = dry_run(capsys, "--hosts", "w0:4,w1:4", "--include", "w1:1,3", "t.py")
+    assert "node 0: w1 (ranks 0-1)" in out
+    assert "w0" not in out
+    assert "  env:     CUDA_VISIBLE_DEVICES=1,3" in out
+
+
+def test_slurm_allocation_when_no_hosts_given(capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLURM_JOB_NODELIST", "gpu[01-02]")
+    code = run(["exec", "--dry-run", "--", "true"])
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert "node 0: gpu01" in out and "node 1: gpu02" in out
+    assert err == "sshrun: no hosts given; using the Slurm allocation gpu[01-02] (2 hosts)\n"

@@ -1,0 +1,116 @@
+"""Which hosts (and which local slots) a job runs on, before planning.
+
+``--include`` and ``--exclude`` take DeepSpeed's syntax: hosts separated by
+``@``, each optionally followed by ``:`` and a comma-separated list of local
+slot indices (GPU ids)::
+
+    --include 'worker-0@worker-1:0,2'    all of worker-0, slots 0 and 2 of worker-1
+    --exclude 'worker-1:0'               every host, less slot 0 of worker-1
+
+Host names may use ranges (``gpu[01-04]``). Picking slots sets that node's
+``CUDA_VISIBLE_DEVICES`` to the chosen indices and its slot count to how many
+there are. Naming a host that is not in the cluster is an error, as is giving
+both flags (as in DeepSpeed).
+
+With no hostfile, host list or config, ``SLURM_JOB_NODELIST`` (inside an
+allocation) gives the hosts: Slurm's hostlist expressions are expanded and
+``SLURM_NTASKS_PER_NODE``, when set, gives the slots.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping, Sequence
+
+from sshrun.errors import ConfigError
+from sshrun.hostfile import HostlistError, HostSpec, expand_hostlist, parse_host_list
+
+Filter = dict[str, tuple[int, ...] | None]  # host -> chosen slots, or None for the whole host
+
+
+def parse_filter(value: str, flag: str) -> Filter:
+    chosen: Filter = {}
+    for part in value.split("@"):
+        part = part.strip()
+        if not part:
+            raise ConfigError(f"{flag} {value!r}: empty host between '@' separators")
+        name, sep, slots_text = part.partition(":")
+        try:
+            names = expand_hostlist(name)
+        except HostlistError as exc:
+            raise ConfigError(f"{flag} {value!r}: {exc.message}") from None
+        slots: tuple[int, ...] | None = None
+        if sep:
+            if not re.fullmatch(r"[0-9]+(,[0-9]+)*", slots_text):
+                raise ConfigError(
+                    f"{flag} {value!r}: expected HOST:SLOT[,SLOT...] with slot indices, "
+                    f"got {part!r}"
+                )
+            slots = tuple(sorted({int(s) for s in slots_text.split(",")}))
+        for host in names:
+            if host in chosen:
+                raise ConfigError(f"{flag} {value!r}: {host} is named twice")
+            chosen[host] = slots
+    return chosen
+
+
+def _with_slots(host: HostSpec, slots: tuple[int, ...], flag: str) -> HostSpec:
+    if host.slots is not None and slots and slots[-1] >= host.slots:
+        raise ConfigError(
+            f"{flag}: {host.host} has {host.slots} slots (0-{host.slots - 1}); "
+            f"slot {slots[-1]} does not exist"
+        )
+    if not slots:
+        raise ConfigError(f"{flag}: no slot of {host.host} is left")
+    env = tuple((k, v) for k, v in host.env if k != "CUDA_VISIBLE_DEVICES")
+    devices = ",".join(str(s) for s in slots)
+    return dataclasses.replace(
+        host, slots=len(slots), env=(*env, ("CUDA_VISIBLE_DEVICES", devices))
+    )
+
+
+def apply_filters(
+    hosts: Sequence[HostSpec], include: str | None = None, exclude: str | None = None
+) -> tuple[HostSpec, ...]:
+    if include is not None and exclude is not None:
+        raise ConfigError("--include and --exclude cannot be used together")
+    if include is None and exclude is None:
+        return tuple(hosts)
+    flag = "--include" if include is not None else "--exclude"
+    chosen = parse_filter(include if include is not None else exclude or "", flag)
+    known = {h.host for h in hosts}
+    for name in chosen:
+        if name not in known:
+            raise ConfigError(f"{flag}: {name} is not one of the cluster's hosts")
+    out: list[HostSpec] = []
+    for host in hosts:
+        if host.host not in chosen:
+            if exclude is not None:
+                out.append(host)
+            continue
+        slots = chosen[host.host]
+        if include is not None:
+            out.append(host if slots is None else _with_slots(host, slots, flag))
+        elif slots is not None:
+            if host.slots is None:
+                raise ConfigError(
+                    f"{flag}: {host.host} has no slot count, so its slots cannot be excluded"
+                )
+            keep = tuple(s for s in range(host.slots) if s not in slots)
+            out.append(_with_slots(host, keep, flag))
+    if not out:
+        raise ConfigError(f"{flag}: no host is left to run on")
+    return tuple(out)
+
+
+def slurm_hosts(environ: Mapping[str, str]) -> tuple[HostSpec, ...] | None:
+    """The hosts of the Slurm allocation this runs in, or None outside one."""
+    nodelist = environ.get("SLURM_JOB_NODELIST") or environ.get("SLURM_NODELIST")
+    if not nodelist:
+        return None
+    hosts = parse_host_list(nodelist, source="SLURM_JOB_NODELIST")
+    per_node = environ.get("SLURM_NTASKS_PER_NODE", "")
+    if re.fullmatch(r"[0-9]+", per_node) and int(per_node) > 0:
+        hosts = [dataclasses.replace(h, slots=int(per_node)) for h in hosts]
+    return tuple(dataclasses.replace(h, where="SLURM_JOB_NODELIST") for h in hosts)
