@@ -23,6 +23,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from sshrun.plan import REDACTED
+
 # CSI sequences that are not SGR ("...m"), OSC (ESC ] ... BEL or ST), other
 # two-byte escapes, and C0 controls except tab and ESC-led colour.
 _CSI = re.compile(r"\x1b\[[0-?]*[ -/]*([@-~])")
@@ -83,6 +85,8 @@ class LineFramer:
         return bool(self._partial)
 
 
+MIN_SECRET_LENGTH = 4
+
 # Bright, distinguishable on dark and light backgrounds; cycled per node.
 _COLOURS = (36, 33, 32, 35, 34, 91, 96, 93, 92, 95, 94, 31)
 
@@ -110,6 +114,7 @@ class Printer:
         rank_width: int = 0,
         keep_lines: int = 20,
         launcher_label: str = "torchrun",
+        secrets: Iterable[str] = (),
     ) -> None:
         self.stdout = stdout if stdout is not None else sys.stdout.buffer
         self.stderr = stderr if stderr is not None else sys.stderr.buffer
@@ -123,6 +128,13 @@ class Printer:
         self.tails: dict[tuple[int, int], collections.deque[str]] = {}
         self._sources: dict[tuple[int, int, int], Source] = {}
         self._prefixes: dict[tuple[int, int], str] = {}
+        # Secret values never reach the console, even when a rank prints one.
+        # Short values are left alone: redacting "1" would mangle everything.
+        values = sorted({v for v in secrets if len(v) >= MIN_SECRET_LENGTH}, key=len, reverse=True)
+        self._secrets = re.compile("|".join(map(re.escape, values))) if values else None
+
+    def redact(self, text: str) -> str:
+        return self._secrets.sub(REDACTED, text) if self._secrets is not None else text
 
     def prefix(self, node: int, host: str, rank: int) -> str:
         key = (node, rank)
@@ -161,6 +173,8 @@ class Printer:
             self.flush_node(node)
 
     def _emit(self, source: Source, lines: list[str]) -> None:
+        if self._secrets is not None:
+            lines = [self.redact(line) for line in lines]
         prefix = self.prefix(source.node, source.host, source.rank)
         # A rank's unterminated colour must not bleed into the next prefix.
         suffix = "\x1b[0m\n" if self.colour else "\n"
@@ -181,6 +195,6 @@ class Printer:
 
     def message(self, text: str, lines: Iterable[str] = ()) -> None:
         """sshrun's own notices, on stderr, never interleaved mid-line."""
-        body = "".join(f"sshrun: {t}\n" for t in (text, *lines))
+        body = self.redact("".join(f"sshrun: {t}\n" for t in (text, *lines)))
         self.stderr.write(body.encode("utf-8", "replace"))
         self.stderr.flush()

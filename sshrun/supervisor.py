@@ -299,7 +299,7 @@ class Supervisor:
         self.printer.flush_node(index)
         if node.state not in (NodeState.EXITED,):
             node.state = NodeState.LOST
-            detail = f": {stderr.splitlines()[-1]}" if stderr else ""
+            detail = f": {self.printer.redact(stderr.splitlines()[-1])}" if stderr else ""
             self._fail(Failure(
                 index, label, "lost", message=f"connection to the agent lost{detail}"
             ))
@@ -314,10 +314,12 @@ class Supervisor:
                 self._fail(Failure(
                     index, label, "exit" if code is not None else "signal",
                     rank=int(event["rank"]), local_rank=int(event["local_rank"]), code=code,
-                    traceback=event.get("traceback"),
+                    traceback=self.printer.redact(str(event["traceback"]))
+                    if event.get("traceback") else None,
                 ))
         elif kind == "error":
-            self._fail(Failure(index, label, "error", message=str(event.get("message"))))
+            self._fail(Failure(index, label, "error",
+                               message=self.printer.redact(str(event.get("message")))))
         elif kind == "exited":
             node.state = NodeState.EXITED
             node.exit_code = int(event.get("code", 0))

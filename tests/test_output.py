@@ -385,3 +385,15 @@ def test_utf8_split_across_printer_feeds() -> None:
     printer.feed(0, "a", 0, 1, data[:1])
     printer.feed(0, "a", 0, 1, data[1:])
     assert out.getvalue().decode() == "a r0 | €\n"
+
+
+def test_printer_redacts_secret_values_in_rank_output_and_notices() -> None:
+    out, err = io.BytesIO(), io.BytesIO()
+    printer = Printer(stdout=out, stderr=err, colour=False, host_width=1, rank_width=2,
+                      secrets=["hunter2-secret", "abc"])
+    printer.feed(0, "a", 0, 1, b"token=hunter2-secret abc\n")
+    printer.feed(0, "a", 0, 2, b"err hunter2-secret\n")
+    printer.message("leak hunter2-secret")
+    assert out.getvalue() == b"a r0 | token=<redacted> abc\n"
+    assert b"hunter2" not in err.getvalue()
+    assert printer.tail(0, 0) == ["err <redacted>"]
