@@ -71,10 +71,19 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import cast
 
 from rich.console import Console
 
 from sshrun import errors
+from sshrun.cluster_yaml import EnvFileSettings, SSHFileSettings, load_cluster_yaml
+from sshrun.environment import (
+    DEFAULT_FORWARD,
+    is_secret_name,
+    load_env_file,
+    redact_env,
+    resolve_env,
+)
 from sshrun.errors import ConfigError, SshrunError
 from sshrun.hostfile import HostSpec, load_hostfile, parse_host_list
 from sshrun.output import Printer
@@ -86,8 +95,6 @@ from sshrun.plan import (
     parse_endpoint,
     parse_nproc,
     plan_job,
-    redact,
-    resolve_env_flags,
     target_args,
     torchrun_args,
 )
@@ -105,6 +112,7 @@ class Invocation:
     dry_run: bool
     colour: bool | None
     job_id: str
+    secret_values: frozenset[str] = frozenset()
 
 
 def _positive_float(value: str) -> float:
@@ -130,6 +138,8 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
     pick.add_argument("--hosts", metavar="LIST", help="inline hosts: node1:4,gpu[01-08]:8")
     pick.add_argument("--local-cluster", metavar="N", type=int,
                       help="run on N embedded SSH nodes on 127.0.0.2, 127.0.0.3, ...")
+    pick.add_argument("-c", "--config", metavar="PATH",
+                      help="YAML cluster config (docs/configuration.md)")
     cluster.add_argument("--include", metavar="HOST[:SLOTS]@...",
                          help="only these hosts (and local slots), DeepSpeed syntax")
     cluster.add_argument("--exclude", metavar="HOST[:SLOTS]@...",
@@ -138,7 +148,7 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
         tr = parser.add_argument_group("torchrun (same names and meanings)")
         tr.add_argument("--nproc-per-node", "--nproc_per_node", metavar="N|auto|gpu|cpu")
         tr.add_argument("--nnodes", metavar="N", help="use the first N hosts")
-        tr.add_argument("--rdzv-backend", "--rdzv_backend", default="static",
+        tr.add_argument("--rdzv-backend", "--rdzv_backend", default=None,
                         choices=("static", "c10d"))
         tr.add_argument("--rdzv-endpoint", "--rdzv_endpoint", metavar="HOST[:PORT]")
         tr.add_argument("--rdzv-id", "--rdzv_id", metavar="ID")
@@ -153,10 +163,16 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
     nodes.add_argument("--workdir", metavar="DIR", help="working directory (default: here)")
     nodes.add_argument("-x", "--env", action="append", default=[], metavar="NAME[=VALUE]",
                        help="forward or set an environment variable; NAME_* forwards a pattern")
+    nodes.add_argument("--env-file", action="append", default=[], metavar="PATH",
+                       help="NAME=VALUE lines to set on the nodes")
+    nodes.add_argument("--secret", action="append", default=[], metavar="NAME",
+                       help="a variable whose value is never printed or written "
+                            "(forwarded from here unless set otherwise)")
     ssh = parser.add_argument_group("ssh")
     ssh.add_argument("--ssh-config", metavar="PATH", help="OpenSSH client config")
-    ssh.add_argument("--host-key-policy", default="strict", choices=HOST_KEY_POLICIES)
-    ssh.add_argument("--connect-timeout", type=_positive_float, default=Timeouts.connect,
+    ssh.add_argument("--host-key-policy", default=None, choices=HOST_KEY_POLICIES,
+                     help="default strict")
+    ssh.add_argument("--connect-timeout", type=_positive_float, default=None,
                      metavar="SECONDS")
     ssh.add_argument("--max-handshakes", type=int, default=32, metavar="N",
                      help="SSH handshakes in flight at once")
@@ -207,14 +223,32 @@ def parse_invocation(argv: Sequence[str], environ: dict[str, str] | None = None)
             raise ConfigError("sshrun exec: no command given (sshrun exec [OPTIONS] -- COMMAND)")
     else:
         target = [args.script, *args.script_args]
+    cf = load_cluster_yaml(args.config) if args.config is not None else None
+    torch_opts = dict(cf.torchrun) if cf is not None else {}
     if args.local_cluster is not None:
         hosts: tuple[HostSpec, ...] = ()
     else:
-        hosts = apply_filters(_hosts(args, environ), args.include, args.exclude)
+        found = cf.hosts if cf is not None else _hosts(args, environ)
+        hosts = apply_filters(found, args.include, args.exclude)
+    ssh_file = cf.ssh if cf is not None else SSHFileSettings()
     timeouts = Timeouts(
-        connect=args.connect_timeout, grace=args.grace_period,
-        heartbeat_timeout=args.heartbeat_timeout,
+        connect=args.connect_timeout or ssh_file.connect_timeout or Timeouts.connect,
+        grace=args.grace_period, heartbeat_timeout=args.heartbeat_timeout,
     )
+    env_file = cf.env if cf is not None else EnvFileSettings()
+    files = [entry for path in (*([env_file.file] if env_file.file else []), *args.env_file)
+             for entry in load_env_file(path)]
+    secrets = (*env_file.secret, *args.secret)
+    forward = (*DEFAULT_FORWARD, *env_file.forward)
+    # Checked as a whole (a secret must get a value somewhere), then split so
+    # that each host's own env sits above the file's and below -x flags.
+    everything = resolve_env(environ, forward=forward, flags=args.env, files=files,
+                             set_values=env_file.set, secrets=secrets)
+    flags = resolve_env(environ, forward=(), flags=args.env)
+    from_flags = {name for name, _ in flags.values}
+    base = resolve_env(environ, forward=forward, files=files, set_values=env_file.set,
+                       secrets=[s for s in secrets if s not in from_flags])
+    secret_names = frozenset(everything.secrets)
     config = JobConfig(
         hosts=hosts,
         target=tuple(target),
@@ -223,22 +257,33 @@ def parse_invocation(argv: Sequence[str], environ: dict[str, str] | None = None)
         default_python="python3" if args.local_cluster is None else sys.executable,
         workdir=args.workdir,
         default_workdir=os.getcwd(),
-        env_flags=resolve_env_flags(args.env, environ),
+        env=base.values,
+        env_flags=flags.values,
+        secrets=secret_names,
         timeouts=timeouts,
     )
     if mode == "run":
-        nnodes = None
-        if args.nnodes is not None:
-            nnodes = parse_nnodes(args.nnodes)
-        if args.rdzv_endpoint is not None:
-            parse_endpoint(args.rdzv_endpoint)
+        def opt(flag: str | None, key: str) -> str | None:
+            """A flag overrides the config file's torchrun section."""
+            return flag if flag is not None else torch_opts.get(key)
+
+        if torch_opts.get("max-restarts", "0") != "0":
+            print("sshrun: torchrun.max_restarts in the config is not supported yet "
+                  "(cluster-wide restarts are planned); running without restarts",
+                  file=sys.stderr)
+        nnodes_text = opt(args.nnodes, "nnodes")
+        nnodes = parse_nnodes(nnodes_text) if nnodes_text is not None else None
+        endpoint = opt(args.rdzv_endpoint, "rdzv-endpoint")
+        if endpoint is not None:
+            parse_endpoint(endpoint)
+        nproc = opt(args.nproc_per_node, "nproc-per-node")
         config = replace(
             config,
-            nproc_per_node=parse_nproc(args.nproc_per_node) if args.nproc_per_node else None,
-            rdzv_backend=args.rdzv_backend,
-            rdzv_endpoint=args.rdzv_endpoint,
-            rdzv_id=args.rdzv_id,
-            rdzv_conf=args.rdzv_conf,
+            nproc_per_node=parse_nproc(nproc) if nproc else None,
+            rdzv_backend=opt(args.rdzv_backend, "rdzv-backend") or "static",
+            rdzv_endpoint=endpoint,
+            rdzv_id=opt(args.rdzv_id, "rdzv-id"),
+            rdzv_conf=opt(args.rdzv_conf, "rdzv-conf"),
             module=args.module,
             no_python=args.no_python,
         )
@@ -250,10 +295,16 @@ def parse_invocation(argv: Sequence[str], environ: dict[str, str] | None = None)
         raise ConfigError(f"--local-cluster: expected at least 1 node, got {args.local_cluster}")
     if args.max_handshakes < 1:
         raise ConfigError(f"--max-handshakes: expected at least 1, got {args.max_handshakes}")
-    policy: HostKeyPolicy = args.host_key_policy
+    policy_text = args.host_key_policy or ssh_file.host_key_policy or "strict"
+    if policy_text not in HOST_KEY_POLICIES:
+        raise ConfigError(f"host_key_policy: expected one of {', '.join(HOST_KEY_POLICIES)}")
+    policy = cast(HostKeyPolicy, policy_text)
+    ssh_config = args.ssh_config or ssh_file.config
     ssh = SSHSettings(
-        config_paths=(args.ssh_config,) if args.ssh_config else None,
+        config_paths=(ssh_config,) if ssh_config else None,
         host_key_policy=policy,
+        identity_files=(ssh_file.identity_file,) if ssh_file.identity_file else None,
+        jump_host=ssh_file.jump_host,
         timeouts=timeouts,
         max_handshakes=args.max_handshakes,
     )
@@ -261,7 +312,14 @@ def parse_invocation(argv: Sequence[str], environ: dict[str, str] | None = None)
     # Never the user's --rdzv-id: the job id tags every process for teardown,
     # and two jobs that share a rendezvous id must not share tags.
     job_id = new_job_id()
-    return Invocation(config, ssh, args.local_cluster, args.dry_run, colour, job_id)
+    return Invocation(config, ssh, args.local_cluster, args.dry_run, colour, job_id,
+                      secret_values(config))
+
+
+def secret_values(config: JobConfig) -> frozenset[str]:
+    """Values never to print: of named secrets and of secret-looking names."""
+    pairs = [*config.env, *config.env_flags, *(kv for h in config.hosts for kv in h.env)]
+    return frozenset(v for k, v in pairs if v and is_secret_name(k, config.secrets))
 
 
 def parse_nnodes(value: str) -> int:
@@ -313,7 +371,7 @@ def render_dry_run(plan: JobPlan) -> str:
         out.append(f"  python:  {node.python}")
         out.append(f"  workdir: {node.workdir}")
         out.append(f"  run:     {shlex.join(argv)}")
-        for name, value in redact(node.env):
+        for name, value in redact_env(node.env, config.secrets):
             out.append(f"  env:     {name}={value}")
     return "\n".join(out) + "\n"
 
@@ -334,6 +392,7 @@ async def _launch(inv: Invocation) -> int:
                           known_hosts=(cluster.known_hosts,), host_key_policy="strict")
         plan = plan_job(config, inv.job_id)
         printer = Printer(
+            secrets=inv.secret_values,
             colour=inv.colour, host_width=max(len(n.host.label) for n in plan.nodes),
             rank_width=len(f"r{(plan.world_size or 1) - 1}"),
             launcher_label="torchrun" if config.mode == "torchrun" else "",

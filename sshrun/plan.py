@@ -16,9 +16,7 @@ the agents say hello, so ``torchrun_args`` takes the endpoint as an argument;
 
 from __future__ import annotations
 
-import fnmatch
 import re
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -71,6 +69,7 @@ class JobConfig:
     default_workdir: str | None = None
     env: tuple[tuple[str, str], ...] = ()  # below each host's own env
     env_flags: tuple[tuple[str, str], ...] = ()  # -x: above each host's env
+    secrets: frozenset[str] = frozenset()  # names whose values are never shown
     timeouts: Timeouts = field(default_factory=Timeouts)
 
 
@@ -136,39 +135,6 @@ def format_endpoint(host: str, port: int | None) -> str:
     return f"{shown}:{port}" if port is not None else f"{shown}:<free port>"
 
 
-def is_secret(name: str) -> bool:
-    return bool(SECRET_NAME.search(name))
-
-
-def redact(env: Mapping[str, str] | Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
-    items = env.items() if isinstance(env, Mapping) else env
-    return [(k, REDACTED if is_secret(k) else v) for k, v in items]
-
-
-def resolve_env_flags(
-    flags: Sequence[str], head_env: Mapping[str, str]
-) -> tuple[tuple[str, str], ...]:
-    """``-x NAME=VALUE`` sets, ``-x NAME`` forwards the head's value, ``-x 'P_*'`` globs."""
-    out: dict[str, str] = {}
-    for flag in flags:
-        name, sep, value = flag.partition("=")
-        if not re.fullmatch(r"[A-Za-z_*?\[][A-Za-z0-9_*?\[\]]*", name):
-            raise ConfigError(f"-x/--env: {flag!r}: expected NAME, NAME=VALUE or a NAME_* pattern")
-        if sep:
-            if any(c in name for c in "*?["):
-                raise ConfigError(f"-x/--env: {flag!r}: a pattern cannot take a value")
-            out[name] = value
-        elif any(c in name for c in "*?["):
-            for key in sorted(head_env):
-                if fnmatch.fnmatchcase(key, name):
-                    out[key] = head_env[key]
-        elif name in head_env:
-            out[name] = head_env[name]
-        else:
-            raise ConfigError(f"-x/--env: {name} is not set on the head; use -x {name}=VALUE")
-    return tuple(out.items())
-
-
 def plan_job(config: JobConfig, job_id: str, attempt: int = 0) -> JobPlan:
     if not config.hosts:
         raise ConfigError("no hosts to run on")
@@ -188,10 +154,10 @@ def plan_job(config: JobConfig, job_id: str, attempt: int = 0) -> JobPlan:
         deterministic = config.rdzv_backend == "static" and offset is not None
         first = offset if deterministic else None
         offset = offset + int(nproc) if offset is not None and nproc.isdigit() else None
+        # One entry per name: first position, last value (the layers' precedence).
+        layered = dict((*config.env, *host.env, *config.env_flags))
         env = (
-            *config.env,
-            *host.env,
-            *config.env_flags,
+            *layered.items(),
             ("SSHRUN_JOB_ID", job_id),
             ("SSHRUN_NODE_RANK", str(index)),
             ("SSHRUN_NNODES", str(len(config.hosts))),

@@ -45,6 +45,7 @@ class SSHSettings:
     host_key_policy: HostKeyPolicy = "strict"
     known_hosts: tuple[str, ...] | None = None  # None: from the config, else the defaults
     identity_files: tuple[str, ...] | None = None  # None: the config's, else asyncssh's
+    jump_host: str | None = None  # ProxyJump for every node; None: the ssh config's
     timeouts: Timeouts = field(default_factory=Timeouts)
     max_handshakes: int = 32  # concurrent handshakes: head CPU and sshd MaxStartups
 
@@ -173,7 +174,7 @@ async def connect(
     """One logged-in connection to ``host``, or an ``SSHError`` saying why not."""
     async with limit if limit is not None else _NullLimit():
         options, _ = await _options(host, settings)
-        jump = await _open_jumps(host, options.tunnel, settings)
+        jump = await _open_jumps(host, settings.jump_host or options.tunnel, settings)
         conn = await _connect_one(host, settings, jump)
     address = str(options.host)
     peer = conn.get_extra_info("peername")

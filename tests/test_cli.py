@@ -7,6 +7,7 @@ program (no traceback, ever).
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import subprocess
@@ -20,6 +21,18 @@ from sshrun.plan import REDACTED, plan_job
 
 REPO = Path(__file__).resolve().parent.parent
 HEADER = re.compile(r"^job (\S+): (\d+) nodes?, (?:world size (.+)|one command each)$")
+
+
+@pytest.fixture(autouse=True)
+def _no_forwarded_head_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exact dry-run outputs must not depend on what this shell exports."""
+    import fnmatch
+
+    from sshrun.environment import DEFAULT_FORWARD
+
+    for name in list(os.environ):
+        if any(fnmatch.fnmatchcase(name, p) for p in DEFAULT_FORWARD):
+            monkeypatch.delenv(name)
 
 
 def dry_run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[str, str]:

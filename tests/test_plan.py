@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sshrun.environment import redact_env
 from sshrun.errors import ConfigError
 from sshrun.hostfile import HostSpec
 from sshrun.plan import (
@@ -18,8 +19,6 @@ from sshrun.plan import (
     parse_endpoint,
     parse_nproc,
     plan_job,
-    redact,
-    resolve_env_flags,
     target_args,
     torchrun_args,
 )
@@ -247,69 +246,12 @@ def test_format_endpoint(host: str, port: int | None, shown: str) -> None:
     assert format_endpoint(host, port) == shown
 
 
-# --- resolve_env_flags ------------------------------------------------------------------
+# --- redact (secret-looking names) ------------------------------------------------------
 
 
-def test_env_name_equals_value_sets() -> None:
-    assert resolve_env_flags(["A=1", "B=x=y", "C="], {}) == (("A", "1"), ("B", "x=y"), ("C", ""))
+def redact(env: object) -> list[tuple[str, str]]:
+    return redact_env(env, ())  # type: ignore[arg-type]
 
-
-def test_env_name_forwards_head_value() -> None:
-    head = {"HOME": "/root", "OMP_NUM_THREADS": "8"}
-    assert resolve_env_flags(["OMP_NUM_THREADS"], head) == (("OMP_NUM_THREADS", "8"),)
-
-
-def test_env_forwarded_empty_value() -> None:
-    assert resolve_env_flags(["EMPTY"], {"EMPTY": ""}) == (("EMPTY", ""),)
-
-
-def test_env_glob_forwards_exactly_the_matching_names() -> None:
-    head = {
-        "NCCL_DEBUG": "INFO",
-        "NCCL_IB_DISABLE": "1",
-        "XNCCL_A": "no",
-        "NCCL": "no",
-        "nccl_lower": "no",
-        "OTHER": "no",
-    }
-    assert resolve_env_flags(["NCCL_*"], head) == (
-        ("NCCL_DEBUG", "INFO"),
-        ("NCCL_IB_DISABLE", "1"),
-    )
-
-
-def test_env_glob_matching_nothing_is_empty() -> None:
-    assert resolve_env_flags(["NCCL_*"], {"PATH": "/bin"}) == ()
-
-
-def test_env_later_flag_wins() -> None:
-    head = {"A": "head"}
-    assert resolve_env_flags(["A", "A=set"], head) == (("A", "set"),)
-    assert resolve_env_flags(["A=set", "A"], head) == (("A", "head"),)
-
-
-def test_env_unset_name_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="MISSING is not set on the head"):
-        resolve_env_flags(["MISSING"], {"OTHER": "1"})
-
-
-def test_env_pattern_with_value_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="a pattern cannot take a value"):
-        resolve_env_flags(["NCCL_*=1"], {})
-
-
-@pytest.mark.parametrize("bad", ["", "=value", "A-B=1", "A B", "$A", "A.B=1"])
-def test_env_bad_name_is_a_config_error(bad: str) -> None:
-    with pytest.raises(ConfigError, match="-x/--env"):
-        resolve_env_flags([bad], {"A": "1"})
-
-
-def test_env_name_starting_with_digit_is_a_config_error() -> None:
-    with pytest.raises(ConfigError):
-        resolve_env_flags(["1FOO=bar"], {})
-
-
-# --- redact -----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
