@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import selectors
 import shutil
 import signal
@@ -428,10 +429,28 @@ class Agent:
             return
         self.last_heard = time.monotonic()
         self.in_buf += data
+        self._on_lines()
+
+    def _on_lines(self) -> None:
         while b"\n" in self.in_buf:
             line, self.in_buf = self.in_buf.split(b"\n", 1)
             if line.strip():
                 self._on_message(json.loads(line))
+
+    def read_preflight(self, timeout: float) -> dict[str, Any]:
+        """The head's first line, sent with the agent's source: what to check before hello."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.in_buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([0], [], [], left)[0]:
+                return {}
+            data = os.read(0, READ_CHUNK)
+            if not data:
+                return {}
+            self.in_buf += data
+        line, self.in_buf = self.in_buf.split(b"\n", 1)
+        message = json.loads(line)
+        return message if isinstance(message, dict) else {}
 
     def _on_message(self, msg: dict[str, Any]) -> None:
         kind = msg.get("type")
@@ -526,7 +545,7 @@ class Agent:
 
     # -- the job ---------------------------------------------------------------
 
-    def hello(self) -> None:
+    def hello(self, preflight: dict[str, Any]) -> None:
         import platform
         try:
             import importlib.util
@@ -537,6 +556,8 @@ class Agent:
             "hello", version=PROTOCOL_VERSION, pid=os.getpid(), hostname=socket.gethostname(),
             python=sys.executable, python_version=platform.python_version(),
             torch=has_torch, free_port=_free_port(), cwd=os.getcwd(),
+            # Checked before any node starts anything, so that a typo fails fast.
+            workdir_ok=os.path.isdir(preflight["workdir"]) if preflight.get("workdir") else True,
         )
 
     def start(self) -> None:
@@ -648,7 +669,8 @@ class Agent:
     def run(self) -> int:
         os.set_blocking(1, False)
         self.sel.register(0, selectors.EVENT_READ)
-        self.hello()
+        self.hello(self.read_preflight(self.hb_timeout))
+        self._on_lines()
         while True:
             self._pump(TICK)
             self.reap()

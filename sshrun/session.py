@@ -46,15 +46,16 @@ class AgentSession:
         self._stderr = bytearray()
         self._events: list[dict[str, Any]] = []
 
-    async def start(self, timeout: float) -> dict[str, Any]:
-        """Run the agent on the node; return its hello."""
+    async def start(self, timeout: float, workdir: str | None = None) -> dict[str, Any]:
+        """Run the agent on the node; return its hello (with the working directory checked)."""
         try:
             self.process = await self.conn.create_process(
                 remote_command(self.python), encoding=None
             )
         except (asyncssh.Error, OSError) as exc:
             raise AgentError(self.label, f"cannot open a session: {exc}") from None
-        self.process.stdin.write(b"%08x" % len(AGENT_SOURCE) + AGENT_SOURCE)
+        preflight = json.dumps({"type": "preflight", "workdir": workdir}).encode() + b"\n"
+        self.process.stdin.write(b"%08x" % len(AGENT_SOURCE) + AGENT_SOURCE + preflight)
         try:
             async with asyncio.timeout(timeout):
                 while not self._events:

@@ -193,9 +193,17 @@ class Supervisor:
             node.state = NodeState.STARTING
             node.session = AgentSession(node.conn.conn, node.plan.host.label, node.plan.python)
             try:
-                hello = await node.session.start(self.plan.config.timeouts.hello)
+                hello = await node.session.start(self.plan.config.timeouts.hello,
+                                                 node.plan.workdir)
             except (SSHError, NodeSetupError) as exc:
                 failures.append(exc)
+                return
+            if not hello.get("workdir_ok", True):
+                failures.append(NodeSetupError(
+                    node.plan.host.label,
+                    f"working directory {node.plan.workdir} does not exist on this node "
+                    "(--workdir, or workdir in the config)",
+                ))
                 return
             if self.plan.config.mode == "torchrun" and not hello.get("torch"):
                 failures.append(NodeSetupError(
