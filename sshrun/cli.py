@@ -32,8 +32,16 @@ Cluster (one of):
     ``[host]:port`` or ``host port=P``, ranges ``node[01-16]``; ``#`` comments.
 ``--hosts LIST``
     The same entries inline, comma separated: ``gpu[01-04]:8,gpu05:4``.
+``-c/--config PATH``
+    A YAML cluster config: per-host user, port, slots, python, workdir,
+    identity file and environment, plus ssh, env and torchrun sections
+    (docs/configuration.md).
 ``--local-cluster N``
     N embedded SSH nodes on 127.0.0.2... inside sshrun: try it on one machine.
+
+Without any of these, inside a Slurm allocation, ``SLURM_JOB_NODELIST`` gives
+the hosts. ``--include``/``--exclude`` pick hosts or local slots with
+DeepSpeed's syntax (``host1@host2:0,1``).
 
 torchrun's options keep torchrun's names and meanings: ``--nproc-per-node``
 (default: the host's slots, else 1), ``--nnodes N`` (use the first N hosts),
@@ -44,9 +52,12 @@ torchrun's options keep torchrun's names and meanings: ``--nproc-per-node``
 On the nodes: ``--python PATH`` (default ``python3``; it needs torch, not
 sshrun), ``--workdir DIR`` (default: the current directory), ``-x NAME`` to
 forward a variable from here, ``-x NAME=VALUE`` to set one, ``-x 'NCCL_*'``
-for every variable matching a pattern. The node's login environment is the
-base, as with plain ssh. Arguments, values and secrets travel over the SSH
-channel, never through a remote shell or a command line.
+for every variable matching a pattern, ``--env-file PATH`` for a dotenv file,
+``--secret NAME`` for a variable whose value sshrun never prints or writes. A
+documented allow-list of torch, NCCL and CUDA variables is forwarded by
+default. The node's login environment is the base, as with plain ssh.
+Arguments, values and secrets travel over the SSH channel, never through a
+remote shell or a command line.
 
 SSH: ``--ssh-config PATH`` (default ``~/.ssh/config``: Host aliases, HostName,
 User, Port, IdentityFile, ProxyJump), ``--host-key-policy strict`` (default;
