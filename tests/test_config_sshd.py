@@ -126,3 +126,30 @@ def test_yaml_unknown_key_names_line_and_suggests(tmp_path: Path,
     err = capsys.readouterr().err
     assert err.startswith(f"sshrun: error: {config}:3:5: ")
     assert "'slots'" in err
+
+
+def test_yaml_jump_host_reaches_nodes_through_a_bastion(sshd_cluster: SshdCluster,
+                                                        tmp_path: Path) -> None:
+    """ssh.jump_host: node1 and node2 reached through node0, with the same strict keys."""
+    config = tmp_path / "jump.yaml"
+    config.write_text(
+        "hosts: [node1, node2]\n"
+        f"defaults: {{python: {sys.executable}}}\n"
+        "ssh:\n"
+        f"  config: {sshd_cluster.ssh_config}\n"
+        "  jump_host: node0\n"
+    )
+    code, head = run_sshrun(["exec", "-c", str(config), "--", "sh", "-c",
+                             "echo via $SSH_CONNECTION"])
+    assert code == 0, head.transcript()
+    assert sorted(x.split(" | ")[0] for x in head.out) == ["node1", "node2"]
+    # Proof that the path goes through the bastion: freeze it, and the nodes
+    # cannot be reached, with the hop named.
+    sshd_cluster.stop_node(0)
+    try:
+        code, head = run_sshrun(["exec", "-c", str(config), "--connect-timeout", "3", "--",
+                                 "true"])
+    finally:
+        sshd_cluster.cont_node(0)
+    assert code == 255, head.transcript()
+    assert "node1: via ProxyJump node0: timed out" in head.stderr
