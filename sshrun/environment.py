@@ -180,6 +180,14 @@ NEVER_FORWARD: tuple[str, ...] = (
     "SSHRUN_*",
 )
 
+# The login session's own and bash's read-only variables: never forwarded or
+# set, not even when named exactly (a node's bash refuses some of them, and
+# the head's values are wrong on any other machine).
+SESSION_ONLY: tuple[str, ...] = (
+    "SSH_*", "PWD", "OLDPWD", "SHLVL", "_", "BASH", "BASH_*", "BASHOPTS", "SHELLOPTS",
+    "EUID", "UID", "PPID", "GROUPS",
+)
+
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PATTERN = re.compile(r"[A-Za-z0-9_*?\[\]!-]+")
 _GLOB_CHARS = "*?["
@@ -223,6 +231,13 @@ def _matching(head_env: Mapping[str, str], patterns: Sequence[str]) -> list[str]
     ]
 
 
+def _refuse_session(name: str, where: str) -> None:
+    if any(fnmatch.fnmatchcase(name, p) for p in SESSION_ONLY):
+        raise ConfigError(
+            f"{where}: {name} is a login-session variable; sshrun never forwards or sets it"
+        )
+
+
 def _check_value(name: str, value: str, what: str) -> None:
     if "\0" in value:
         raise ConfigError(f"{what}: {name}: a value cannot contain a NUL character")
@@ -259,6 +274,8 @@ def resolve_env(
             raise ConfigError(
                 f"env.forward: {entry!r}: expected NAME or a NAME_* pattern"
             )
+    for name in names:
+        _refuse_session(name, "env.forward")
     chosen = set(_matching(head_env, patterns)) | {n for n in names if n in head_env}
     for key in sorted(chosen):
         out[key] = head_env[key]
@@ -267,6 +284,7 @@ def resolve_env(
     for name, value in files:
         if not is_valid_name(name):
             raise ConfigError(f"--env-file: {name!r}: expected a NAME")
+        _refuse_session(name, "--env-file")
         _check_value(name, value, "--env-file")
         out[name] = value
 
@@ -274,6 +292,7 @@ def resolve_env(
     for name, value in set_values:
         if not is_valid_name(name):
             raise ConfigError(f"env.set: {name!r}: expected a NAME")
+        _refuse_session(name, "env.set")
         _check_value(name, value, "env.set")
         out[name] = value
 
@@ -290,11 +309,14 @@ def resolve_env(
                 f"-x/--env: {flag!r}: expected NAME, NAME=VALUE or a NAME_* pattern"
             )
         elif sep:
+            _refuse_session(name, "-x/--env")
             _check_value(name, value, "-x/--env")
             out[name] = value
         elif name in head_env:
+            _refuse_session(name, "-x/--env")
             out[name] = head_env[name]
         else:
+            _refuse_session(name, "-x/--env")
             raise ConfigError(f"-x/--env: {name} is not set on the head; use -x {name}=VALUE")
 
     # secrets: named, forwarded from the head when no layer set them

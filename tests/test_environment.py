@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 import string
 from pathlib import Path
 
@@ -502,3 +503,12 @@ def test_load_env_file_not_utf8(tmp_path: Path) -> None:
 def test_load_env_file_directory(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="env file"):
         load_env_file(str(tmp_path))
+
+
+@pytest.mark.parametrize("name", ["PWD", "SHLVL", "_", "SSH_AUTH_SOCK", "BASHOPTS", "EUID"])
+def test_session_variables_are_refused_even_by_name(name: str) -> None:
+    message = f"{name} is a login-session variable; sshrun never forwards or sets it"
+    for kwargs in ({"flags": [name]}, {"flags": [f"{name}=x"]}, {"forward": [name]},
+                   {"set_values": [(name, "x")]}, {"files": [(name, "x")]}):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            resolve_env({name: "v"}, **kwargs)  # type: ignore[arg-type]
