@@ -64,14 +64,14 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, NoReturn
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from sshrun import hostfile as _hostfile
-from sshrun.errors import ConfigError, LocationError
+from sshrun.configfile import read_config_text
+from sshrun.errors import LocationError
 from sshrun.hostfile import MAX_HOSTS, MAX_SLOTS, HostSpec
 from sshrun.transport import HOST_KEY_POLICIES
 
@@ -828,20 +828,7 @@ def parse_cluster_yaml(text: str, source: str, base_dir: str | None = None) -> C
 def load_cluster_yaml(path: str | os.PathLike[str]) -> ClusterFile:
     """Read and parse a cluster config file; relative paths in it are taken from its directory."""
     name = os.fspath(path)
-    try:
-        data = Path(name).read_bytes()
-    except (FileNotFoundError, NotADirectoryError):
-        raise ConfigError(f"cluster config not found: {name}") from None
-    except IsADirectoryError:
-        raise ConfigError(f"cluster config is a directory, expected a file: {name}") from None
-    except PermissionError:
-        raise ConfigError(f"cannot read cluster config {name}: permission denied") from None
-    except OSError as err:
-        raise ConfigError(f"cannot read cluster config {name}: {err.strerror or err}") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise _hostfile._decode_error(name, data, err) from None
+    text = read_config_text(name, "cluster config")
     return parse_cluster_yaml(text, name, os.path.dirname(os.path.abspath(name)))
 
 

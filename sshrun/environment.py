@@ -103,11 +103,11 @@ much; they are still hidden by :func:`redact_env`).
 from __future__ import annotations
 
 import fnmatch
-import os
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from sshrun.configfile import read_config_text
 from sshrun.errors import ConfigError, LocationError
 from sshrun.plan import REDACTED, SECRET_NAME
 
@@ -494,21 +494,7 @@ def parse_env_file(text: str, source: str) -> list[tuple[str, str]]:
 
 def load_env_file(path: str) -> list[tuple[str, str]]:
     """Read and parse an env file; errors name ``path`` as given."""
-    try:
-        with open(os.path.expanduser(path), "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        raise ConfigError(f"env file not found: {path}") from None
-    except IsADirectoryError:
-        raise ConfigError(f"env file is a directory: {path}") from None
-    except OSError as err:
-        raise ConfigError(f"env file {path}: {err.strerror or err}") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
-        raise LocationError(path, line, column, "not valid UTF-8") from None
+    text = read_config_text(path, "env file")
     return parse_env_file(text, path)
 
 

@@ -51,8 +51,8 @@ import re
 import string
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
+from sshrun.configfile import read_config_text
 from sshrun.errors import ConfigError, LocationError
 
 __all__ = [
@@ -602,36 +602,13 @@ def parse_host_list(value: str, source: str = "--hosts") -> list[HostSpec]:
     return collector.hosts
 
 
-def _decode_error(source: str, data: bytes, err: UnicodeDecodeError) -> LocationError:
-    before = _split_lines(data[: err.start].decode("utf-8-sig"))
-    return LocationError(
-        source,
-        len(before),
-        len(before[-1]) + 1,
-        f"invalid UTF-8 byte 0x{data[err.start]:02x}: expected a UTF-8 text file",
-    )
-
-
 def load_hostfile(path: str | os.PathLike[str]) -> list[HostSpec]:
     """Read and parse a hostfile; a missing, unreadable or empty one is an error.
 
     A missing hostfile must never fall back to a local run (DESIGN.md).
     """
     name = os.fspath(path)
-    try:
-        data = Path(name).read_bytes()
-    except (FileNotFoundError, NotADirectoryError):
-        raise ConfigError(f"hostfile not found: {name}") from None
-    except IsADirectoryError:
-        raise ConfigError(f"hostfile is a directory, expected a file: {name}") from None
-    except PermissionError:
-        raise ConfigError(f"cannot read hostfile {name}: permission denied") from None
-    except OSError as err:
-        raise ConfigError(f"cannot read hostfile {name}: {err.strerror or err}") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise _decode_error(name, data, err) from None
+    text = read_config_text(name, "hostfile")
     hosts = parse_hostfile(text, name)
     if not hosts:
         raise ConfigError(f"{name}: no hosts")

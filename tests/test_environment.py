@@ -496,7 +496,8 @@ def test_load_env_file_error_names_the_path(tmp_path: Path) -> None:
 def test_load_env_file_not_utf8(tmp_path: Path) -> None:
     path = tmp_path / "bin.env"
     path.write_bytes(b"A=1\nB=\xff\n")
-    with pytest.raises(LocationError, match=f"^{path}:2:3: not valid UTF-8"):
+    expected = f"^{path}:2:3: invalid UTF-8 byte 0xff: expected a UTF-8 text file"
+    with pytest.raises(LocationError, match=expected):
         load_env_file(str(path))
 
 
