@@ -85,6 +85,7 @@ from dataclasses import dataclass, replace
 from typing import cast
 
 from rich.console import Console
+from rich.text import Text
 
 from sshrun import errors
 from sshrun.cluster_yaml import EnvFileSettings, SSHFileSettings, load_cluster_yaml
@@ -101,6 +102,7 @@ from sshrun.output import Printer
 from sshrun.plan import (
     JobConfig,
     JobPlan,
+    RestartPolicy,
     Timeouts,
     format_endpoint,
     parse_endpoint,
@@ -110,6 +112,7 @@ from sshrun.plan import (
     torchrun_args,
 )
 from sshrun.selection import apply_filters, slurm_hosts
+from sshrun.supervisor import Outcome, Supervisor
 from sshrun.transport import HOST_KEY_POLICIES, HostKeyPolicy, SSHSettings
 
 
@@ -193,6 +196,14 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
     job.add_argument("--heartbeat-timeout", type=_positive_float,
                      default=Timeouts.heartbeat_timeout, metavar="SECONDS",
                      help="agents stop the job when the head is silent this long")
+    job.add_argument("--max-restarts", "--max_restarts", metavar="N",
+                     help="restart the whole cluster up to N times after a failure (default 0)")
+    job.add_argument("--restart-backoff", type=_positive_float, default=1.0, metavar="SECONDS",
+                     help="wait before the first restart, doubled each time (default 1)")
+    job.add_argument("--restart-backoff-max", type=_positive_float, default=60.0,
+                     metavar="SECONDS", help="longest wait between restarts (default 60)")
+    job.add_argument("--no-restart-on", metavar="CODES", default="",
+                     help="exit codes that fail at once, comma separated (e.g. 2,3)")
     job.add_argument("--dry-run", action="store_true", help="print every node's plan and exit")
     job.add_argument("--color", "--colour", choices=("auto", "always", "never"), default="auto")
     if mode == "exec":
@@ -278,10 +289,6 @@ def parse_invocation(argv: Sequence[str], environ: dict[str, str] | None = None)
             """A flag overrides the config file's torchrun section."""
             return flag if flag is not None else torch_opts.get(key)
 
-        if torch_opts.get("max-restarts", "0") != "0":
-            print("sshrun: torchrun.max_restarts in the config is not supported yet "
-                  "(cluster-wide restarts are planned); running without restarts",
-                  file=sys.stderr)
         nnodes_text = opt(args.nnodes, "nnodes")
         nnodes = parse_nnodes(nnodes_text) if nnodes_text is not None else None
         endpoint = opt(args.rdzv_endpoint, "rdzv-endpoint")
@@ -319,6 +326,20 @@ def parse_invocation(argv: Sequence[str], environ: dict[str, str] | None = None)
         timeouts=timeouts,
         max_handshakes=args.max_handshakes,
     )
+    restarts_text = args.max_restarts if args.max_restarts is not None else (
+        torch_opts.get("max-restarts", "0"))
+    if not re.fullmatch(r"[0-9]+", restarts_text):
+        raise ConfigError(f"--max-restarts: expected a whole number, got {restarts_text!r}")
+    codes = [c.strip() for c in args.no_restart_on.split(",") if c.strip()]
+    if not all(re.fullmatch(r"[0-9]+", c) and int(c) < 256 for c in codes):
+        raise ConfigError(
+            "--no-restart-on: expected exit codes 0-255, comma separated, "
+            f"got {args.no_restart_on!r}"
+        )
+    config = replace(config, restarts=RestartPolicy(
+        max_restarts=int(restarts_text), backoff=args.restart_backoff,
+        backoff_max=args.restart_backoff_max, no_restart_on=frozenset(int(c) for c in codes),
+    ))
     colour = {"auto": None, "always": True, "never": False}[args.color]
     # Never the user's --rdzv-id: the job id tags every process for teardown,
     # and two jobs that share a rendezvous id must not share tags.
@@ -390,7 +411,6 @@ def render_dry_run(plan: JobPlan) -> str:
 async def _launch(inv: Invocation) -> int:
     from sshrun import report
     from sshrun.local_cluster import local_cluster
-    from sshrun.supervisor import Supervisor
 
     console = Console(stderr=True, highlight=False, soft_wrap=True,
                       force_terminal=inv.colour, no_color=inv.colour is False)
@@ -401,24 +421,66 @@ async def _launch(inv: Invocation) -> int:
             config = replace(config, hosts=cluster.hosts)
             ssh = replace(ssh, config_paths=(cluster.ssh_config,),
                           known_hosts=(cluster.known_hosts,), host_key_policy="strict")
-        plan = plan_job(config, inv.job_id)
-        printer = Printer(
-            secrets=inv.secret_values,
-            colour=inv.colour, host_width=max(len(n.host.label) for n in plan.nodes),
-            rank_width=len(f"r{(plan.world_size or 1) - 1}"),
-            launcher_label="torchrun" if config.mode == "torchrun" else "",
-        )
-        supervisor = Supervisor(plan, ssh, printer)
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGINT, supervisor.interrupt)
-        loop.add_signal_handler(signal.SIGTERM, supervisor.interrupt)
-        try:
-            outcome = await supervisor.run()
-        finally:
-            loop.remove_signal_handler(signal.SIGINT)
-            loop.remove_signal_handler(signal.SIGTERM)
-        report.render(outcome, console)
-        return outcome.exit_code
+        outcomes = []
+        attempt = 0
+        while True:
+            outcome = await _attempt(inv, config, ssh, attempt)
+            outcomes.append(outcome)
+            failure = outcome.first_failure
+            policy = config.restarts
+            if (outcome.exit_code == 0 or outcome.interrupted
+                    or not policy.allows(attempt, outcome.exit_code,
+                                         failure.reason if failure else None)):
+                break
+            delay = policy.delay(attempt)
+            console.print(Text(
+                f"sshrun: attempt {attempt} failed ({report.describe(failure)}" if failure
+                else f"sshrun: attempt {attempt} failed (exit status {outcome.exit_code}"
+            ) + Text(f"); restarting every node in {delay:.1f}s "
+                     f"(restart {attempt + 1} of {policy.max_restarts})", style="yellow"))
+            if await _interruptible_sleep(delay):
+                console.print(Text("sshrun: interrupted while waiting to restart"))
+                return errors.EXIT_INTERRUPTED
+            attempt += 1
+        report.render(outcomes[-1], console, previous=outcomes[:-1])
+        return outcomes[-1].exit_code
+
+
+async def _attempt(inv: Invocation, config: JobConfig, ssh: SSHSettings,
+                   attempt: int) -> Outcome:
+    plan = plan_job(config, inv.job_id, attempt)
+    printer = Printer(
+        secrets=inv.secret_values,
+        colour=inv.colour, host_width=max(len(n.host.label) for n in plan.nodes),
+        rank_width=len(f"r{(plan.world_size or 1) - 1}"),
+        launcher_label="torchrun" if config.mode == "torchrun" else "",
+    )
+    supervisor = Supervisor(plan, ssh, printer)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, supervisor.interrupt)
+    loop.add_signal_handler(signal.SIGTERM, supervisor.interrupt)
+    try:
+        return await supervisor.run()
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
+async def _interruptible_sleep(seconds: float) -> bool:
+    """Sleep; True when Ctrl-C (or SIGTERM) came first."""
+    loop = asyncio.get_running_loop()
+    interrupted = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, interrupted.set)
+    try:
+        async with asyncio.timeout(seconds):
+            await interrupted.wait()
+        return True
+    except TimeoutError:
+        return False
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
 
 
 def run(argv: Sequence[str]) -> int:

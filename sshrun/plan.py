@@ -50,6 +50,25 @@ class Timeouts:
 
 
 @dataclass(frozen=True)
+class RestartPolicy:
+    """Cluster-wide restarts: every node stops, then every node starts again."""
+
+    max_restarts: int = 0
+    backoff: float = 1.0  # seconds before the first restart, doubled each time
+    backoff_max: float = 60.0
+    no_restart_on: frozenset[int] = frozenset()  # exit codes a restart cannot fix
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before starting attempt ``attempt + 1``."""
+        return float(min(self.backoff_max, self.backoff * 2 ** attempt))
+
+    def allows(self, attempt: int, exit_code: int, reason: str | None) -> bool:
+        # A configuration problem on a node (reason "error") fails the same way again.
+        return (attempt < self.max_restarts and exit_code not in self.no_restart_on
+                and reason != "error")
+
+
+@dataclass(frozen=True)
 class JobConfig:
     hosts: tuple[HostSpec, ...]
     target: tuple[str, ...]  # script and its args, or a command and its args
@@ -71,6 +90,7 @@ class JobConfig:
     env_flags: tuple[tuple[str, str], ...] = ()  # -x: above each host's env
     secrets: frozenset[str] = frozenset()  # names whose values are never shown
     timeouts: Timeouts = field(default_factory=Timeouts)
+    restarts: RestartPolicy = field(default_factory=RestartPolicy)
 
 
 @dataclass(frozen=True)
@@ -177,12 +197,16 @@ def torchrun_args(
 ) -> list[str]:
     """torchrun's own arguments for one node (before the entrypoint)."""
     config = plan.config
+    rdzv_id = config.rdzv_id or plan.job_id
+    if plan.attempt:
+        # A fresh rendezvous for every restart: stale store keys must not leak in.
+        rdzv_id += f".{plan.attempt}"
     args = [
         "--nnodes", str(len(plan.nodes)),
         "--nproc-per-node", node.nproc,
         "--rdzv-backend", config.rdzv_backend,
         "--rdzv-endpoint", format_endpoint(*endpoint),
-        "--rdzv-id", config.rdzv_id or plan.job_id,
+        "--rdzv-id", rdzv_id,
         # sshrun, not torchrun, owns restarts: they must span the cluster.
         "--max-restarts", "0",
         "--monitor-interval", "0.1",

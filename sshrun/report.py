@@ -8,6 +8,7 @@ colour escapes are removed so that the report is plain in a log file.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from rich.console import Console
 from rich.text import Text
@@ -39,7 +40,12 @@ def describe(failure: Failure) -> str:
     return ", ".join(parts) + ": " + how
 
 
-def render(outcome: Outcome, console: Console) -> None:
+def render(outcome: Outcome, console: Console, previous: Sequence[Outcome] = ()) -> None:
+    """The final report; ``previous`` are earlier attempts, each listed by its first failure."""
+    for number, earlier in enumerate(previous):
+        first = earlier.first_failure
+        console.print(Text(f"sshrun: attempt {number} failed: ", style="yellow") + Text(
+            describe(first) if first else f"exit status {earlier.exit_code}"))
     failure = outcome.first_failure
     if outcome.interrupted:
         console.print(Text(f"sshrun: interrupted after {outcome.elapsed:.1f}s; every node stopped",

@@ -363,3 +363,12 @@ def test_node_plan_ranks_property() -> None:
 @pytest.mark.parametrize("name", ["DB_PASS", "MYSQL_PWD"])
 def test_redact_hides_short_password_names(name: str) -> None:
     assert redact({name: "hunter2"}) == [(name, REDACTED)]
+
+
+def test_restart_attempts_get_a_fresh_rendezvous_id() -> None:
+    cfg = config(("a", 1), ("b", 1))
+    first, second = plan_job(cfg, "job", attempt=0), plan_job(cfg, "job", attempt=1)
+    assert flag(torchrun_args(first, first.nodes[0], ("a", 1), None), "--rdzv-id") == "job"
+    assert flag(torchrun_args(second, second.nodes[0], ("a", 1), None), "--rdzv-id") == "job.1"
+    assert {n.tag for n in first.nodes}.isdisjoint({n.tag for n in second.nodes})
+    assert dict(second.nodes[0].env)["SSHRUN_ATTEMPT"] == "1"

@@ -1,0 +1,71 @@
+"""Cluster-wide restarts (--max-restarts): every node stops, every node starts again."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+from head import WORKERS, Head, run_sshrun
+from jobprocs import assert_no_leftovers, new_canary
+
+from sshrun.plan import RestartPolicy
+
+
+def test_backoff_doubles_up_to_its_cap() -> None:
+    policy = RestartPolicy(max_restarts=10, backoff=0.5, backoff_max=3)
+    assert [policy.delay(a) for a in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+
+
+@pytest.mark.parametrize(("attempt", "code", "reason", "allowed"), [
+    (0, 3, "exit", True),
+    (2, 3, "exit", False),  # restarts used up
+    (0, 7, "exit", False),  # listed in no_restart_on
+    (0, 2, "error", False),  # a node's configuration: a restart cannot fix it
+])
+def test_restart_policy(attempt: int, code: int, reason: str, allowed: bool) -> None:
+    policy = RestartPolicy(max_restarts=2, no_restart_on=frozenset({7}))
+    assert policy.allows(attempt, code, reason) is allowed
+
+
+def test_flaky_job_succeeds_on_its_second_attempt() -> None:
+    canary = new_canary()
+    code, head = run_sshrun(["--local-cluster", "2", "--max-restarts", "1",
+                             "--restart-backoff", "0.2", "-x", f"SSHRUN_TEST_CANARY={canary}",
+                             str(WORKERS / "flaky.py")])
+    assert code == 0, head.transcript()
+    # Nodes interleave within an attempt; attempts never do.
+    assert sorted(head.out[:2]) == ["node1 r0 | attempt 0 rank 0", "node2 r1 | attempt 0 rank 1"]
+    assert sorted(head.out[2:]) == ["node1 r0 | attempt 1 rank 0", "node2 r1 | attempt 1 rank 1"]
+    assert ("sshrun: attempt 0 failed (node2 (node 1), rank 1 (local rank 0): exited with "
+            "code 3); restarting every node in 0.2s (restart 1 of 1)") in head.err
+    assert "sshrun: job finished on 2 nodes" in head.stderr
+    assert_no_leftovers(canary)
+
+
+def test_restarts_used_up_report_every_attempt() -> None:
+    code, head = run_sshrun(["--local-cluster", "2", "--max-restarts", "1",
+                             "--restart-backoff", "0.1", "-x", "FLAKY_UNTIL=9",
+                             str(WORKERS / "flaky.py")])
+    assert code == 3, head.transcript()
+    assert ("sshrun: attempt 0 failed: node2 (node 1), rank 1 (local rank 0): "
+            "exited with code 3") in head.err
+    assert ("sshrun: first failure: node2 (node 1), rank 1 (local rank 0): "
+            "exited with code 3") in head.err
+    assert sum("attempt 1 rank" in line for line in head.out) == 2
+
+
+def test_no_restart_on_fails_at_once() -> None:
+    code, head = run_sshrun(["--local-cluster", "2", "--max-restarts", "3",
+                             "--no-restart-on", "3", str(WORKERS / "flaky.py")])
+    assert code == 3, head.transcript()
+    assert not any("attempt 1" in line for line in head.out)
+    assert "restarting" not in head.stderr
+
+
+def test_ctrl_c_during_the_backoff_stops_the_job() -> None:
+    head = Head(["--local-cluster", "2", "--max-restarts", "1", "--restart-backoff", "60",
+                 str(WORKERS / "flaky.py")])
+    head.wait_line("restarting every node in 60.0s", timeout=90)
+    head.proc.send_signal(signal.SIGINT)
+    assert head.wait(30) == 130, head.transcript()
+    assert "interrupted while waiting to restart" in head.stderr
