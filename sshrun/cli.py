@@ -80,7 +80,7 @@ import shlex
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import cast
 
@@ -415,7 +415,14 @@ async def _launch(inv: Invocation) -> int:
     console = Console(stderr=True, highlight=False, soft_wrap=True,
                       force_terminal=inv.colour, no_color=inv.colour is False)
     config, ssh = inv.config, inv.ssh
+    interrupts = _Interrupts()
+    loop = asyncio.get_running_loop()
     async with contextlib.AsyncExitStack() as stack:
+        # One handler for the whole run, so that no Ctrl-C ever falls between
+        # two phases and becomes a KeyboardInterrupt traceback.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, interrupts)
+            stack.callback(loop.remove_signal_handler, sig)
         if inv.local_cluster is not None:
             cluster = await stack.enter_async_context(local_cluster(inv.local_cluster))
             config = replace(config, hosts=cluster.hosts)
@@ -424,7 +431,9 @@ async def _launch(inv: Invocation) -> int:
         outcomes = []
         attempt = 0
         while True:
-            outcome = await _attempt(inv, config, ssh, attempt)
+            if interrupts.pending:
+                return errors.EXIT_INTERRUPTED
+            outcome = await _attempt(inv, config, ssh, attempt, interrupts)
             outcomes.append(outcome)
             failure = outcome.first_failure
             policy = config.restarts
@@ -438,7 +447,7 @@ async def _launch(inv: Invocation) -> int:
                 else f"sshrun: attempt {attempt} failed (exit status {outcome.exit_code}"
             ) + Text(f"); restarting every node in {delay:.1f}s "
                      f"(restart {attempt + 1} of {policy.max_restarts})", style="yellow"))
-            if await _interruptible_sleep(delay):
+            if await _interruptible_sleep(delay, interrupts):
                 console.print(Text("sshrun: interrupted while waiting to restart"))
                 return errors.EXIT_INTERRUPTED
             attempt += 1
@@ -446,8 +455,22 @@ async def _launch(inv: Invocation) -> int:
         return outcomes[-1].exit_code
 
 
-async def _attempt(inv: Invocation, config: JobConfig, ssh: SSHSettings,
-                   attempt: int) -> Outcome:
+class _Interrupts:
+    """Ctrl-C and SIGTERM go to whatever the run is doing at the moment."""
+
+    def __init__(self) -> None:
+        self.target: Callable[[], None] | None = None
+        self.pending = False
+
+    def __call__(self) -> None:
+        if self.target is not None:
+            self.target()
+        else:
+            self.pending = True
+
+
+async def _attempt(inv: Invocation, config: JobConfig, ssh: SSHSettings, attempt: int,
+                   interrupts: _Interrupts) -> Outcome:
     plan = plan_job(config, inv.job_id, attempt)
     printer = Printer(
         secrets=inv.secret_values,
@@ -456,22 +479,17 @@ async def _attempt(inv: Invocation, config: JobConfig, ssh: SSHSettings,
         launcher_label="torchrun" if config.mode == "torchrun" else "",
     )
     supervisor = Supervisor(plan, ssh, printer)
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGINT, supervisor.interrupt)
-    loop.add_signal_handler(signal.SIGTERM, supervisor.interrupt)
+    interrupts.target = supervisor.interrupt
     try:
         return await supervisor.run()
     finally:
-        loop.remove_signal_handler(signal.SIGINT)
-        loop.remove_signal_handler(signal.SIGTERM)
+        interrupts.target = None
 
 
-async def _interruptible_sleep(seconds: float) -> bool:
+async def _interruptible_sleep(seconds: float, interrupts: _Interrupts) -> bool:
     """Sleep; True when Ctrl-C (or SIGTERM) came first."""
-    loop = asyncio.get_running_loop()
     interrupted = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, interrupted.set)
+    interrupts.target = interrupted.set
     try:
         async with asyncio.timeout(seconds):
             await interrupted.wait()
@@ -479,8 +497,7 @@ async def _interruptible_sleep(seconds: float) -> bool:
     except TimeoutError:
         return False
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+        interrupts.target = None
 
 
 def run(argv: Sequence[str]) -> int:

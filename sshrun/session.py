@@ -55,7 +55,10 @@ class AgentSession:
         except (asyncssh.Error, OSError) as exc:
             raise AgentError(self.label, f"cannot open a session: {exc}") from None
         preflight = json.dumps({"type": "preflight", "workdir": workdir}).encode() + b"\n"
-        self.process.stdin.write(b"%08x" % len(AGENT_SOURCE) + AGENT_SOURCE + preflight)
+        # The channel may already be closed (no such interpreter): the read
+        # below then sees EOF and says why.
+        with contextlib.suppress(asyncssh.Error, OSError):
+            self.process.stdin.write(b"%08x" % len(AGENT_SOURCE) + AGENT_SOURCE + preflight)
         try:
             async with asyncio.timeout(timeout):
                 while not self._events:

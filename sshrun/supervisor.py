@@ -379,3 +379,6 @@ class Supervisor:
             if not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+        if not task.cancelled() and task.exception() is not None:
+            # A bug or an unexpected failure must surface, not be skipped over.
+            raise task.exception()
