@@ -333,7 +333,7 @@ class Agent:
         self.readers: dict[int, tuple[Any, int, int]] = {}  # fd -> (file, stream, rank)
         self.paused = False
         self.conns: dict[int, dict[str, Any]] = {}  # fd -> shim connection state
-        self.rank_exits: dict[int, dict[str, Any]] = {}
+        self.reported: set[int] = set()  # ranks whose exit status arrived
         self.stopping: str | None = None  # why teardown began
         self.kill_deadline: float | None = None
         self.hb_timeout = 30.0
@@ -529,7 +529,7 @@ class Agent:
             if "traceback" in report:
                 state["traceback"] = report["traceback"]
             if "exit" in report:
-                self.rank_exits[int(head["rank"])] = report
+                self.reported.add(int(head["rank"]))
                 self.event("rank_exit", rank=head["rank"], local_rank=head["local_rank"],
                            code=report["exit"], signal=report.get("signal"),
                            traceback=state.get("traceback"))
@@ -537,9 +537,9 @@ class Agent:
             self.sel.unregister(fd)
             state["sock"].close()
             del self.conns[fd]
-            if head is not None and int(head["rank"]) not in self.rank_exits:
+            if head is not None and int(head["rank"]) not in self.reported:
                 # Died without reporting: a signal, os._exit, or a crash.
-                self.rank_exits[int(head["rank"])] = {"exit": None}
+                self.reported.add(int(head["rank"]))
                 self.event("rank_exit", rank=head["rank"], local_rank=head["local_rank"],
                            code=None, traceback=state.get("traceback"))
 

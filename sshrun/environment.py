@@ -280,21 +280,14 @@ def resolve_env(
     for key in sorted(chosen):
         out[key] = head_env[key]
 
-    # 2. env file entries
-    for name, value in files:
-        if not is_valid_name(name):
-            raise ConfigError(f"--env-file: {name!r}: expected a NAME")
-        _refuse_session(name, "--env-file")
-        _check_value(name, value, "--env-file")
-        out[name] = value
-
-    # 3. env.set
-    for name, value in set_values:
-        if not is_valid_name(name):
-            raise ConfigError(f"env.set: {name!r}: expected a NAME")
-        _refuse_session(name, "env.set")
-        _check_value(name, value, "env.set")
-        out[name] = value
+    # 2. env file entries, then 3. env.set
+    for where, pairs in (("--env-file", files), ("env.set", set_values)):
+        for name, value in pairs:
+            if not is_valid_name(name):
+                raise ConfigError(f"{where}: {name!r}: expected a NAME")
+            _refuse_session(name, where)
+            _check_value(name, value, where)
+            out[name] = value
 
     # 4. -x flags, in order
     for flag in flags:
