@@ -12,6 +12,7 @@ Life of an agent::
     spec   <── head          what to run (torchrun or a plain command)
     start                    child in a new session, tagged SSHRUN_TAG=<tag>
     output ──> head          framed chunks, tagged by global rank and stream
+    hb     ──> head          every ``hb_period`` seconds while nothing else is queued
     exited ──> head          exit code, per-rank failures, what the sweep killed
 
 Wire format, agent to head (stdout): frames of ``HEADER`` (kind, stream,
@@ -337,6 +338,8 @@ class Agent:
         self.stopping: str | None = None  # why teardown began
         self.kill_deadline: float | None = None
         self.hb_timeout = 30.0
+        self.hb_period = 0.0  # ours to the head; 0 until the spec says
+        self.next_hb = 0.0
         self.grace = 10.0
         self.tag = ""
 
@@ -566,6 +569,7 @@ class Agent:
         self.tag = str(spec["tag"])
         self.grace = float(spec.get("grace", self.grace))
         self.hb_timeout = float(spec.get("hb_timeout", self.hb_timeout))
+        self.hb_period = float(spec.get("hb_period", 0.0))
         env = dict(os.environ)
         env.update({str(k): str(v) for k, v in spec.get("env", {}).items()})
         env["SSHRUN_TAG"] = self.tag
@@ -653,6 +657,13 @@ class Agent:
         return counts
 
     def _pump(self, timeout: float) -> None:
+        now = time.monotonic()
+        if self.hb_period and now >= self.next_hb:
+            # Queued output reaches the head anyway and proves we live; a
+            # heartbeat only has to cover silence (a quiet job, a long sweep).
+            self.next_hb = now + self.hb_period
+            if not self.out:
+                self.event("hb")
         for key, _ in self.sel.select(timeout):
             fd = key.fd
             if fd == 0:

@@ -195,7 +195,9 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
                      metavar="SECONDS", help="SIGTERM to SIGKILL on the nodes")
     job.add_argument("--heartbeat-timeout", type=_positive_float,
                      default=Timeouts.heartbeat_timeout, metavar="SECONDS",
-                     help="agents stop the job when the head is silent this long")
+                     help="a node silent this long is lost (the job stops or restarts); "
+                          "an agent whose head is silent this long tears its node down "
+                          "(default 15)")
     job.add_argument("--max-restarts", "--max_restarts", metavar="N",
                      help="restart the whole cluster up to N times after a failure (default 0)")
     job.add_argument("--restart-backoff", type=_positive_float, default=1.0, metavar="SECONDS",
@@ -253,9 +255,10 @@ def parse_invocation(argv: Sequence[str], environ: dict[str, str] | None = None)
         found = cf.hosts if cf is not None else _hosts(args, environ)
         hosts = apply_filters(found, args.include, args.exclude)
     ssh_file = cf.ssh if cf is not None else SSHFileSettings()
-    timeouts = Timeouts(
+    timeouts = Timeouts.for_liveness(
+        args.heartbeat_timeout,
         connect=args.connect_timeout or ssh_file.connect_timeout or Timeouts.connect,
-        grace=args.grace_period, heartbeat_timeout=args.heartbeat_timeout,
+        grace=args.grace_period,
     )
     env_file = cf.env if cf is not None else EnvFileSettings()
     files = [entry for path in (*([env_file.file] if env_file.file else []), *args.env_file)

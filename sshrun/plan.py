@@ -43,10 +43,31 @@ class Timeouts:
     connect: float = 15.0  # TCP connect plus SSH handshake and login
     keepalive_interval: float = 5.0  # SSH keepalive requests to each node
     keepalive_count_max: int = 3  # unanswered keepalives before a node is lost
-    heartbeat: float = 2.0  # head -> agent heartbeat period
-    heartbeat_timeout: float = 20.0  # agent tears down after this much silence
+    heartbeat: float = 2.0  # heartbeat period, both ways (head <-> agent)
+    # Silence after which the head declares a node lost, and an agent
+    # declares the head gone and tears its node's processes down.
+    heartbeat_timeout: float = 15.0
     grace: float = 10.0  # SIGTERM -> SIGKILL on the nodes
     hello: float = 60.0  # agent start-up on a node (Python start, torch lookup)
+
+    @classmethod
+    def for_liveness(cls, heartbeat_timeout: float, connect: float = connect,
+                     grace: float = grace) -> Timeouts:
+        """Every liveness bound follows the one the user sets (``--heartbeat-timeout``).
+
+        Heartbeats go four times per timeout (at most every 2 s), so a single
+        late one is never fatal; SSH keepalives, three per timeout, catch a
+        connection whose far end froze or vanished without a FIN even when no
+        agent runs yet.
+        """
+        return cls(
+            heartbeat_timeout=heartbeat_timeout,
+            heartbeat=min(2.0, heartbeat_timeout / 4),
+            keepalive_interval=heartbeat_timeout / 3,
+            keepalive_count_max=3,
+            connect=connect,
+            grace=grace,
+        )
 
 
 @dataclass(frozen=True)

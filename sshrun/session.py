@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import shlex
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ class AgentSession:
         self._buf = bytearray()
         self._stderr = bytearray()
         self._events: list[dict[str, Any]] = []
+        self.last_heard = time.monotonic()  # any byte from the agent counts
 
     async def start(self, timeout: float, workdir: str | None = None) -> dict[str, Any]:
         """Run the agent on the node; return its hello (with the working directory checked)."""
@@ -113,6 +115,7 @@ class AgentSession:
                 data = await stdout.read(65536)
                 if not data:
                     break
+                self.last_heard = time.monotonic()
                 self._buf += data
                 self._parse(on_output, on_event)
         except (asyncssh.Error, OSError):

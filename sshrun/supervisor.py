@@ -35,6 +35,10 @@ from sshrun.session import AgentSession
 from sshrun.transport import NodeConnection, SSHSettings, connect
 
 
+# How long closing the connections may take before they are dropped.
+CLOSE_TIMEOUT = 5.0
+
+
 class NodeState(enum.Enum):
     CONNECTING = "connecting"
     STARTING = "starting"
@@ -137,16 +141,7 @@ class Supervisor:
             if self.stop_reason is None:
                 await self._run_all()
         finally:
-            for node in self.nodes:
-                if node.session is not None and node.state != NodeState.EXITED:
-                    # EOF tells an agent that is still running to tear down.
-                    node.session.close()
-                if node.conn is not None:
-                    node.conn.conn.close()
-            await asyncio.gather(
-                *(n.conn.conn.wait_closed() for n in self.nodes if n.conn is not None),
-                return_exceptions=True,
-            )
+            await self._close_all()
         # Every stream has ended: the failing rank's last stderr lines are all here,
         # including those that arrived after its exit status.
         self.printer.flush_all()
@@ -158,6 +153,23 @@ class Supervisor:
             self._exit_code(), self.first_failure, self.nodes, self.interrupted,
             time.monotonic() - self._started,
         )
+
+    async def _close_all(self) -> None:
+        for node in self.nodes:
+            if node.session is not None and node.state != NodeState.EXITED:
+                # EOF tells an agent that is still running to tear down.
+                node.session.close()
+            if node.conn is not None:
+                node.conn.conn.close()
+        conns = [n.conn.conn for n in self.nodes if n.conn is not None]
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await asyncio.gather(*(c.wait_closed() for c in conns), return_exceptions=True)
+        except TimeoutError:
+            # A peer that cannot even take our goodbye (black-holed, frozen):
+            # drop the connection; its agent tears down on its own.
+            for conn in conns:
+                conn.abort()
 
     def _exit_code(self) -> int:
         if self.interrupted:
@@ -241,6 +253,7 @@ class Supervisor:
             "cwd": node.plan.workdir,
             "grace": t.grace,
             "hb_timeout": t.heartbeat_timeout,
+            "hb_period": t.heartbeat,
         }
         if config.mode == "torchrun":
             assert node.conn is not None
@@ -257,6 +270,9 @@ class Supervisor:
         for node in self.nodes:
             assert node.session is not None
             node.state = NodeState.RUNNING
+            # Silence is measured from here: nodes that said hello early
+            # waited for the others without anything to say.
+            node.session.last_heard = time.monotonic()
             node.session.send(self.spec(node, endpoint))
         async with asyncio.TaskGroup() as tg:
             beat = tg.create_task(self._heartbeats())
@@ -264,13 +280,28 @@ class Supervisor:
             beat.cancel()
 
     async def _heartbeats(self) -> None:
-        period = self.plan.config.timeouts.heartbeat
+        """Ours to every agent; and theirs checked: a silent running node is lost."""
+        t = self.plan.config.timeouts
         while True:
-            await asyncio.sleep(period)
+            await asyncio.sleep(t.heartbeat)
+            now = time.monotonic()
             for node in self.nodes:
-                alive = node.state in (NodeState.RUNNING, NodeState.STOPPING)
-                if node.session is not None and alive:
+                if node.session is None:
+                    continue
+                if node.state in (NodeState.RUNNING, NodeState.STOPPING):
                     node.session.send({"type": "hb"})
+                silent = now - node.session.last_heard
+                if node.state == NodeState.RUNNING and silent > t.heartbeat_timeout:
+                    self._lose(node, f"no word from the node for {silent:.0f}s "
+                                     f"(--heartbeat-timeout {t.heartbeat_timeout:g}): "
+                                     "frozen, crashed or cut off")
+
+    def _lose(self, node: NodeStatus, message: str) -> None:
+        node.state = NodeState.LOST
+        self._fail(Failure(node.plan.index, node.plan.host.label, "lost", message=message))
+        if node.conn is not None:
+            # Nothing comes back from it, not even the end of a close handshake.
+            node.conn.conn.abort()
 
     async def _pump(self, node: NodeStatus) -> None:
         assert node.session is not None
@@ -305,7 +336,7 @@ class Supervisor:
             if not pump.done():
                 pump.cancel()
         self.printer.flush_node(index)
-        if node.state not in (NodeState.EXITED,):
+        if node.state not in (NodeState.EXITED, NodeState.LOST):
             node.state = NodeState.LOST
             detail = f": {self.printer.redact(stderr.splitlines()[-1])}" if stderr else ""
             self._fail(Failure(
