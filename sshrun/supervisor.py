@@ -34,7 +34,6 @@ from sshrun.plan import JobPlan, NodePlan, target_args, torchrun_args
 from sshrun.session import AgentSession
 from sshrun.transport import NodeConnection, SSHSettings, connect
 
-
 # How long closing the connections may take before they are dropped.
 CLOSE_TIMEOUT = 5.0
 
