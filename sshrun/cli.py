@@ -98,6 +98,7 @@ from sshrun.environment import (
 )
 from sshrun.errors import ConfigError, SshrunError
 from sshrun.hostfile import HostSpec, load_hostfile, parse_host_list
+from sshrun.membership import HostPool, Membership
 from sshrun.output import Printer
 from sshrun.plan import (
     JobConfig,
@@ -161,7 +162,9 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
     if mode == "run":
         tr = parser.add_argument_group("torchrun (same names and meanings)")
         tr.add_argument("--nproc-per-node", "--nproc_per_node", metavar="N|auto|gpu|cpu")
-        tr.add_argument("--nnodes", metavar="N", help="use the first N hosts")
+        tr.add_argument("--nnodes", metavar="N|MIN:MAX",
+                        help="use the first N hosts; MIN:MAX: up to MAX, leaving out hosts "
+                             "that fail, while at least MIN remain")
         tr.add_argument("--rdzv-backend", "--rdzv_backend", default=None,
                         choices=("static", "c10d"))
         tr.add_argument("--rdzv-endpoint", "--rdzv_endpoint", metavar="HOST[:PORT]")
@@ -206,6 +209,9 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
                      metavar="SECONDS", help="longest wait between restarts (default 60)")
     job.add_argument("--no-restart-on", metavar="CODES", default="",
                      help="exit codes that fail at once, comma separated (e.g. 2,3)")
+    job.add_argument("--host-cooldown", type=_positive_float, default=60.0, metavar="SECONDS",
+                     help="with --nnodes MIN:MAX, how long a host that failed is left out "
+                          "(default 60)")
     job.add_argument("--dry-run", action="store_true", help="print every node's plan and exit")
     job.add_argument("--color", "--colour", choices=("auto", "always", "never"), default="auto")
     if mode == "exec":
@@ -308,10 +314,15 @@ def parse_invocation(argv: Sequence[str], environ: dict[str, str] | None = None)
             module=args.module,
             no_python=args.no_python,
         )
-        if nnodes is not None and hosts:
-            if nnodes > len(hosts):
-                raise ConfigError(f"--nnodes {nnodes}: only {len(hosts)} hosts given")
-            config = replace(config, hosts=hosts[:nnodes])
+        if nnodes is not None and nnodes[0] < nnodes[1]:
+            low, high = nnodes
+            if hosts and low > len(hosts):
+                raise ConfigError(f"--nnodes {nnodes_text}: only {len(hosts)} hosts given")
+            config = replace(config, membership=Membership(low, high, args.host_cooldown))
+        elif nnodes is not None and hosts:
+            if nnodes[0] > len(hosts):
+                raise ConfigError(f"--nnodes {nnodes[0]}: only {len(hosts)} hosts given")
+            config = replace(config, hosts=hosts[:nnodes[0]])
     if args.local_cluster is not None and args.local_cluster < 1:
         raise ConfigError(f"--local-cluster: expected at least 1 node, got {args.local_cluster}")
     if args.max_handshakes < 1:
@@ -357,19 +368,17 @@ def secret_values(config: JobConfig) -> frozenset[str]:
     return frozenset(v for k, v in pairs if v and is_secret_name(k, config.secrets))
 
 
-def parse_nnodes(value: str) -> int:
-    """``N``, or torchrun's ``MIN:MAX`` with MIN == MAX (a fixed size)."""
+def parse_nnodes(value: str) -> tuple[int, int]:
+    """``N`` (fixed), or torchrun's ``MIN:MAX`` (elastic when MIN < MAX)."""
     low, sep, high = value.partition(":")
     if not re.fullmatch(r"[0-9]+", low) or (sep and not re.fullmatch(r"[0-9]+", high)):
-        raise ConfigError(f"--nnodes: expected a positive integer, got {value!r}")
-    if sep and int(low) != int(high):
-        raise ConfigError(
-            f"--nnodes {value}: elastic node ranges (MIN < MAX) are not supported yet; "
-            "give a fixed node count"
-        )
-    if int(low) < 1:
-        raise ConfigError(f"--nnodes: expected a positive integer, got {value!r}")
-    return int(low)
+        raise ConfigError(f"--nnodes: expected N or MIN:MAX (positive integers), got {value!r}")
+    bounds = (int(low), int(high) if sep else int(low))
+    if bounds[0] < 1:
+        raise ConfigError(f"--nnodes: expected N or MIN:MAX (positive integers), got {value!r}")
+    if bounds[0] > bounds[1]:
+        raise ConfigError(f"--nnodes {value}: MIN is larger than MAX")
+    return bounds
 
 
 def new_job_id() -> str:
@@ -378,6 +387,11 @@ def new_job_id() -> str:
 
 def render_dry_run(plan: JobPlan) -> str:
     config = plan.config
+    elastic = config.membership
+    if elastic is not None:
+        # What the first attempt runs when every host comes up.
+        pool = config.hosts
+        plan = plan_job(replace(config, hosts=pool[:elastic.max_nodes]), plan.job_id)
     first = plan.nodes[0]
     if config.rdzv_endpoint:
         endpoint = parse_endpoint(config.rdzv_endpoint)
@@ -390,6 +404,12 @@ def render_dry_run(plan: JobPlan) -> str:
         size = plan.world_size if plan.world_size is not None else "decided at launch"
         out = [f"job {plan.job_id}: {nodes}, world size {size}",
                f"rendezvous: {config.rdzv_backend} at {format_endpoint(*endpoint)}"]
+    if elastic is not None:
+        out.append(
+            f"elastic: {elastic.min_nodes} to {elastic.max_nodes} nodes from "
+            f"{len(pool)} hosts; a host that fails is left out for {elastic.cooldown:g}s, "
+            "spares fill in, each attempt renumbers the nodes that come up"
+        )
     for node in plan.nodes:
         ranks = node.ranks
         if config.mode == "exec":
@@ -431,12 +451,14 @@ async def _launch(inv: Invocation) -> int:
             config = replace(config, hosts=cluster.hosts)
             ssh = replace(ssh, config_paths=(cluster.ssh_config,),
                           known_hosts=(cluster.known_hosts,), host_key_policy="strict")
+        pool = HostPool(config.hosts, config.membership) if config.membership else None
         outcomes = []
         attempt = 0
         while True:
             if interrupts.pending:
                 return errors.EXIT_INTERRUPTED
-            outcome = await _attempt(inv, config, ssh, attempt, interrupts)
+            hosts = config.hosts if pool is None else pool.available(time.monotonic())
+            outcome = await _attempt(inv, replace(config, hosts=hosts), ssh, attempt, interrupts)
             outcomes.append(outcome)
             failure = outcome.first_failure
             policy = config.restarts
@@ -445,16 +467,32 @@ async def _launch(inv: Invocation) -> int:
                                          failure.reason if failure else None)):
                 break
             delay = policy.delay(attempt)
+            why = ""
+            if pool is not None:
+                now = time.monotonic()
+                for host, why in outcome.left_out:
+                    pool.leave_out(host, attempt, why, now, at_start=True)
+                if failure is not None:
+                    pool.leave_out(failure.host, attempt, report.describe(failure), now)
+                    console.print(Text(
+                        f"sshrun: leaving {failure.host} out for {pool.membership.cooldown:g}s",
+                        style="yellow"))
+                wait = pool.wait_needed(now)
+                if wait > delay:
+                    delay = wait
+                    why = (f"; waiting for cool-downs to end: {pool.membership.min_nodes} "
+                           "nodes are needed")
             console.print(Text(
                 f"sshrun: attempt {attempt} failed ({report.describe(failure)}" if failure
                 else f"sshrun: attempt {attempt} failed (exit status {outcome.exit_code}"
             ) + Text(f"); restarting every node in {delay:.1f}s "
-                     f"(restart {attempt + 1} of {policy.max_restarts})", style="yellow"))
+                     f"(restart {attempt + 1} of {policy.max_restarts}{why})", style="yellow"))
             if await _interruptible_sleep(delay, interrupts):
                 console.print(Text("sshrun: interrupted while waiting to restart"))
                 return errors.EXIT_INTERRUPTED
             attempt += 1
-        report.render(outcomes[-1], console, previous=outcomes[:-1])
+        report.render(outcomes[-1], console, previous=outcomes[:-1],
+                      left_out=pool.history if pool is not None else ())
         return outcomes[-1].exit_code
 
 

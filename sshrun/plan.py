@@ -22,6 +22,7 @@ from typing import Literal
 
 from sshrun.errors import ConfigError
 from sshrun.hostfile import HostSpec
+from sshrun.membership import Membership
 
 Mode = Literal["torchrun", "exec"]
 
@@ -112,6 +113,7 @@ class JobConfig:
     secrets: frozenset[str] = frozenset()  # names whose values are never shown
     timeouts: Timeouts = field(default_factory=Timeouts)
     restarts: RestartPolicy = field(default_factory=RestartPolicy)
+    membership: Membership | None = None  # --nnodes MIN:MAX with MIN < MAX
 
 
 @dataclass(frozen=True)

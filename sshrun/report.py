@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from rich.console import Console
 from rich.text import Text
 
+from sshrun.membership import LeftOut
 from sshrun.supervisor import Failure, Outcome
 
 _SGR = re.compile(r"\x1b\[[0-9;]*m")
@@ -40,12 +41,22 @@ def describe(failure: Failure) -> str:
     return ", ".join(parts) + ": " + how
 
 
-def render(outcome: Outcome, console: Console, previous: Sequence[Outcome] = ()) -> None:
-    """The final report; ``previous`` are earlier attempts, each listed by its first failure."""
+def render(outcome: Outcome, console: Console, previous: Sequence[Outcome] = (),
+           left_out: Sequence[LeftOut] = ()) -> None:
+    """The final report.
+
+    ``previous`` are earlier attempts, each listed by its first failure;
+    ``left_out`` the hosts an elastic job left out of a later attempt.
+    """
     for number, earlier in enumerate(previous):
         first = earlier.first_failure
         console.print(Text(f"sshrun: attempt {number} failed: ", style="yellow") + Text(
             describe(first) if first else f"exit status {earlier.exit_code}"))
+    # Also those this (last) attempt started without.
+    attempt = len(previous)
+    for record in (*left_out, *(LeftOut(h, attempt, why, 0.0, at_start=True)
+                                for h, why in outcome.left_out)):
+        console.print(Text("sshrun: left out ", style="yellow") + Text(record.describe()))
     failure = outcome.first_failure
     if outcome.interrupted:
         console.print(Text(f"sshrun: interrupted after {outcome.elapsed:.1f}s; every node stopped",

@@ -24,13 +24,13 @@ import enum
 import signal
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sshrun import errors
-from sshrun.errors import NodeSetupError, SSHError
+from sshrun.errors import AuthError, HostKeyError, NodeSetupError, SSHError
 from sshrun.output import Printer
-from sshrun.plan import JobPlan, NodePlan, target_args, torchrun_args
+from sshrun.plan import JobPlan, NodePlan, plan_job, target_args, torchrun_args
 from sshrun.session import AgentSession
 from sshrun.transport import NodeConnection, SSHSettings, connect
 
@@ -71,7 +71,7 @@ class Failure:
         return None
 
 
-@dataclass
+@dataclass(eq=False)  # one per node: identity, not equal fields
 class NodeStatus:
     plan: NodePlan
     state: NodeState = NodeState.CONNECTING
@@ -88,6 +88,7 @@ class Outcome:
     nodes: list[NodeStatus]
     interrupted: bool
     elapsed: float
+    left_out: list[tuple[str, str]] = field(default_factory=list)  # host, why
 
 
 class Supervisor:
@@ -95,7 +96,12 @@ class Supervisor:
         self.plan = plan
         self.ssh = ssh
         self.printer = printer
+        # Elastic: plan.nodes are the candidates, in order; the members are
+        # known once they are up (see _bring_up).
+        self.membership = plan.config.membership
         self.nodes = [NodeStatus(n) for n in plan.nodes]
+        self.all_nodes = list(self.nodes)  # members and left-out candidates, to close
+        self.left_out: list[tuple[str, str]] = []  # host, why: at this attempt's start
         self.first_failure: Failure | None = None
         self.stop_reason: str | None = None
         self.interrupted = False
@@ -134,9 +140,7 @@ class Supervisor:
 
     async def run(self) -> Outcome:
         try:
-            await self._connect_all()
-            if self.stop_reason is None:
-                await self._start_all()
+            await self._bring_up()
             if self.stop_reason is None:
                 await self._run_all()
         finally:
@@ -150,17 +154,17 @@ class Supervisor:
             failure.tail = self.printer.tail(failure.node, source)
         return Outcome(
             self._exit_code(), self.first_failure, self.nodes, self.interrupted,
-            time.monotonic() - self._started,
+            time.monotonic() - self._started, self.left_out,
         )
 
     async def _close_all(self) -> None:
-        for node in self.nodes:
+        for node in self.all_nodes:
             if node.session is not None and node.state != NodeState.EXITED:
                 # EOF tells an agent that is still running to tear down.
                 node.session.close()
             if node.conn is not None:
                 node.conn.conn.close()
-        conns = [n.conn.conn for n in self.nodes if n.conn is not None]
+        conns = [n.conn.conn for n in self.all_nodes if n.conn is not None]
         try:
             async with asyncio.timeout(CLOSE_TIMEOUT):
                 await asyncio.gather(*(c.wait_closed() for c in conns), return_exceptions=True)
@@ -182,53 +186,78 @@ class Supervisor:
             return errors.EXIT_USAGE
         return failure.code if failure.code else errors.EXIT_FAILURE
 
-    async def _connect_all(self) -> None:
+    async def _bring_up(self) -> None:
+        """Connect to every node and start its agent, each node as soon as it can.
+
+        Fixed size: any node that fails fails the launch. Elastic: a node that
+        cannot be reached or set up is left out and the next spare host takes
+        its place; the launch fails only with fewer than MIN nodes, or on a
+        host key or authentication error, which no spare should paper over.
+        """
+        elastic = self.membership
+        want = min(elastic.max_nodes, len(self.nodes)) if elastic else len(self.nodes)
+        need = elastic.min_nodes if elastic else len(self.nodes)
         limit = asyncio.Semaphore(self.ssh.max_handshakes)
-        failures: list[SSHError] = []
+        queue = list(self.nodes)
+        up: list[NodeStatus] = []
+        failures: list[tuple[NodeStatus, SSHError | NodeSetupError]] = []
 
         async def one(node: NodeStatus) -> None:
             try:
-                node.conn = await connect(node.plan.host, self.ssh, limit)
-            except SSHError as exc:
-                failures.append(exc)
-
-        await self._until_stopped(asyncio.gather(*(one(n) for n in self.nodes)))
-        if failures:
-            raise self._many(failures)
-
-    async def _start_all(self) -> None:
-        failures: list[SSHError | NodeSetupError] = []
-
-        async def one(node: NodeStatus) -> None:
-            assert node.conn is not None
-            node.state = NodeState.STARTING
-            node.session = AgentSession(node.conn.conn, node.plan.host.label, node.plan.python)
-            try:
-                hello = await node.session.start(self.plan.config.timeouts.hello,
-                                                 node.plan.workdir)
+                await self._up(node, limit)
+                up.append(node)
             except (SSHError, NodeSetupError) as exc:
-                failures.append(exc)
-                return
-            if not hello.get("workdir_ok", True):
-                failures.append(NodeSetupError(
-                    node.plan.host.label,
-                    f"working directory {node.plan.workdir} does not exist on this node "
-                    "(--workdir, or workdir in the config)",
-                ))
-                return
-            if self.plan.config.mode == "torchrun" and not hello.get("torch"):
-                failures.append(NodeSetupError(
-                    node.plan.host.label,
-                    f"torch is not installed for {hello.get('python')} on this node "
-                    "(install it there, or point --python at an interpreter that has it)",
-                ))
+                failures.append((node, exc))
 
-        await self._until_stopped(asyncio.gather(*(one(n) for n in self.nodes)))
-        if failures:
+        def fatal() -> list[SSHError | NodeSetupError]:
+            return [exc for _, exc in failures
+                    if not elastic or isinstance(exc, (HostKeyError, AuthError))]
+
+        while len(up) < want and queue and self.stop_reason is None and not fatal():
+            batch = queue[: want - len(up)]
+            del queue[: len(batch)]
+            await self._until_stopped(asyncio.gather(*(one(n) for n in batch)))
+        if self.stop_reason is not None:
+            return
+        if fatal() or len(up) < need:
             for node in self.nodes:
                 if node.session is not None:
                     node.session.send({"type": "stop", "reason": "launch failed"})
-            raise self._many(failures)
+            error = self._many(fatal() or [exc for _, exc in failures])
+            if not fatal():
+                error = type(error)(error.host, f"{error.message}; only {len(up)} of the "
+                                                f"{need} nodes needed (--nnodes) could start")
+            raise error
+        for node, exc in failures:
+            self.left_out.append((node.plan.host.label, exc.message))
+            self.printer.message(f"leaving out {node.plan.host.label}: {exc.message}")
+        if elastic:
+            self._renumber([n for n in self.nodes if n in up])
+
+    async def _up(self, node: NodeStatus, limit: asyncio.Semaphore) -> None:
+        label = node.plan.host.label
+        node.conn = await connect(node.plan.host, self.ssh, limit)
+        node.state = NodeState.STARTING
+        node.session = AgentSession(node.conn.conn, label, node.plan.python)
+        hello = await node.session.start(self.plan.config.timeouts.hello, node.plan.workdir)
+        if not hello.get("workdir_ok", True):
+            raise NodeSetupError(
+                label, f"working directory {node.plan.workdir} does not exist on this node "
+                "(--workdir, or workdir in the config)",
+            )
+        if self.plan.config.mode == "torchrun" and not hello.get("torch"):
+            raise NodeSetupError(
+                label, f"torch is not installed for {hello.get('python')} on this node "
+                "(install it there, or point --python at an interpreter that has it)",
+            )
+
+    def _renumber(self, members: list[NodeStatus]) -> None:
+        """The nodes that came up are the job: node ranks 0..n-1 in hostfile order."""
+        config = replace(self.plan.config, hosts=tuple(n.plan.host for n in members))
+        self.plan = plan_job(config, self.plan.job_id, self.plan.attempt)
+        for node, node_plan in zip(members, self.plan.nodes, strict=True):
+            node.plan = node_plan
+        self.nodes = members
 
     def endpoint(self) -> tuple[str, int | None]:
         config = self.plan.config
@@ -291,7 +320,7 @@ class Supervisor:
                     node.session.send({"type": "hb"})
                 silent = now - node.session.last_heard
                 if node.state == NodeState.RUNNING and silent > t.heartbeat_timeout:
-                    self._lose(node, f"no word from the node for {silent:.0f}s "
+                    self._lose(node, f"lost: no word from the node for {silent:.0f}s "
                                      f"(--heartbeat-timeout {t.heartbeat_timeout:g}): "
                                      "frozen, crashed or cut off")
 

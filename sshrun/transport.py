@@ -229,7 +229,10 @@ async def _connect_one(
             host.label, f"timed out after {settings.timeouts.connect:.0f}s connecting or logging in"
         ) from None
     except (OSError, socket.gaierror) as exc:
-        reason = exc.strerror or str(exc)
+        # asyncio words a refused connect as "Connect call failed (addr, port)";
+        # the errno says it plainly.
+        reason = (os.strerror(exc.errno) if isinstance(exc.errno, int) and exc.errno
+                  else exc.strerror or str(exc))
         raise ConnectError(
             host.label, f"cannot connect to {options.host}:{options.port}: {reason}"
         ) from None

@@ -343,11 +343,24 @@ def test_nnodes_more_than_hosts(capsys: pytest.CaptureFixture[str]) -> None:
     assert err == "sshrun: error: --nnodes 3: only 2 hosts given\n"
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "x", "1.5", ""])
+@pytest.mark.parametrize("value", ["0", "-1", "x", "1.5", "", "0:2", "1:", ":2", "1:2:3"])
 def test_nnodes_bad_value(capsys: pytest.CaptureFixture[str], value: str) -> None:
     code, _, err = fails(capsys, "--dry-run", "--hosts", "a,b", f"--nnodes={value}", "t.py")
     assert code == 2
-    assert err == f"sshrun: error: --nnodes: expected a positive integer, got {value!r}\n"
+    assert err == ("sshrun: error: --nnodes: expected N or MIN:MAX (positive integers), "
+                   f"got {value!r}\n")
+
+
+def test_nnodes_min_above_max(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = fails(capsys, "--dry-run", "--hosts", "a,b", "--nnodes", "2:1", "t.py")
+    assert code == 2
+    assert err == "sshrun: error: --nnodes 2:1: MIN is larger than MAX\n"
+
+
+def test_elastic_min_above_the_hosts_given(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = fails(capsys, "--dry-run", "--hosts", "a,b", "--nnodes", "3:4", "t.py")
+    assert code == 2
+    assert err == "sshrun: error: --nnodes 3:4: only 2 hosts given\n"
 
 
 def test_nnodes_superscript_digit_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -367,10 +380,17 @@ def test_nnodes_fixed_min_max_range_accepted(capsys: pytest.CaptureFixture[str])
     assert "node 1: b" in out and "node 2" not in out
 
 
-def test_nnodes_elastic_range_is_refused_clearly(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = fails(capsys, "--dry-run", "--hosts", "a,b", "--nnodes", "1:2", "t.py")
-    assert code == 2
-    assert err.startswith("sshrun: error: --nnodes 1:2: elastic node ranges")
+def test_elastic_dry_run_shows_the_first_attempt(capsys: pytest.CaptureFixture[str]) -> None:
+    """MIN:MAX plans the first MAX hosts and says how the rest of the pool is used."""
+    code, out, err = fails(capsys, "--dry-run", "--hosts", "a,b,c,d", "--nnodes", "2:3",
+                           "--host-cooldown", "30", "--nproc-per-node", "2", "t.py")
+    assert code == 0, err
+    assert out.splitlines()[0].endswith(": 3 nodes, world size 6")
+    assert out.splitlines()[2] == (
+        "elastic: 2 to 3 nodes from 4 hosts; a host that fails is left out for 30s, "
+        "spares fill in, each attempt renumbers the nodes that come up")
+    assert "node 2: c (ranks 4-5)" in out and "node 3" not in out
+    assert run_lines(out)[0].startswith("torchrun --nnodes 3 ")
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import sys
 
-from tests.head import run_sshrun
-from tests.jobprocs import assert_no_leftovers, new_canary
+from head import run_sshrun
+from jobprocs import assert_no_leftovers, new_canary
 
 
 def test_a_silent_job_outlives_many_heartbeat_timeouts() -> None:
