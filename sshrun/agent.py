@@ -39,6 +39,7 @@ Keep this file compatible with Python 3.8: nodes may run an older Python.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -265,10 +266,11 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def find_job_processes(tag: str, root: int) -> list[int]:
+def find_job_processes(tag: str, root: int, spare: int = 0) -> list[int]:
     """Live processes tagged ``SSHRUN_TAG=tag``, plus live descendants of ``root``.
 
-    Zombies are dead and left out; ``root`` itself is never included.
+    Zombies are dead and left out; ``root`` itself and ``spare`` (the
+    sentinel) are never included.
     """
     needle = b"\0SSHRUN_TAG=" + tag.encode() + b"\0"
     uid = os.getuid()
@@ -297,7 +299,7 @@ def find_job_processes(tag: str, root: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for pid, ppid in parents.items():
         children.setdefault(ppid, []).append(pid)
-    stack = list(children.get(root, []))
+    stack = [pid for pid in children.get(root, []) if pid != spare]
     while stack:
         pid = stack.pop()
         if pid not in tagged:
@@ -305,6 +307,51 @@ def find_job_processes(tag: str, root: int) -> list[int]:
             stack.extend(children.get(pid, []))
     tagged.discard(root)
     return sorted(tagged)
+
+
+def start_sentinel(tag: str, grace: float) -> tuple[int, int]:
+    """Fork a watcher that sweeps the job if the agent dies without doing so.
+
+    Parent-death signals take torchrun and the ranks down with a SIGKILLed
+    agent, but not a daemon that a rank double-forked. The sentinel waits on
+    a pipe: a byte means the agent swept the job itself; end-of-file without
+    one means the agent died (SIGKILL, the OOM killer), and the sentinel
+    sweeps by tag. It runs in its own session with no stdio, so it neither
+    holds the SSH channel open nor dies with the agent's process group.
+    Returns the sentinel's pid and the pipe's write end.
+    """
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(read_end)
+        return pid, write_end
+    try:
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        for name in os.listdir("/proc/self/fd"):
+            if int(name) > 2 and int(name) != read_end:
+                with contextlib.suppress(OSError):
+                    os.close(int(name))
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if not os.read(read_end, 1):
+            me = os.getpid()
+            pids = find_job_processes(tag, me)
+            _signal_all(pids, signal.SIGTERM)
+            deadline = time.monotonic() + grace
+            while pids and time.monotonic() < deadline:
+                time.sleep(0.05)
+                pids = find_job_processes(tag, me)
+            for _ in range(50):
+                if not pids:
+                    break
+                _signal_all(pids, signal.SIGKILL)
+                time.sleep(0.02)
+                pids = find_job_processes(tag, me)
+    finally:
+        os._exit(0)
 
 
 def _signal_all(pids: list[int], sig: int) -> None:
@@ -337,6 +384,7 @@ class Agent:
         self.reported: set[int] = set()  # ranks whose exit status arrived
         self.stopping: str | None = None  # why teardown began
         self.kill_deadline: float | None = None
+        self.sentinel: tuple[int, int] | None = None  # pid, pipe write end
         self.hb_timeout = 30.0
         self.hb_period = 0.0  # ours to the head; 0 until the spec says
         self.next_hb = 0.0
@@ -570,6 +618,10 @@ class Agent:
         self.grace = float(spec.get("grace", self.grace))
         self.hb_timeout = float(spec.get("hb_timeout", self.hb_timeout))
         self.hb_period = float(spec.get("hb_period", 0.0))
+        try:
+            self.sentinel = start_sentinel(self.tag, self.grace)
+        except OSError:
+            self.sentinel = None  # the heartbeat and parent-death signals remain
         env = dict(os.environ)
         env.update({str(k): str(v) for k, v in spec.get("env", {}).items()})
         env["SSHRUN_TAG"] = self.tag
@@ -625,26 +677,39 @@ class Agent:
         if self.stopping is None:
             self.stopping = reason
             self.event("stopping", reason=reason)
-            _signal_all(find_job_processes(self.tag, os.getpid()) if self.tag else [],
+            _signal_all(self._job_processes() if self.tag else [],
                         signal.SIGTERM)
             self.kill_deadline = now + delay
         elif self.kill_deadline is None or now + delay < self.kill_deadline:
             self.kill_deadline = now + delay
+
+    def _job_processes(self) -> list[int]:
+        spare = self.sentinel[0] if self.sentinel is not None else 0
+        return find_job_processes(self.tag, os.getpid(), spare)
+
+    def release_sentinel(self) -> None:
+        """The job is swept: tell the sentinel it has nothing to do."""
+        if self.sentinel is not None:
+            try:
+                os.write(self.sentinel[1], b"d")
+                os.close(self.sentinel[1])
+            except OSError:
+                pass
+            self.sentinel = None
 
     def sweep(self, grace: float) -> dict[str, int]:
         """Stop every process of this job; return how many needed which signal."""
         counts = {"terminated": 0, "killed": 0, "left": 0}
         if not self.tag:
             return counts
-        me = os.getpid()
-        pids = find_job_processes(self.tag, me)
+        pids = self._job_processes()
         counts["terminated"] = len(pids)
         _signal_all(pids, signal.SIGTERM)
         deadline = time.monotonic() + grace
         while pids and time.monotonic() < deadline:
             self._pump(0.05)
             self.reap()
-            pids = find_job_processes(self.tag, me)
+            pids = self._job_processes()
         for _ in range(50):
             if not pids:
                 break
@@ -652,7 +717,7 @@ class Agent:
             _signal_all(pids, signal.SIGKILL)
             time.sleep(0.02)
             self.reap()
-            pids = find_job_processes(self.tag, me)
+            pids = self._job_processes()
         counts["left"] = len(pids)
         return counts
 
@@ -690,7 +755,7 @@ class Agent:
                 self.begin_stop(f"no heartbeat from the head for {self.hb_timeout:.0f}s")
             if self.kill_deadline is not None and now >= self.kill_deadline:
                 self.kill_deadline = None
-                _signal_all(find_job_processes(self.tag, os.getpid()), signal.SIGKILL)
+                _signal_all(self._job_processes(), signal.SIGKILL)
             if self.child_code is not None or (self.stopping and self.child is None):
                 break
         return self.finish()
@@ -704,6 +769,7 @@ class Agent:
         if self.kill_deadline is not None:
             remaining = max(0.0, self.kill_deadline - time.monotonic())
         swept = self.sweep(remaining if self.stopping else min(self.grace, 5.0))
+        self.release_sentinel()
         deadline = time.monotonic() + 1.0
         while (self.readers or self.conns) and time.monotonic() < deadline:
             self._pump(0.05)

@@ -368,13 +368,19 @@ def _environ(pid: int) -> dict[str, str]:
     return dict(i.decode(errors="replace").split("=", 1) for i in items if b"=" in i)
 
 
-def test_lost_agent_stops_the_job_and_its_node(sshd_cluster: SshdCluster) -> None:
+@pytest.mark.parametrize("daemon", [False, True], ids=["ranks", "ranks+daemons"])
+def test_lost_agent_stops_the_job_and_its_node(sshd_cluster: SshdCluster, tmp_path: Path,
+                                               daemon: bool) -> None:
     """SIGKILL of one node's agent: the head reports that node lost and stops the others;
-    on that node, torchrun and its ranks follow their dead parents."""
+    on that node, torchrun and its ranks follow their dead parents, and the agent's
+    sentinel sweeps what does not (a daemon each rank double-forked)."""
     canary = new_canary()
-    head = Head([*cluster_args(sshd_cluster), "--nproc-per-node", "2",
-                 "-x", f"SSHRUN_TEST_CANARY={canary}", str(WORKERS / "hang.py")])
+    extra = ["-x", "DAEMON=1", "-x", f"DAEMON_PIDFILE_DIR={tmp_path}"] if daemon else []
+    head = Head([*cluster_args(sshd_cluster), "--nproc-per-node", "2", "--grace-period", "2",
+                 "-x", f"SSHRUN_TEST_CANARY={canary}", *extra, str(WORKERS / "hang.py")])
     head.wait_line("ready", timeout=90, count=6)
+    if daemon:
+        assert len(list(tmp_path.glob("daemon-*.pid"))) == 6
     launcher = [pid for pid in canary_pids(canary)
                 if _environ(pid).get("SSHRUN_NODE_RANK") == "1"
                 and b"sshrun_torchrun" in Path(f"/proc/{pid}/cmdline").read_bytes()]
