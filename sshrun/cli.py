@@ -44,8 +44,8 @@ the hosts. ``--include``/``--exclude`` pick hosts or local slots with
 DeepSpeed's syntax (``host1@host2:0,1``).
 
 torchrun's options keep torchrun's names and meanings: ``--nproc-per-node``
-(default: the host's slots, else 1), ``--nnodes N`` (use the first N hosts),
-``--rdzv-backend static|c10d`` (static: ranks in hostfile order),
+(default: the host's slots, else 1), ``--nnodes N`` (use the first N hosts;
+``MIN:MAX`` below), ``--rdzv-backend static|c10d`` (static: ranks in hostfile order),
 ``--rdzv-endpoint``, ``--rdzv-id``, ``--rdzv-conf``, ``-m/--module``,
 ``--no-python``.
 
@@ -63,6 +63,19 @@ SSH: ``--ssh-config PATH`` (default ``~/.ssh/config``: Host aliases, HostName,
 User, Port, IdentityFile, ProxyJump), ``--host-key-policy strict`` (default;
 also when the config says ``UserKnownHostsFile none``), ``accept-new`` or
 ``insecure``. Never a password prompt.
+
+Faults. ``--max-restarts N`` restarts the whole cluster after a failure, up
+to N times: every node is stopped, then all start again with a fresh
+rendezvous, after ``--restart-backoff`` seconds (doubled each time, at most
+``--restart-backoff-max``); ranks see ``SSHRUN_ATTEMPT``. Exit codes listed in
+``--no-restart-on`` and configuration, authentication and host-key errors
+fail at once. A node that sends nothing for ``--heartbeat-timeout`` seconds
+(default 15: frozen, crashed, or cut off without a FIN) is lost: the job
+stops or restarts; an agent that hears nothing from the head for as long
+stops its node's processes on its own. ``--nnodes MIN:MAX`` makes the
+hostfile a pool: up to MAX hosts run, a host that fails or cannot be reached
+is left out for ``--host-cooldown`` seconds (spares fill in), and the job goes
+on while at least MIN remain. docs/reliability.md has the guarantees.
 
 ``--dry-run`` prints every node's plan (torchrun arguments, environment with
 secret-looking values redacted) and exits.
