@@ -109,7 +109,7 @@ from sshrun.environment import (
     redact_env,
     resolve_env,
 )
-from sshrun.errors import ConfigError, SshrunError
+from sshrun.errors import ConfigError, ConnectError, SshrunError
 from sshrun.hostfile import HostSpec, load_hostfile, parse_host_list
 from sshrun.membership import HostPool, Membership
 from sshrun.output import Printer
@@ -126,7 +126,7 @@ from sshrun.plan import (
     torchrun_args,
 )
 from sshrun.selection import apply_filters, slurm_hosts
-from sshrun.supervisor import Outcome, Supervisor
+from sshrun.supervisor import Failure, Outcome, Supervisor
 from sshrun.transport import HOST_KEY_POLICIES, HostKeyPolicy, SSHSettings
 
 
@@ -471,10 +471,18 @@ async def _launch(inv: Invocation) -> int:
             if interrupts.pending:
                 return errors.EXIT_INTERRUPTED
             hosts = config.hosts if pool is None else pool.available(time.monotonic())
-            outcome = await _attempt(inv, replace(config, hosts=hosts), ssh, attempt, interrupts)
+            policy = config.restarts
+            try:
+                outcome = await _attempt(inv, replace(config, hosts=hosts), ssh, attempt,
+                                         interrupts)
+            except ConnectError as exc:
+                # A node that is rebooting may answer by the next attempt; a
+                # key or login problem (AuthError, HostKeyError) would not.
+                if not policy.allows(attempt, errors.EXIT_SSH, "unreachable"):
+                    raise
+                outcome = _unreachable(exc, hosts)
             outcomes.append(outcome)
             failure = outcome.first_failure
-            policy = config.restarts
             if (outcome.exit_code == 0 or outcome.interrupted
                     or not policy.allows(attempt, outcome.exit_code,
                                          failure.reason if failure else None)):
@@ -507,6 +515,14 @@ async def _launch(inv: Invocation) -> int:
         report.render(outcomes[-1], console, previous=outcomes[:-1],
                       left_out=pool.history if pool is not None else ())
         return outcomes[-1].exit_code
+
+
+def _unreachable(exc: ConnectError, hosts: Sequence[HostSpec]) -> Outcome:
+    """An attempt that could not start because a node could not be reached."""
+    labels = [h.label for h in hosts]
+    node = labels.index(exc.host) if exc.host in labels else 0
+    failure = Failure(node, exc.host, "lost", message=f"unreachable: {exc.message}")
+    return Outcome(errors.EXIT_SSH, failure, [], interrupted=False, elapsed=0.0)
 
 
 class _Interrupts:

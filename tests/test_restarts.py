@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import signal
 
 import pytest
+from conftest import MakeSshdCluster
 from head import WORKERS, Head, run_sshrun
 from jobprocs import assert_no_leftovers, new_canary
 
@@ -73,3 +75,31 @@ def test_ctrl_c_during_the_backoff_stops_the_job() -> None:
     head.proc.send_signal(signal.SIGINT)
     assert head.wait(30) == 130, head.transcript()
     assert "interrupted while waiting to restart" in head.stderr
+
+
+def test_unreachable_node_is_retried_while_restarts_remain(
+        make_sshd_cluster: MakeSshdCluster) -> None:
+    """A rebooting node: refused at attempt 0, back during the back-off, used at attempt 1."""
+    cluster = make_sshd_cluster(2, first_octet=50)
+    cluster.kill_node(1)
+    head = Head(["--hosts", "node0,node1", "--ssh-config", str(cluster.ssh_config),
+                 "--max-restarts", "1", "--restart-backoff", "8", "-x", "ALL=1",
+                 str(WORKERS / "echo_args.py"), "back"])
+    head.wait_line("restarting every node in 8.0s", timeout=60)
+    cluster.start_node(1)
+    assert head.wait(90) == 0, head.transcript()
+    assert sorted(line for line in head.out if "ARGV" in line) == [
+        'node0 r0 | ARGV ["back"]', 'node1 r1 | ARGV ["back"]']
+    assert re.search(r"^sshrun: attempt 0 failed: node1 \(node 1\): unreachable: cannot "
+                     r"connect to .*: Connection refused$", head.stderr, re.M), head.stderr
+
+
+def test_unreachable_node_without_restarts_fails_at_once(
+        make_sshd_cluster: MakeSshdCluster) -> None:
+    cluster = make_sshd_cluster(2, first_octet=52)
+    cluster.kill_node(1)
+    code, head = run_sshrun(["--hosts", "node0,node1", "--ssh-config", str(cluster.ssh_config),
+                             str(WORKERS / "echo_args.py")])
+    assert code == 255, head.transcript()
+    assert re.fullmatch(r"sshrun: error: node1: cannot connect to 127\.0\.0\.53:\d+: "
+                        r"Connection refused", head.stderr), head.stderr
