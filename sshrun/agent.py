@@ -217,6 +217,13 @@ _failures_path = os.environ.pop("SSHRUN_FAILURES")
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.run import main
 from torch.distributed.elastic.multiprocessing.api import SignalException
+import logging
+class _QuietStop(logging.Filter):
+    # The head already says that it stops every node; torchrun repeating it
+    # on each node ("Received 15 death signal") buries the failure's lines.
+    def filter(self, record):
+        return "death signal" not in record.getMessage()
+logging.getLogger("torch.distributed.elastic.agent.server.api").addFilter(_QuietStop())
 try:
     main(sys.argv[1:])
 except SignalException as exc:
