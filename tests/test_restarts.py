@@ -40,6 +40,8 @@ def test_flaky_job_succeeds_on_its_second_attempt() -> None:
     attempts = [int(line.split()[4]) for line in head.out]
     assert attempts == sorted(attempts), head.out
     assert "node2 r1 | attempt 0 rank 1" in head.out
+    # node1's torchrun, stopped, does not repeat the stop ("Received 15 death signal").
+    assert "death signal" not in head.stderr
     assert sorted(line for line in head.out if " attempt 1 " in line) == [
         "node1 r0 | attempt 1 rank 0", "node2 r1 | attempt 1 rank 1"]
     assert ("sshrun: attempt 0 failed (node2 (node 1), rank 1 (local rank 0): exited with "
