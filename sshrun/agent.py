@@ -86,6 +86,9 @@ READ_CHUNK = 65536
 OUT_HIGH_WATER = 8 * 1024 * 1024
 OUT_LOW_WATER = 1024 * 1024
 TICK = 0.1
+# How long a rank that died without a status waits to be reported, in case
+# its torchrun was killed (then torchrun's death is the failure, not the rank's).
+COLLATERAL_WAIT = 1.0
 
 # Ties a process to its parent: when the parent dies (an agent or torchrun
 # SIGKILLed), the kernel sends this process ``sig``. Linux only; elsewhere the
@@ -389,6 +392,8 @@ class Agent:
         self.paused = False
         self.conns: dict[int, dict[str, Any]] = {}  # fd -> shim connection state
         self.reported: set[int] = set()  # ranks whose exit status arrived
+        # rank -> (deadline, event): died without a status, not yet reported
+        self.unreported: dict[int, tuple[float, dict[str, Any]]] = {}
         self.stopping: str | None = None  # why teardown began
         self.kill_deadline: float | None = None
         self.sentinel: tuple[int, int] | None = None  # pid, pipe write end
@@ -596,10 +601,31 @@ class Agent:
             state["sock"].close()
             del self.conns[fd]
             if head is not None and int(head["rank"]) not in self.reported:
-                # Died without reporting: a signal, os._exit, or a crash.
+                # The shim died without reporting: killed itself, or taken
+                # down with its torchrun; settle_unreported tells which.
                 self.reported.add(int(head["rank"]))
-                self.event("rank_exit", rank=head["rank"], local_rank=head["local_rank"],
-                           code=None, traceback=state.get("traceback"))
+                self.unreported[int(head["rank"])] = (
+                    time.monotonic() + COLLATERAL_WAIT,
+                    {"rank": head["rank"], "local_rank": head["local_rank"], "code": None,
+                     "traceback": state.get("traceback")},
+                )
+
+    def settle_unreported(self, final: bool = False) -> None:
+        """Report ranks that died without a status, unless their torchrun was killed.
+
+        A SIGKILLed torchrun takes its ranks with it (parent-death signal);
+        blaming one of them would hide the real failure, which the exit
+        status of torchrun then reports.
+        """
+        launcher_killed = (self.child_code is not None and self.child_code < 0
+                           and not self.stopping)
+        now = time.monotonic()
+        for rank, (deadline, fields) in list(self.unreported.items()):
+            if launcher_killed:
+                del self.unreported[rank]
+            elif final or self.child_code is not None or now >= deadline:
+                del self.unreported[rank]
+                self.event("rank_exit", **fields)
 
     # -- the job ---------------------------------------------------------------
 
@@ -757,6 +783,7 @@ class Agent:
         while True:
             self._pump(TICK)
             self.reap()
+            self.settle_unreported()
             now = time.monotonic()
             if self.stdin_open and now - self.last_heard > self.hb_timeout:
                 self.begin_stop(f"no heartbeat from the head for {self.hb_timeout:.0f}s")
@@ -788,6 +815,7 @@ class Agent:
                     failures = json.load(f)
             except (OSError, ValueError):
                 failures = {}
+        self.settle_unreported(final=True)
         code = self.child_code if self.child_code is not None else 0
         self.event("exited", code=exit_status(code), failures=failures, stopped=self.stopping,
                    swept=swept)
