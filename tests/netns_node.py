@@ -50,12 +50,11 @@ from types import TracebackType
 
 from sshd_cluster import (
     SshdCluster,
-    _apt_locked,
     _proc_start_time,
     _quote,
-    _run_apt,
     _signal_if_same,
     descendants,
+    install_until_found,
 )
 
 NETNS_PREFIX = "sshrun-t-"
@@ -98,23 +97,8 @@ def ensure_net_tools(timeout: float = 240.0) -> NetTools:
     Waits (bounded by ``timeout``) for an apt-get already running elsewhere, like
     ``sshd_cluster.ensure_openssh``. Raises ``RuntimeError`` with the reason otherwise.
     """
-    deadline = time.monotonic() + timeout
-    tools, missing = _find_net_tools()
-    notes: list[str] = []
-    if tools is None and os.geteuid() == 0 and shutil.which("apt-get"):
-        while _apt_locked() and time.monotonic() < deadline:
-            time.sleep(1.0)
-        tools, missing = _find_net_tools()
-        if tools is None:
-            for args in (["update"], ["install", "-y", "iproute2", "iptables"]):
-                note = _run_apt(args, deadline)
-                if note:
-                    notes.append(note)
-            tools, missing = _find_net_tools()
-    elif tools is None:
-        notes.append(
-            "not root, cannot install" if os.geteuid() != 0 else "apt-get is not available"
-        )
+    tools, missing, notes = install_until_found(
+        _find_net_tools, ["iproute2", "iptables"], timeout)
     if tools is None:
         reason = "; ".join(notes) or "installation did not provide them"
         raise RuntimeError(

@@ -49,9 +49,11 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 
 SSHD = "/usr/sbin/sshd"
 PRIVSEP_DIR = Path("/run/sshd")
@@ -136,32 +138,47 @@ def _run_apt(args: list[str], deadline: float) -> str:
     return ""
 
 
-def ensure_openssh(timeout: float = 240.0) -> OpenSSH:
-    """Return the OpenSSH programs, installing them with apt-get when missing and root.
+T = TypeVar("T")
+
+
+def install_until_found(find: Callable[[], tuple[T | None, list[str]]], packages: list[str],
+                        timeout: float) -> tuple[T | None, list[str], list[str]]:
+    """``find()``; when it finds nothing and we are root, apt-get install ``packages``.
 
     Waits (bounded by ``timeout``) for an apt-get already running elsewhere, e.g. one
-    started in the background that logs to ``/tmp/apt.log``. Raises ``RuntimeError`` with
-    the reason when the programs are still missing. Also makes sure ``/run/sshd`` (sshd's
-    privilege separation directory) exists.
+    started in the background, then looks again before installing anything. Returns
+    what ``find`` returns last (the tools, or None and what is missing) and notes on
+    why an installation did not happen or failed.
     """
     deadline = time.monotonic() + timeout
-    tools, missing = _find_openssh()
+    tools, missing = find()
     notes: list[str] = []
     if tools is None and os.geteuid() == 0 and shutil.which("apt-get"):
-        # Another shell may be installing right now: wait for its lock, then look again.
         while _apt_locked() and time.monotonic() < deadline:
             time.sleep(1.0)
-        tools, missing = _find_openssh()
+        tools, missing = find()
         if tools is None:
-            for args in (["update"], ["install", "-y", "openssh-server", "openssh-client"]):
+            for args in (["update"], ["install", "-y", *packages]):
                 note = _run_apt(args, deadline)
                 if note:
                     notes.append(note)
-            tools, missing = _find_openssh()
+            tools, missing = find()
     elif tools is None:
         notes.append(
             "not root, cannot install" if os.geteuid() != 0 else "apt-get is not available"
         )
+    return tools, missing, notes
+
+
+def ensure_openssh(timeout: float = 240.0) -> OpenSSH:
+    """Return the OpenSSH programs, installing them with apt-get when missing and root.
+
+    Raises ``RuntimeError`` with the reason when the programs are still missing (see
+    ``install_until_found``). Also makes sure ``/run/sshd`` (sshd's privilege
+    separation directory) exists.
+    """
+    tools, missing, notes = install_until_found(
+        _find_openssh, ["openssh-server", "openssh-client"], timeout)
     if tools is None:
         reason = "; ".join(notes) or "installation did not provide them"
         raise RuntimeError(
