@@ -62,7 +62,8 @@ def main() -> None:
             print(f"epoch {epoch} loss {mean:.6f}", flush=True)
 
     flat = torch.cat([p.detach().cpu().flatten() for p in model.parameters()])
-    digest = hashlib.sha256(flat.numpy().tobytes()).hexdigest()[:16]
+    # The raw bytes of every parameter, without needing numpy.
+    digest = hashlib.sha256(bytes(flat.contiguous().view(torch.uint8).tolist())).hexdigest()[:16]
     print(f"rank {rank} final-params {digest}", flush=True)
     # Leave together, and skip interpreter finalization: with torch 2.13 and
     # gloo, an atexit-time teardown of c10d objects aborts about one rank exit
