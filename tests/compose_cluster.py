@@ -10,8 +10,8 @@ cluster of one head and three nodes (``node1``..``node3``), each step bounded in
    started in the background (its own session, so it outlives the tests; log in
    ``DOCKERD_LOG``; extra flags from ``SSHRUN_DOCKERD_ARGS``).
 2. ``resolve_base_image()``: ``SSHRUN_BASE_IMAGE`` when set; else ``python:3.11-slim`` or
-   ``sshrun-base:bookworm`` when the machine has one; else a bounded ``docker pull`` of
-   ``python:3.11-slim``; else ``docker/build-base-image.sh`` (debootstrap, no registry).
+   ``sshrun-base:bookworm`` when the machine has one; else ``docker/build-base-image.sh``
+   (debootstrap from a Debian mirror; the tests never pull from an image registry).
 3. ``prepare_build_inputs()``: a torch wheel is copied into ``SSHRUN_WHEELS`` (default
    ``docker/wheels``) when it holds none and ``/opt/wheels`` (or a ``PIP_FIND_LINKS``
    directory) has one; the host's CA bundle is copied to ``docker/ca/host.crt`` when
@@ -43,7 +43,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from head import REPO
-from sshd_cluster import _apt_locked, _run_apt
+from sshd_cluster import install_until_found
 
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
 LOCAL_BASE_IMAGE = "sshrun-base:bookworm"
@@ -54,7 +54,6 @@ HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 APT_TIMEOUT_S = 300.0
 DOCKERD_START_TIMEOUT_S = 60.0
-PULL_TIMEOUT_S = 120.0
 BASE_IMAGE_TIMEOUT_S = 600.0
 BUILD_TIMEOUT_S = 1200.0
 UP_TIMEOUT_S = 240.0
@@ -108,22 +107,6 @@ def _dockerd() -> str | None:
         (p for p in ("/usr/sbin/dockerd", "/usr/bin/dockerd") if os.access(p, os.X_OK)), None)
 
 
-def _install_with_apt(packages: list[str], deadline: float) -> list[str]:
-    """apt-get install ``packages`` (as root); the notes of what went wrong, if anything."""
-    if os.geteuid() != 0:
-        return [f"not root, cannot install {' '.join(packages)}"]
-    if not shutil.which("apt-get"):
-        return [f"apt-get is not available to install {' '.join(packages)}"]
-    while _apt_locked() and time.monotonic() < deadline:
-        time.sleep(1.0)
-    notes = []
-    for args in (["update"], ["install", "-y", "--no-install-recommends", *packages]):
-        note = _run_apt(args, deadline)
-        if note:
-            notes.append(note)
-    return notes
-
-
 def _daemon_answers(docker: str) -> bool:
     return _ok([docker, "version", "--format", "{{.Server.Version}}"], timeout=20)
 
@@ -157,10 +140,8 @@ def _start_dockerd(docker: str) -> None:
     )
 
 
-def ensure_docker() -> tuple[str, list[str]]:
-    """The docker CLI and the Compose command, with a daemon answering; installs and starts
-    what is missing. Raises RuntimeError with the reason."""
-    deadline = time.monotonic() + APT_TIMEOUT_S
+def _find_docker() -> tuple[tuple[str, list[str]] | None, list[str]]:
+    """The docker CLI and the Compose command, or None and the apt packages missing."""
     docker = _docker_cli()
     compose = _compose_command(docker)
     missing = []
@@ -168,17 +149,23 @@ def ensure_docker() -> tuple[str, list[str]]:
         missing.append("docker.io")
     if compose is None:
         missing.append("docker-compose")
-    if missing:
-        notes = _install_with_apt(missing, deadline)
-        docker = _docker_cli()
-        compose = _compose_command(docker)
-        if docker is None or compose is None:
-            raise RuntimeError(
-                f"Docker and Compose are needed for the compose cluster: "
-                f"docker={docker}, compose={compose}; apt-get install {' '.join(missing)}: "
-                + ("; ".join(notes) or "did not provide them")
-            )
-    assert docker is not None and compose is not None
+    if docker is None or compose is None or missing:
+        return None, missing
+    return (docker, compose), []
+
+
+def ensure_docker() -> tuple[str, list[str]]:
+    """The docker CLI and the Compose command, with a daemon answering; installs and starts
+    what is missing. Raises RuntimeError with the reason."""
+    found, missing, notes = install_until_found(
+        _find_docker, ["docker.io", "docker-compose"], APT_TIMEOUT_S)
+    if found is None:
+        raise RuntimeError(
+            f"Docker and Compose are needed for the compose cluster, missing: "
+            f"{', '.join(missing)}; apt-get install: "
+            + ("; ".join(notes) or "did not provide them")
+        )
+    docker, compose = found
     if not _daemon_answers(docker):
         _start_dockerd(docker)
     return docker, compose
@@ -196,14 +183,13 @@ def resolve_base_image(docker: str) -> str:
     for image in (DEFAULT_BASE_IMAGE, LOCAL_BASE_IMAGE):
         if _image_exists(docker, image):
             return image
-    with contextlib.suppress(RuntimeError):
-        if _run([docker, "pull", DEFAULT_BASE_IMAGE], PULL_TIMEOUT_S).returncode == 0:
-            return DEFAULT_BASE_IMAGE
+    # No `docker pull`: tests contact no registry. A Debian mirror, like the
+    # package index, is fine: the script debootstraps from one.
     script = REPO / "docker" / "build-base-image.sh"
     done = _run(["bash", str(script), LOCAL_BASE_IMAGE], BASE_IMAGE_TIMEOUT_S)
     if done.returncode != 0 or not _image_exists(docker, LOCAL_BASE_IMAGE):
         raise RuntimeError(
-            f"{DEFAULT_BASE_IMAGE} cannot be pulled and {script} failed "
+            f"no base image here ({DEFAULT_BASE_IMAGE} or {LOCAL_BASE_IMAGE}) and {script} failed "
             f"(exit {done.returncode}):\n" + _tail(done.stdout + done.stderr)
         )
     return LOCAL_BASE_IMAGE
