@@ -490,15 +490,7 @@ async def _launch(inv: Invocation) -> int:
             delay = policy.delay(attempt)
             why = ""
             if pool is not None:
-                now = time.monotonic()
-                for host, why in outcome.left_out:
-                    pool.leave_out(host, attempt, why, now, at_start=True)
-                if failure is not None:
-                    pool.leave_out(failure.host, attempt, report.describe(failure), now)
-                    console.print(Text(
-                        f"sshrun: leaving {failure.host} out for {pool.membership.cooldown:g}s",
-                        style="yellow"))
-                wait = pool.wait_needed(now)
+                wait = _leave_out(pool, outcome, attempt, console)
                 if wait > delay:
                     delay = wait
                     why = (f"; waiting for cool-downs to end: {pool.membership.min_nodes} "
@@ -515,6 +507,21 @@ async def _launch(inv: Invocation) -> int:
         report.render(outcomes[-1], console, previous=outcomes[:-1],
                       left_out=pool.history if pool is not None else ())
         return outcomes[-1].exit_code
+
+
+def _leave_out(pool: HostPool, outcome: Outcome, attempt: int, console: Console) -> float:
+    """Elastic: the attempt's failed hosts cool down; seconds until enough are back."""
+    from sshrun import report
+
+    now = time.monotonic()
+    for host, reason in outcome.left_out:
+        pool.leave_out(host, attempt, reason, now, at_start=True)
+    failure = outcome.first_failure
+    if failure is not None:
+        pool.leave_out(failure.host, attempt, report.describe(failure), now)
+        console.print(Text(f"sshrun: leaving {failure.host} out for "
+                           f"{pool.membership.cooldown:g}s", style="yellow"))
+    return pool.wait_needed(now)
 
 
 def _unreachable(exc: ConnectError, hosts: Sequence[HostSpec]) -> Outcome:

@@ -18,21 +18,33 @@ pytestmark = pytest.mark.sshd
 
 def test_unreachable_host_is_left_out_and_a_spare_fills_in(
         make_sshd_cluster: MakeSshdCluster) -> None:
+    """node1 is down: node0, node2, node3 start; then node2's rank fails, and the restart
+    runs on node0 and node3 (node1 and node2 both cooling down)."""
     cluster = make_sshd_cluster(4, first_octet=30)
     cluster.kill_node(1)
     code, head = run_sshrun(["--hosts", "node0,node1,node2,node3", "--ssh-config",
-                             str(cluster.ssh_config), "--nnodes", "2:3", "-x", "ALL=1",
-                             str(WORKERS / "echo_args.py"), "elastic"])
+                             str(cluster.ssh_config), "--nnodes", "2:3", "--max-restarts", "1",
+                             "--restart-backoff", "0.1", str(WORKERS / "flaky.py")])
     assert code == 0, head.transcript()
-    # node1 is out; node2 and node3 are nodes 1 and 2, with ranks 1 and 2.
-    assert sorted(line for line in head.out if "ARGV" in line) == [
-        'node0 r0 | ARGV ["elastic"]', 'node2 r1 | ARGV ["elastic"]',
-        'node3 r2 | ARGV ["elastic"]']
+    # Attempt 0: node2 and node3 are nodes 1 and 2, with ranks 1 and 2 (the others
+    # may be stopped before they print: rank 1 fails at once).
+    first = {line for line in head.out if " attempt 0 " in line}
+    assert "node2 r1 | attempt 0 rank 1" in first
+    assert first <= {"node0 r0 | attempt 0 rank 0", "node2 r1 | attempt 0 rank 1",
+                     "node3 r2 | attempt 0 rank 2"}, first
+    assert sorted(line for line in head.out if " attempt 1 " in line) == [
+        "node0 r0 | attempt 1 rank 0", "node3 r1 | attempt 1 rank 1"]
+    assert re.search(r"^sshrun: leaving out node1: cannot connect to 127\.0\.0\.31:\d+: "
+                     r"Connection refused$", head.stderr, re.M), head.stderr
+    assert ("sshrun: attempt 0 failed (node2 (node 1), rank 1 (local rank 0): exited with "
+            "code 3); restarting every node in 0.1s (restart 1 of 1)") in head.err
     left = [line for line in head.err if line.startswith("sshrun: left out ")]
-    assert len(left) == 1, head.stderr
-    assert left[0].startswith("sshrun: left out node1 at the start of attempt 0: ")
-    assert "refused" in left[0]
-    assert "sshrun: job finished on 3 nodes" in head.stderr
+    assert len(left) == 2, head.stderr
+    assert re.fullmatch(r"sshrun: left out node1 at the start of attempt 0: cannot connect "
+                        r"to 127\.0\.0\.31:\d+: Connection refused", left[0]), left
+    assert left[1] == ("sshrun: left out node2 after attempt 0: node2 (node 1), rank 1 "
+                       "(local rank 0): exited with code 3")
+    assert "sshrun: job finished on 2 nodes" in head.stderr
 
 
 def test_too_few_hosts_fail_naming_them(make_sshd_cluster: MakeSshdCluster) -> None:
