@@ -36,13 +36,13 @@ import json
 import os
 import shutil
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from head import REPO
+import jobprocs
+from head import REPO, Watched
 from sshd_cluster import install_until_found
 
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
@@ -226,94 +226,12 @@ def prepare_build_inputs() -> list[str]:
 # -- a command running in a container ---------------------------------------------------
 
 
-class Job:
-    """A command run with ``compose exec -T`` in the background; its output collected by
-    threads, line by line."""
-
-    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
-        self.argv = argv
-        self.proc = subprocess.Popen(argv, cwd=REPO, env=env, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     start_new_session=True)
-        self.out: list[str] = []
-        self.err: list[str] = []
-        self._cond = threading.Condition()
-        self._threads = [
-            threading.Thread(target=self._collect, args=(self.proc.stdout, self.out),
-                             daemon=True),
-            threading.Thread(target=self._collect, args=(self.proc.stderr, self.err),
-                             daemon=True),
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    def _collect(self, stream: object, into: list[str]) -> None:
-        for raw in stream:  # type: ignore[attr-defined]
-            with self._cond:
-                into.append(raw.decode("utf-8", "replace").rstrip("\n"))
-                self._cond.notify_all()
-
-    def wait_lines(self, text: str, count: int, timeout: float) -> None:
-        """Until ``count`` output lines contain ``text`` (bounded)."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while sum(text in line for line in self.out + self.err) < count:
-                left = deadline - time.monotonic()
-                finished = self.proc.poll() is not None and not any(
-                    t.is_alive() for t in self._threads)
-                if left <= 0 or finished:
-                    raise AssertionError(
-                        f"no {count}x {text!r} within {timeout:.0f} s "
-                        f"(exit {self.proc.poll()})\n{self.transcript()}")
-                self._cond.wait(min(left, 0.2))
-
-    def wait(self, timeout: float) -> int:
-        try:
-            code = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-            raise AssertionError(
-                f"{' '.join(self.argv)} did not exit within {timeout:.0f} s\n"
-                + self.transcript()) from None
-        for thread in self._threads:
-            thread.join(10)
-        return code
-
-    def transcript(self) -> str:
-        return "--- stdout\n" + "\n".join(self.out) + "\n--- stderr\n" + "\n".join(self.err)
-
-    @property
-    def stdout(self) -> str:
-        return "\n".join(self.out)
-
-    @property
-    def stderr(self) -> str:
-        return "\n".join(self.err)
-
-
-# Run inside a node: the processes (not zombies) whose environment holds the canary.
-_CANARY_SCAN = r"""
-import json, os, sys
-needle = ("\0SSHRUN_TEST_CANARY=" + sys.argv[1] + "\0").encode()
-found = []
-for name in os.listdir("/proc"):
-    if not name.isdigit():
-        continue
-    try:
-        with open(f"/proc/{name}/stat", "rb") as f:
-            stat = f.read()
-        if stat[stat.rindex(b")") + 2:].split()[0] == b"Z":
-            continue
-        with open(f"/proc/{name}/environ", "rb") as f:
-            if needle not in b"\0" + f.read():
-                continue
-        with open(f"/proc/{name}/cmdline", "rb") as f:
-            cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-        found.append([int(name), cmd])
-    except (OSError, ValueError, IndexError):
-        continue
-print(json.dumps(found))
+# Run inside a node: tests/jobprocs.py itself (standard library only), then the scan:
+# the live processes whose environment holds the canary, with their command lines.
+_CANARY_SCAN = Path(jobprocs.__file__).read_text() + """
+import json, sys
+pids = canary_pids(sys.argv[1])
+print(json.dumps([[pid, describe([pid]).split(": ", 1)[1].strip()] for pid in pids]))
 """
 
 
@@ -386,8 +304,9 @@ class ComposeCluster:
         """``compose exec -T SERVICE ARGV...`` to completion (bounded); not checked."""
         return self.run("exec", "-T", service, *argv, timeout=timeout, check=False)
 
-    def exec_background(self, service: str, *argv: str) -> Job:
-        return Job(self.argv("exec", "-T", service, *argv), self.env)
+    def exec_background(self, service: str, *argv: str) -> Watched:
+        """``compose exec -T`` in the background, its output collected line by line."""
+        return Watched(self.argv("exec", "-T", service, *argv), cwd=REPO, env=self.env)
 
     def wait_ready(self, nodes: Sequence[str] = NODES,
                    timeout: float = READY_TIMEOUT_S) -> None:

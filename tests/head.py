@@ -14,15 +14,14 @@ REPO = Path(__file__).resolve().parent.parent
 WORKERS = REPO / "tests" / "workers"
 
 
-class Head:
-    """``sshrun ARGS`` in its own process group; stdout and stderr collected by threads."""
+class Watched:
+    """A command in its own process group; stdout and stderr collected by threads."""
 
-    def __init__(self, args: Sequence[str], cwd: Path | None = None,
+    def __init__(self, argv: Sequence[str], cwd: Path | None = None,
                  env: dict[str, str] | None = None) -> None:
-        full_env = dict(os.environ if env is None else env)
-        full_env.pop("SSH_AUTH_SOCK", None)
+        self.argv = list(argv)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sshrun", *args], cwd=cwd, env=full_env,
+            self.argv, cwd=cwd, env=env,
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             start_new_session=True,
         )
@@ -65,7 +64,7 @@ class Head:
             self.proc.kill()
             self.proc.wait(10)
             raise AssertionError(
-                f"sshrun did not exit within {timeout}s\n" + self.transcript()
+                f"{self.argv[0]} did not exit within {timeout}s\n" + self.transcript()
             ) from None
         for t in self._threads:
             t.join(10)
@@ -81,6 +80,16 @@ class Head:
     @property
     def stderr(self) -> str:
         return "\n".join(self.err)
+
+
+class Head(Watched):
+    """``sshrun ARGS``, with our environment minus an ssh-agent (the cluster key only)."""
+
+    def __init__(self, args: Sequence[str], cwd: Path | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        full_env = dict(os.environ if env is None else env)
+        full_env.pop("SSH_AUTH_SOCK", None)
+        super().__init__([sys.executable, "-m", "sshrun", *args], cwd=cwd, env=full_env)
 
 
 def run_sshrun(args: Sequence[str], timeout: float = 180, cwd: Path | None = None,

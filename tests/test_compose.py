@@ -124,7 +124,7 @@ def test_killed_node_is_named_and_nothing_of_the_job_is_left(
         "tests/workers/hang.py",
     )
     try:
-        job.wait_lines(" ready", count=6, timeout=180)
+        job.wait_line(" ready", timeout=180, count=6)
         # The scan sees the job before the kill: two ranks and their parents per node.
         for node in ("node1", "node3"):
             found = compose_cluster.canary_processes(node, canary)
