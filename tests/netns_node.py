@@ -51,10 +51,11 @@ from types import TracebackType
 from sshd_cluster import (
     SshdCluster,
     _proc_start_time,
-    _quote,
     _signal_if_same,
+    client_host_block,
     descendants,
     install_until_found,
+    sshd_config_text,
 )
 
 NETNS_PREFIX = "sshrun-t-"
@@ -280,43 +281,14 @@ class NetnsNode:
         keytype, key = self._keygen().split()[:2]
         self.known_hosts.write_text(f"[{self.address}]:{self.port} {keytype} {key}\n")
         # The same server settings as an SshdCluster node.
-        self.config.write_text("\n".join([
-            f"ListenAddress {self.address}",
-            f"Port {self.port}",
-            f"HostKey {_quote(self.host_key)}",
-            f"PidFile {_quote(self.pid_file)}",
-            f"AuthorizedKeysFile {_quote(self.authorized_keys)}",
-            "UsePAM no",
-            "StrictModes no",
-            "PubkeyAuthentication yes",
-            "PasswordAuthentication no",
-            "KbdInteractiveAuthentication no",
-            "PermitRootLogin yes",
-            "PermitUserEnvironment yes",
-            "MaxStartups 100:30:200",
-            "LogLevel ERROR",
-            "X11Forwarding no",
-            "PrintMotd no",
-            "Subsystem sftp internal-sftp",
-            "",
-        ]))
+        self.config.write_text(sshd_config_text(
+            self.address, self.port, self.host_key, self.pid_file, self.authorized_keys))
 
     @property
     def ssh_config_block(self) -> str:
         """The client's ``Host <alias>`` block for this node (as the cluster writes them)."""
-        return "\n".join([
-            f"Host {self.alias}",
-            f"    HostName {self.address}",
-            f"    Port {self.port}",
-            f"    User {self.user}",
-            f"    IdentityFile {_quote(self.client_key)}",
-            "    IdentitiesOnly yes",
-            f"    UserKnownHostsFile {_quote(self.known_hosts)}",
-            "    StrictHostKeyChecking yes",
-            "    BatchMode yes",
-            "    LogLevel ERROR",
-            "",
-        ])
+        return client_host_block(self.alias, self.address, self.port, self.user,
+                                 self.client_key, self.known_hosts)
 
     def _start_sshd(self, ready_timeout: float) -> None:
         with self.log.open("ab") as log:

@@ -279,6 +279,49 @@ def _signal_if_same(pid: int, start: int, sig: int) -> None:
             os.kill(pid, sig)
 
 
+def sshd_config_text(address: str, port: int, host_key: Path, pid_file: Path,
+                     authorized_keys: Path) -> str:
+    """A test node's sshd_config: key logins only, the test user's environment kept."""
+    return "\n".join([
+        f"ListenAddress {address}",
+        f"Port {port}",
+        f"HostKey {_quote(host_key)}",
+        f"PidFile {_quote(pid_file)}",
+        f"AuthorizedKeysFile {_quote(authorized_keys)}",
+        "UsePAM no",
+        "StrictModes no",
+        "PubkeyAuthentication yes",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "PermitRootLogin yes",
+        "PermitUserEnvironment yes",
+        "MaxStartups 100:30:200",
+        "LogLevel ERROR",
+        "X11Forwarding no",
+        "PrintMotd no",
+        "Subsystem sftp internal-sftp",
+        "",
+    ])
+
+
+def client_host_block(alias: str, address: str, port: int, user: str, client_key: Path,
+                      known_hosts: Path) -> str:
+    """The client's ``Host <alias>`` block for a test node: strict host keys, one key."""
+    return "\n".join([
+        f"Host {alias}",
+        f"    HostName {address}",
+        f"    Port {port}",
+        f"    User {user}",
+        f"    IdentityFile {_quote(client_key)}",
+        "    IdentitiesOnly yes",
+        f"    UserKnownHostsFile {_quote(known_hosts)}",
+        "    StrictHostKeyChecking yes",
+        "    BatchMode yes",
+        "    LogLevel ERROR",
+        "",
+    ])
+
+
 @dataclass
 class _Node:
     index: int
@@ -378,47 +421,11 @@ class SshdCluster:
         for node, host_pub in zip(self._nodes, self._host_pubs, strict=True):
             keytype, key = host_pub.split()[:2]
             known.append(f"[{node.address}]:{self.port} {keytype} {key}\n")
-            node.config.write_text(
-                "\n".join(
-                    [
-                        f"ListenAddress {node.address}",
-                        f"Port {self.port}",
-                        f"HostKey {_quote(node.host_key)}",
-                        f"PidFile {_quote(node.dir / 'sshd.pid')}",
-                        f"AuthorizedKeysFile {_quote(self.authorized_keys)}",
-                        "UsePAM no",
-                        "StrictModes no",
-                        "PubkeyAuthentication yes",
-                        "PasswordAuthentication no",
-                        "KbdInteractiveAuthentication no",
-                        "PermitRootLogin yes",
-                        "PermitUserEnvironment yes",
-                        "MaxStartups 100:30:200",
-                        "LogLevel ERROR",
-                        "X11Forwarding no",
-                        "PrintMotd no",
-                        "Subsystem sftp internal-sftp",
-                        "",
-                    ]
-                )
-            )
-            client.append(
-                "\n".join(
-                    [
-                        f"Host {node.alias}",
-                        f"    HostName {node.address}",
-                        f"    Port {self.port}",
-                        f"    User {self.user}",
-                        f"    IdentityFile {_quote(self.client_key)}",
-                        "    IdentitiesOnly yes",
-                        f"    UserKnownHostsFile {_quote(self.known_hosts)}",
-                        "    StrictHostKeyChecking yes",
-                        "    BatchMode yes",
-                        "    LogLevel ERROR",
-                        "",
-                    ]
-                )
-            )
+            node.config.write_text(sshd_config_text(
+                node.address, self.port, node.host_key, node.dir / "sshd.pid",
+                self.authorized_keys))
+            client.append(client_host_block(node.alias, node.address, self.port, self.user,
+                                            self.client_key, self.known_hosts))
         self.known_hosts.write_text("".join(known))
         self.ssh_config.write_text("\n".join(client))
 
