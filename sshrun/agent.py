@@ -221,12 +221,16 @@ from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.run import main
 from torch.distributed.elastic.multiprocessing.api import SignalException
 import logging
-class _QuietStop(logging.Filter):
-    # The head already says that it stops every node; torchrun repeating it
-    # on each node ("Received 15 death signal") buries the failure's lines.
+class _Quiet(logging.Filter):
+    # Noise that hides what matters. "Received 15 death signal": the head
+    # already says it stops every node. "Error waiting on exit barrier" with a
+    # traceback, after a job that succeeded: node 0's torchrun, which hosts
+    # the store, passed the barrier and left before this one read the result
+    # (torch 2.13); the head knows from every node whether its ranks finished.
     def filter(self, record):
-        return "death signal" not in record.getMessage()
-logging.getLogger("torch.distributed.elastic.agent.server.api").addFilter(_QuietStop())
+        message = record.getMessage()
+        return not ("death signal" in message or "Error waiting on exit barrier" in message)
+logging.getLogger("torch.distributed.elastic.agent.server.api").addFilter(_Quiet())
 try:
     main(sys.argv[1:])
 except SignalException as exc:
