@@ -52,6 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 PROTOCOL_VERSION = 1
@@ -352,20 +353,36 @@ def start_sentinel(tag: str, grace: float) -> tuple[int, int]:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         if not os.read(read_end, 1):
             me = os.getpid()
-            pids = find_job_processes(tag, me)
-            _signal_all(pids, signal.SIGTERM)
-            deadline = time.monotonic() + grace
-            while pids and time.monotonic() < deadline:
-                time.sleep(0.05)
-                pids = find_job_processes(tag, me)
-            for _ in range(50):
-                if not pids:
-                    break
-                _signal_all(pids, signal.SIGKILL)
-                time.sleep(0.02)
-                pids = find_job_processes(tag, me)
+            terminate(lambda: find_job_processes(tag, me), grace, time.sleep)
     finally:
         os._exit(0)
+
+
+def terminate(find: Callable[[], list[int]], grace: float,
+              wait: Callable[[float], None]) -> dict[str, int]:
+    """SIGTERM what ``find`` returns, the grace period, then SIGKILL until none is left.
+
+    ``wait(seconds)`` lets time pass (the agent serves its head meanwhile).
+    Bounded: the grace period plus 50 rounds of SIGKILL. Returns how many
+    processes needed which signal, and how many are still left.
+    """
+    counts = {"terminated": 0, "killed": 0, "left": 0}
+    pids = find()
+    counts["terminated"] = len(pids)
+    _signal_all(pids, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while pids and time.monotonic() < deadline:
+        wait(0.05)
+        pids = find()
+    for _ in range(50):
+        if not pids:
+            break
+        counts["killed"] += len(pids)
+        _signal_all(pids, signal.SIGKILL)
+        wait(0.02)
+        pids = find()
+    counts["left"] = len(pids)
+    return counts
 
 
 def _signal_all(pids: list[int], sig: int) -> None:
@@ -736,27 +753,14 @@ class Agent:
 
     def sweep(self, grace: float) -> dict[str, int]:
         """Stop every process of this job; return how many needed which signal."""
-        counts = {"terminated": 0, "killed": 0, "left": 0}
         if not self.tag:
-            return counts
-        pids = self._job_processes()
-        counts["terminated"] = len(pids)
-        _signal_all(pids, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while pids and time.monotonic() < deadline:
-            self._pump(0.05)
-            self.reap()
-            pids = self._job_processes()
-        for _ in range(50):
-            if not pids:
-                break
-            counts["killed"] += len(pids)
-            _signal_all(pids, signal.SIGKILL)
-            time.sleep(0.02)
-            self.reap()
-            pids = self._job_processes()
-        counts["left"] = len(pids)
-        return counts
+            return {"terminated": 0, "killed": 0, "left": 0}
+        return terminate(self._job_processes, grace, self._wait)
+
+    def _wait(self, seconds: float) -> None:
+        """Let time pass while serving the head and collecting exit statuses."""
+        self._pump(seconds)
+        self.reap()
 
     def _pump(self, timeout: float) -> None:
         now = time.monotonic()
