@@ -84,10 +84,10 @@ from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
 
-from tests.jobprocs import canary_pids, new_canary  # noqa: E402
-from tests.sshd_cluster import SshdCluster, descendants, pick_port  # noqa: E402
+from jobprocs import canary_pids, new_canary  # noqa: E402
+from sshd_cluster import SshdCluster, descendants, pick_port  # noqa: E402
 
 NODES = 3
 NPROC = 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from pathlib import Path
 
 
 def new_canary() -> str:
@@ -33,6 +34,40 @@ def canary_pids(canary: str) -> list[int]:
         except (OSError, ValueError, IndexError):
             continue
     return found
+
+
+def environ(pid: int) -> dict[str, str]:
+    """The environment of process ``pid`` (OSError when it is gone)."""
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        items = f.read().split(b"\0")
+    return dict(i.decode(errors="replace").split("=", 1) for i in items if b"=" in i)
+
+
+def start_time(pid: int) -> int | None:
+    """Start time of a live (not zombie) process ``pid``, or None: with the pid, its identity."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])
+
+
+def torchrun_of_node(canary: str, node: int) -> int:
+    """The pid of node ``node``'s torchrun (the agent's child) in the job ``canary``."""
+    found = []
+    for pid in canary_pids(canary):
+        try:
+            is_torchrun = b"sshrun_torchrun" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            if is_torchrun and environ(pid).get("SSHRUN_NODE_RANK") == str(node):
+                found.append(pid)
+        except OSError:
+            continue
+    assert len(found) == 1, f"node {node} torchrun: {describe(canary_pids(canary))}"
+    return found[0]
 
 
 def describe(pids: list[int]) -> str:

@@ -48,10 +48,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from jobprocs import start_time
 from sshd_cluster import (
     SshdCluster,
-    _proc_start_time,
-    _signal_if_same,
+        _signal_if_same,
     client_host_block,
     descendants,
     install_until_found,
@@ -376,7 +376,7 @@ class NetnsNode:
         """Every live process in this namespace."""
         return [int(e) for e in os.listdir("/proc")
                 if e.isdigit() and self.contains(int(e))
-                and _proc_start_time(int(e)) is not None]
+                and start_time(int(e)) is not None]
 
     # -- teardown --------------------------------------------------------------------------
 
@@ -397,7 +397,7 @@ class NetnsNode:
                 proc.kill()
         # Whatever still lives in the namespace was started through our sshd.
         while True:
-            left = [(pid, _proc_start_time(pid)) for pid in self.pids()]
+            left = [(pid, start_time(pid)) for pid in self.pids()]
             if not left:
                 break
             if time.monotonic() >= deadline:

@@ -55,6 +55,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
+from jobprocs import start_time
+
 SSHD = "/usr/sbin/sshd"
 PRIVSEP_DIR = Path("/run/sshd")
 APT_LOCKS = (
@@ -232,18 +234,6 @@ def _quote(value: str | Path) -> str:
     return f'"{text}"' if any(c.isspace() for c in text) else text
 
 
-def _proc_start_time(pid: int) -> int | None:
-    """Start time of a live (not zombie) process ``pid``, or None."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] in ("Z", "X"):
-        return None
-    return int(fields[19])
-
-
 def _children_map() -> dict[int, list[int]]:
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
@@ -265,7 +255,7 @@ def descendants(pid: int) -> list[tuple[int, int]]:
     todo = list(children.get(pid, []))
     while todo:
         child = todo.pop(0)
-        start = _proc_start_time(child)
+        start = start_time(child)
         if start is not None:
             found.append((child, start))
         todo.extend(children.get(child, []))
@@ -274,7 +264,7 @@ def descendants(pid: int) -> list[tuple[int, int]]:
 
 def _signal_if_same(pid: int, start: int, sig: int) -> None:
     """Signal ``pid`` only if it is still the process that started at ``start``."""
-    if _proc_start_time(pid) == start:
+    if start_time(pid) == start:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, sig)
 
@@ -578,7 +568,7 @@ class SshdCluster:
                 proc.kill()
                 proc.wait(timeout=timeout)
         while time.monotonic() < deadline and any(
-            _proc_start_time(pid) == start for tree in trees for pid, start in tree
+            start_time(pid) == start for tree in trees for pid, start in tree
         ):
             time.sleep(0.05)
         for tree in trees:
@@ -609,3 +599,8 @@ class SshdCluster:
 
 class _PortTaken(RuntimeError):
     """An sshd could not bind its address and port."""
+
+
+def cluster_args(cluster: SshdCluster) -> list[str]:
+    """sshrun's arguments for every node of ``cluster`` (its hostfile and ssh_config)."""
+    return ["-H", str(cluster.hostfile), "--ssh-config", str(cluster.ssh_config)]

@@ -19,40 +19,27 @@ from pathlib import Path
 
 import pytest
 from head import WORKERS, Head
-from jobprocs import assert_no_leftovers, canary_pids, describe, new_canary, wait_for
-from sshd_cluster import SshdCluster
+from jobprocs import (
+    assert_no_leftovers,
+    canary_pids,
+    describe,
+    environ,
+    new_canary,
+    start_time,
+    torchrun_of_node,
+    wait_for,
+)
+from sshd_cluster import SshdCluster, cluster_args
 
 pytestmark = pytest.mark.sshd
 
 READY_TIMEOUT = 90.0
 
 
-def cluster_args(cluster: SshdCluster) -> list[str]:
-    return ["-H", str(cluster.hostfile), "--ssh-config", str(cluster.ssh_config)]
-
-
-def _environ(pid: int) -> dict[str, str]:
-    with open(f"/proc/{pid}/environ", "rb") as f:
-        items = f.read().split(b"\0")
-    return dict(i.decode(errors="replace").split("=", 1) for i in items if b"=" in i)
-
-
-def _stat(pid: int) -> list[bytes] | None:
-    """The fields of /proc/PID/stat after the command name (state first), or None."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    return stat[stat.rindex(b")") + 2 :].split()
-
-
 def _identity(pid: int) -> tuple[int, int] | None:
     """``(pid, start time)`` of a live (not zombie) process, or None."""
-    fields = _stat(pid)
-    if fields is None or fields[0] in (b"Z", b"X"):
-        return None
-    return pid, int(fields[19])
+    started = start_time(pid)
+    return None if started is None else (pid, started)
 
 
 def _alive(identities: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -62,23 +49,9 @@ def _alive(identities: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 def _node_rank(pid: int) -> str | None:
     try:
-        return _environ(pid).get("SSHRUN_NODE_RANK")
+        return environ(pid).get("SSHRUN_NODE_RANK")
     except OSError:
         return None
-
-
-def _torchrun_of_node(canary: str, node: int) -> int:
-    """The pid of node ``node``'s torchrun (the agent's child) for the job ``canary``."""
-    found = []
-    for pid in canary_pids(canary):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if _node_rank(pid) == str(node) and b"sshrun_torchrun" in cmdline:
-            found.append(pid)
-    assert len(found) == 1, f"node {node} torchrun: {describe(canary_pids(canary))}"
-    return found[0]
 
 
 def _first_failure_lines(head: Head) -> list[str]:
@@ -110,7 +83,7 @@ def test_sigkill_of_torchrun_on_one_node_stops_the_job(sshd_cluster: SshdCluster
                  "-x", f"SSHRUN_TEST_CANARY={canary}", str(WORKERS / "hang.py")])
     with _reaped(head):
         head.wait_line("ready", timeout=READY_TIMEOUT, count=6)
-        torchrun = _torchrun_of_node(canary, 1)
+        torchrun = torchrun_of_node(canary, 1)
         ranks = [ident for p in canary_pids(canary)
                  if p != torchrun and _node_rank(p) == "1" and (ident := _identity(p))]
         others = [p for p in canary_pids(canary) if _node_rank(p) in ("0", "2")]

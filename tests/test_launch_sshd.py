@@ -15,14 +15,10 @@ from pathlib import Path
 
 import pytest
 from head import REPO, WORKERS, Head, run_sshrun
-from jobprocs import assert_no_leftovers, canary_pids, new_canary
-from sshd_cluster import SshdCluster
+from jobprocs import assert_no_leftovers, canary_pids, new_canary, torchrun_of_node
+from sshd_cluster import SshdCluster, cluster_args
 
 pytestmark = pytest.mark.sshd
-
-
-def cluster_args(cluster: SshdCluster) -> list[str]:
-    return ["-H", str(cluster.hostfile), "--ssh-config", str(cluster.ssh_config)]
 
 
 def test_every_rank_prints_with_node_and_rank_prefix(sshd_cluster: SshdCluster,
@@ -362,12 +358,6 @@ def test_c10d_rendezvous(sshd_cluster: SshdCluster) -> None:
     assert ranks == [0, 1, 2]
 
 
-def _environ(pid: int) -> dict[str, str]:
-    with open(f"/proc/{pid}/environ", "rb") as f:
-        items = f.read().split(b"\0")
-    return dict(i.decode(errors="replace").split("=", 1) for i in items if b"=" in i)
-
-
 @pytest.mark.parametrize("daemon", [False, True], ids=["ranks", "ranks+daemons"])
 def test_lost_agent_stops_the_job_and_its_node(sshd_cluster: SshdCluster, tmp_path: Path,
                                                daemon: bool) -> None:
@@ -381,11 +371,7 @@ def test_lost_agent_stops_the_job_and_its_node(sshd_cluster: SshdCluster, tmp_pa
     head.wait_line("ready", timeout=90, count=6)
     if daemon:
         assert len(list(tmp_path.glob("daemon-*.pid"))) == 6
-    launcher = [pid for pid in canary_pids(canary)
-                if _environ(pid).get("SSHRUN_NODE_RANK") == "1"
-                and b"sshrun_torchrun" in Path(f"/proc/{pid}/cmdline").read_bytes()]
-    assert len(launcher) == 1
-    with open(f"/proc/{launcher[0]}/stat", "rb") as f:
+    with open(f"/proc/{torchrun_of_node(canary, 1)}/stat", "rb") as f:
         agent_pid = int(f.read().rsplit(b")", 1)[1].split()[1])
     os.kill(agent_pid, signal.SIGKILL)
     assert head.wait(60) == 255, head.transcript()
