@@ -110,6 +110,7 @@ from dataclasses import dataclass
 from sshrun.configfile import read_config_text
 from sshrun.errors import ConfigError, LocationError
 from sshrun.plan import REDACTED, SECRET_NAME
+from sshrun.redact import Redactor
 
 __all__ = [
     "DEFAULT_FORWARD",
@@ -191,7 +192,6 @@ SESSION_ONLY: tuple[str, ...] = (
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PATTERN = re.compile(r"[A-Za-z0-9_*?\[\]!-]+")
 _GLOB_CHARS = "*?["
-_MIN_REDACTED_LEN = 4
 
 
 @dataclass(frozen=True)
@@ -345,15 +345,10 @@ def redact_env(
 def redact_text(text: str, secret_values: Collection[str]) -> str:
     """``text`` with every occurrence of each secret value (4 characters or more) redacted.
 
-    Longer values are matched first, so a value that contains another is
-    removed whole.
+    A value that contains or overlaps another is removed whole; a multi-line
+    value also line by line (:class:`sshrun.redact.Redactor`).
     """
-    wanted = sorted({v for v in secret_values if len(v) >= _MIN_REDACTED_LEN},
-                    key=lambda v: (-len(v), v))
-    if not wanted or not text:
-        return text
-    pattern = re.compile("|".join(re.escape(v) for v in wanted))
-    return pattern.sub(REDACTED, text)
+    return Redactor(secret_values).redact(text)
 
 
 # --- env files ----------------------------------------------------------------------------

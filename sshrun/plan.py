@@ -23,6 +23,7 @@ from typing import Literal
 from sshrun.errors import ConfigError
 from sshrun.hostfile import HostSpec
 from sshrun.membership import Membership
+from sshrun.redact import REDACTED as REDACTED  # shown for secret names
 
 Mode = Literal["torchrun", "exec"]
 
@@ -32,7 +33,6 @@ SECRET_NAME = re.compile(
     r"|(^|_)PASS($|_)|_PWD$",  # DB_PASS, MYSQL_PWD; not the shell's own PWD
     re.IGNORECASE,
 )
-REDACTED = "<redacted>"
 
 NPROC_WORDS = ("auto", "cpu", "gpu", "xpu")
 
