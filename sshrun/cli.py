@@ -89,7 +89,6 @@ import contextlib
 import os
 import re
 import secrets
-import shlex
 import signal
 import sys
 import time
@@ -125,6 +124,9 @@ from sshrun.plan import (
     target_args,
     torchrun_args,
 )
+from sshrun.redact import Redactor
+from sshrun.sanitize import sanitize, shown_plain
+from sshrun.sanitize import shown as shell_word
 from sshrun.selection import apply_filters, slurm_hosts
 from sshrun.supervisor import Failure, Outcome, Supervisor
 from sshrun.transport import HOST_KEY_POLICIES, HostKeyPolicy, SSHSettings
@@ -399,7 +401,14 @@ def new_job_id() -> str:
 
 
 def render_dry_run(plan: JobPlan) -> str:
+    """Every node's plan, as the real run would start it.
+
+    Secrets are hidden by name (``redact_env``) and by value everywhere, as
+    in the real run; a value with a control character or an escape in it is
+    shown as a ``$'...'`` word (``\\r``, ``\\x1b``), never raw.
+    """
     config = plan.config
+    redact = Redactor(secret_values(config))
     elastic = config.membership
     if elastic is not None:
         # What the first attempt runs when every host comes up.
@@ -436,12 +445,13 @@ def render_dry_run(plan: JobPlan) -> str:
                     *target_args(config)[1:]]
         else:
             argv = list(config.target)
-        out.append(f"  python:  {node.python}")
-        out.append(f"  workdir: {node.workdir}")
-        out.append(f"  run:     {shlex.join(argv)}")
+        out.append(f"  python:  {shown_plain(redact(node.python))}")
+        out.append(f"  workdir: {shown_plain(redact(str(node.workdir)))}")
+        out.append(f"  run:     {' '.join(shell_word(redact(arg)) for arg in argv)}")
         for name, value in redact_env(node.env, config.secrets):
-            out.append(f"  env:     {name}={value}")
-    return "\n".join(out) + "\n"
+            out.append(f"  env:     {name}={shown_plain(redact(value))}")
+    # Again over the whole text: a secret may span two arguments.
+    return redact("\n".join(out) + "\n")
 
 
 async def _launch(inv: Invocation) -> int:
@@ -451,6 +461,7 @@ async def _launch(inv: Invocation) -> int:
     console = Console(stderr=True, highlight=False, soft_wrap=True,
                       force_terminal=inv.colour, no_color=inv.colour is False)
     config, ssh = inv.config, inv.ssh
+    redactor = Redactor(inv.secret_values)
     interrupts = _Interrupts()
     loop = asyncio.get_running_loop()
     async with contextlib.AsyncExitStack() as stack:
@@ -496,7 +507,8 @@ async def _launch(inv: Invocation) -> int:
                     why = (f"; waiting for cool-downs to end: {pool.membership.min_nodes} "
                            "nodes are needed")
             console.print(Text(
-                f"sshrun: attempt {attempt} failed ({report.describe(failure)}" if failure
+                f"sshrun: attempt {attempt} failed ({redactor(report.describe(failure))}"
+                if failure
                 else f"sshrun: attempt {attempt} failed (exit status {outcome.exit_code}"
             ) + Text(f"); restarting every node in {delay:.1f}s "
                      f"(restart {attempt + 1} of {policy.max_restarts}{why})", style="yellow"))
@@ -505,7 +517,7 @@ async def _launch(inv: Invocation) -> int:
                 return errors.EXIT_INTERRUPTED
             attempt += 1
         report.render(outcomes[-1], console, previous=outcomes[:-1],
-                      left_out=pool.history if pool is not None else ())
+                      left_out=pool.history if pool is not None else (), redact=redactor)
         return outcomes[-1].exit_code
 
 
@@ -588,7 +600,8 @@ def run(argv: Sequence[str]) -> int:
             return errors.EXIT_OK
         return asyncio.run(_launch(inv))
     except SshrunError as exc:
-        print(f"sshrun: error: {exc}", file=sys.stderr)
+        # Last line of defence: a message may quote a node or a file.
+        print(f"sshrun: error: {sanitize(str(exc))}", file=sys.stderr)
         return exc.exit_code
 
 

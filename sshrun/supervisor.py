@@ -238,7 +238,8 @@ class Supervisor:
         label = node.plan.host.label
         node.conn = await connect(node.plan.host, self.ssh, limit)
         node.state = NodeState.STARTING
-        node.session = AgentSession(node.conn.conn, label, node.plan.python)
+        node.session = AgentSession(node.conn.conn, label, node.plan.python,
+                                    notice=self.printer.message)
         hello = await node.session.start(self.plan.config.timeouts.hello, node.plan.workdir)
         if not hello.get("workdir_ok", True):
             raise NodeSetupError(
