@@ -218,6 +218,17 @@ def is_pattern(text: str) -> bool:
     return any(c in text for c in _GLOB_CHARS) and _PATTERN.fullmatch(text) is not None
 
 
+def refused_name(text: str, limit: int = 40) -> str:
+    """How an error shows a ``NAME[=VALUE]`` it refuses: the name part, never the value.
+
+    ``-x 'HF_TOKEN =hf_...'`` is shown as ``'HF_TOKEN '=...``: what is wrong
+    is in the name, and the value may be a secret.
+    """
+    name, sep, _ = text.partition("=")
+    clipped = name if len(name) <= limit else name[:limit] + "..."
+    return repr(clipped) + ("=..." if sep else "")
+
+
 def _never(name: str) -> bool:
     return any(fnmatch.fnmatchcase(name, p) for p in NEVER_FORWARD)
 
@@ -272,7 +283,7 @@ def resolve_env(
             patterns.append(entry)
         else:
             raise ConfigError(
-                f"env.forward: {entry!r}: expected NAME or a NAME_* pattern"
+                f"env.forward: {refused_name(entry)}: expected NAME or a NAME_* pattern"
             )
     for name in names:
         _refuse_session(name, "env.forward")
@@ -284,7 +295,7 @@ def resolve_env(
     for where, pairs in (("--env-file", files), ("env.set", set_values)):
         for name, value in pairs:
             if not is_valid_name(name):
-                raise ConfigError(f"{where}: {name!r}: expected a NAME")
+                raise ConfigError(f"{where}: {refused_name(name)}: expected a NAME")
             _refuse_session(name, where)
             _check_value(name, value, where)
             out[name] = value
@@ -294,12 +305,16 @@ def resolve_env(
         name, sep, value = flag.partition("=")
         if is_pattern(name):
             if sep:
-                raise ConfigError(f"-x/--env: {flag!r}: a pattern cannot take a value")
+                raise ConfigError(
+                    f"-x/--env {refused_name(flag)}: a pattern cannot take a value "
+                    "(the value is not shown)"
+                )
             for key in _matching(head_env, [name]):
                 out[key] = head_env[key]
         elif not is_valid_name(name):
             raise ConfigError(
-                f"-x/--env: {flag!r}: expected NAME, NAME=VALUE or a NAME_* pattern"
+                f"-x/--env {refused_name(flag)}: expected NAME, NAME=VALUE or a NAME_* "
+                "pattern, with no space in the name" + (" (the value is not shown)" if sep else "")
             )
         elif sep:
             _refuse_session(name, "-x/--env")
@@ -315,7 +330,10 @@ def resolve_env(
     # secrets: named, forwarded from the head when no layer set them
     for name in secrets:
         if not is_valid_name(name):
-            raise ConfigError(f"--secret: {name!r}: expected a NAME")
+            raise ConfigError(
+                f"--secret {refused_name(name)}: expected a variable's NAME (give its value "
+                "with -x NAME=VALUE, an env file, or the head's environment)"
+            )
         if name in out:
             continue
         if name not in head_env:
@@ -374,6 +392,7 @@ def _skip_ws(line: str, i: int) -> int:
 def _rest_is_comment(line: str, i: int) -> None:
     i = _skip_ws(line, i)
     if i < len(line) and line[i] != "#":
+        # One character, never the rest of the line: that may be the rest of a secret.
         raise _LineError(
             i, f"{_EXPECTED}: unexpected {line[i]!r} after the closing quote "
                "(only a # comment may follow)"

@@ -157,6 +157,26 @@ def parse_nproc(value: str, source: str = "--nproc-per-node") -> str:
                       f"{', '.join(NPROC_WORDS)}, got {value!r}")
 
 
+def option_like(value: str, what: str) -> str | None:
+    """The one check of a node path given by the user (``--python``, YAML paths).
+
+    A leading ``-`` would reach the node's shell as an option (``exec -c``):
+    refused on the command line and in the YAML file alike. Returns the
+    problem, or None.
+    """
+    return f"{what} may not start with '-'" if value.startswith("-") else None
+
+
+def parse_python(value: str | None, source: str = "--python") -> str | None:
+    """``--python PATH``: the interpreter on the nodes, checked (None: the default)."""
+    if value is not None:
+        problem = option_like(value, source)
+        if problem is not None:
+            raise ConfigError(f"{problem} (the node's shell would read it as an option), "
+                              f"got {value!r}")
+    return value
+
+
 def parse_endpoint(value: str, source: str = "--rdzv-endpoint") -> tuple[str, int | None]:
     """``host``, ``host:port`` or ``[v6addr]:port``."""
     value = value.strip()
