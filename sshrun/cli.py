@@ -77,8 +77,8 @@ hostfile a pool: up to MAX hosts run, a host that fails or cannot be reached
 is left out for ``--host-cooldown`` seconds (spares fill in), and the job goes
 on while at least MIN remain. docs/reliability.md has the guarantees.
 
-``--dry-run`` prints every node's plan (torchrun arguments, environment with
-secret-looking values redacted) and exits.
+``--dry-run`` prints every node's plan (torchrun arguments, environment; secrets
+redacted by name and by value, controls shown as ``$'...'`` words) and exits.
 """
 
 from __future__ import annotations
