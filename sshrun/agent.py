@@ -8,6 +8,7 @@ shell on the node ever sees it and no ``ps`` shows it.
 
 Life of an agent::
 
+    sync   ──> head          a marker with the head's token, on stdout and stderr
     hello  ──> head          pid, hostname, python, torch present, a free port
     spec   <── head          what to run (torchrun or a plain command)
     start                    child in a new session, tagged SSHRUN_TAG=<tag>
@@ -62,6 +63,10 @@ HEADER = struct.Struct("!cBiI")
 KIND_OUTPUT = b"O"
 KIND_EVENT = b"E"
 SOURCE_LAUNCHER = -1  # torchrun itself, or the command of ``sshrun exec``
+# Written with the head's token to stdout and stderr before anything else:
+# what a login shell printed before the agent ran comes before it, and the
+# head skips (and shows) that instead of reading it as frames.
+SYNC_PREFIX = b"\nsshrun-agent-sync "
 
 # Runs under ``PYTHON -c``: reads an 8-hex-digit length, then exactly that
 # many bytes of agent source from fd 0 (unbuffered, so that nothing meant for
@@ -650,6 +655,19 @@ class Agent:
 
     # -- the job ---------------------------------------------------------------
 
+    def sync(self, token: Any) -> None:
+        """The marker that ends the login shell's output, on both streams."""
+        if not isinstance(token, str):
+            return
+        marker = SYNC_PREFIX + token.encode("ascii", "replace") + b"\n"
+        try:
+            view = memoryview(marker)
+            while view:
+                view = view[os.write(2, view):]
+        except OSError:
+            pass
+        self.send(marker)
+
     def hello(self, preflight: dict[str, Any]) -> None:
         import platform
         try:
@@ -786,7 +804,9 @@ class Agent:
     def run(self) -> int:
         os.set_blocking(1, False)
         self.sel.register(0, selectors.EVENT_READ)
-        self.hello(self.read_preflight(self.hb_timeout))
+        preflight = self.read_preflight(self.hb_timeout)
+        self.sync(preflight.get("sync"))
+        self.hello(preflight)
         self._on_lines()
         while True:
             self._pump(TICK)

@@ -77,8 +77,8 @@ hostfile a pool: up to MAX hosts run, a host that fails or cannot be reached
 is left out for ``--host-cooldown`` seconds (spares fill in), and the job goes
 on while at least MIN remain. docs/reliability.md has the guarantees.
 
-``--dry-run`` prints every node's plan (torchrun arguments, environment with
-secret-looking values redacted) and exits.
+``--dry-run`` prints every node's plan (torchrun arguments, environment; secrets
+redacted by name and by value, controls shown as ``$'...'`` words) and exits.
 """
 
 from __future__ import annotations
@@ -89,7 +89,6 @@ import contextlib
 import os
 import re
 import secrets
-import shlex
 import signal
 import sys
 import time
@@ -121,10 +120,14 @@ from sshrun.plan import (
     format_endpoint,
     parse_endpoint,
     parse_nproc,
+    parse_python,
     plan_job,
     target_args,
     torchrun_args,
 )
+from sshrun.redact import Redactor
+from sshrun.sanitize import sanitize, shown_plain
+from sshrun.sanitize import shown as shell_word
 from sshrun.selection import apply_filters, slurm_hosts
 from sshrun.supervisor import Failure, Outcome, Supervisor
 from sshrun.transport import HOST_KEY_POLICIES, HostKeyPolicy, SSHSettings
@@ -297,7 +300,7 @@ def parse_invocation(argv: Sequence[str], environ: dict[str, str] | None = None)
         hosts=hosts,
         target=tuple(target),
         mode="exec" if mode == "exec" else "torchrun",
-        python=args.python,
+        python=parse_python(args.python),
         default_python="python3" if args.local_cluster is None else sys.executable,
         workdir=args.workdir,
         default_workdir=os.getcwd(),
@@ -399,7 +402,14 @@ def new_job_id() -> str:
 
 
 def render_dry_run(plan: JobPlan) -> str:
+    """Every node's plan, as the real run would start it.
+
+    Secrets are hidden by name (``redact_env``) and by value everywhere, as
+    in the real run; a value with a control character or an escape in it is
+    shown as a ``$'...'`` word (``\\r``, ``\\x1b``), never raw.
+    """
     config = plan.config
+    redact = Redactor(secret_values(config))
     elastic = config.membership
     if elastic is not None:
         # What the first attempt runs when every host comes up.
@@ -436,12 +446,13 @@ def render_dry_run(plan: JobPlan) -> str:
                     *target_args(config)[1:]]
         else:
             argv = list(config.target)
-        out.append(f"  python:  {node.python}")
-        out.append(f"  workdir: {node.workdir}")
-        out.append(f"  run:     {shlex.join(argv)}")
+        out.append(f"  python:  {shown_plain(redact(node.python))}")
+        out.append(f"  workdir: {shown_plain(redact(str(node.workdir)))}")
+        out.append(f"  run:     {' '.join(shell_word(redact(arg)) for arg in argv)}")
         for name, value in redact_env(node.env, config.secrets):
-            out.append(f"  env:     {name}={value}")
-    return "\n".join(out) + "\n"
+            out.append(f"  env:     {name}={shown_plain(redact(value))}")
+    # Again over the whole text: a secret may span two arguments.
+    return redact("\n".join(out) + "\n")
 
 
 async def _launch(inv: Invocation) -> int:
@@ -451,6 +462,7 @@ async def _launch(inv: Invocation) -> int:
     console = Console(stderr=True, highlight=False, soft_wrap=True,
                       force_terminal=inv.colour, no_color=inv.colour is False)
     config, ssh = inv.config, inv.ssh
+    redactor = Redactor(inv.secret_values)
     interrupts = _Interrupts()
     loop = asyncio.get_running_loop()
     async with contextlib.AsyncExitStack() as stack:
@@ -496,7 +508,8 @@ async def _launch(inv: Invocation) -> int:
                     why = (f"; waiting for cool-downs to end: {pool.membership.min_nodes} "
                            "nodes are needed")
             console.print(Text(
-                f"sshrun: attempt {attempt} failed ({report.describe(failure)}" if failure
+                f"sshrun: attempt {attempt} failed ({redactor(report.describe(failure))}"
+                if failure
                 else f"sshrun: attempt {attempt} failed (exit status {outcome.exit_code}"
             ) + Text(f"); restarting every node in {delay:.1f}s "
                      f"(restart {attempt + 1} of {policy.max_restarts}{why})", style="yellow"))
@@ -505,7 +518,7 @@ async def _launch(inv: Invocation) -> int:
                 return errors.EXIT_INTERRUPTED
             attempt += 1
         report.render(outcomes[-1], console, previous=outcomes[:-1],
-                      left_out=pool.history if pool is not None else ())
+                      left_out=pool.history if pool is not None else (), redact=redactor)
         return outcomes[-1].exit_code
 
 
@@ -588,7 +601,8 @@ def run(argv: Sequence[str]) -> int:
             return errors.EXIT_OK
         return asyncio.run(_launch(inv))
     except SshrunError as exc:
-        print(f"sshrun: error: {exc}", file=sys.stderr)
+        # Last line of defence: a message may quote a node or a file.
+        print(f"sshrun: error: {sanitize(str(exc))}", file=sys.stderr)
         return exc.exit_code
 
 

@@ -71,8 +71,10 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from sshrun import hostfile as _hostfile
 from sshrun.configfile import read_config_text
+from sshrun.environment import refused_name
 from sshrun.errors import LocationError
 from sshrun.hostfile import MAX_HOSTS, MAX_SLOTS, HostSpec
+from sshrun.plan import option_like
 from sshrun.transport import HOST_KEY_POLICIES
 
 __all__ = [
@@ -381,8 +383,9 @@ class _Converter:
 
     def path(self, node: Node, what: str, *, resolve: bool) -> str:
         value = self.string(node, what)
-        if value.startswith("-"):
-            self.fail(node, f"{what} may not start with '-', got {_clip(value)}")
+        problem = option_like(value, what)
+        if problem is not None:
+            self.fail(node, f"{problem}, got {_clip(value)}")
         match = _CONTROL.search(value)
         if match:
             self.fail(
@@ -424,7 +427,7 @@ class _Converter:
             self.fail(
                 node,
                 f"expected an environment variable name (letters, digits, '_', not starting "
-                f"with a digit) in {what}, got {_clip(name)}",
+                f"with a digit) in {what}, got {refused_name(name, 60)}",
             )
 
     def env_map(self, node: Node, what: str) -> list[tuple[str, str]]:
@@ -647,7 +650,7 @@ class _Converter:
                     self.fail(
                         item,
                         "expected a variable name or glob pattern (letters, digits, '_', "
-                        f"'*', '?', '[...]') in env.forward, got {_clip(value)}",
+                        f"'*', '?', '[...]') in env.forward, got {refused_name(value, 60)}",
                     )
                 forward.append(value)
             out["forward"] = tuple(forward)

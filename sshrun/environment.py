@@ -110,6 +110,7 @@ from dataclasses import dataclass
 from sshrun.configfile import read_config_text
 from sshrun.errors import ConfigError, LocationError
 from sshrun.plan import REDACTED, SECRET_NAME
+from sshrun.redact import Redactor
 
 __all__ = [
     "DEFAULT_FORWARD",
@@ -191,7 +192,6 @@ SESSION_ONLY: tuple[str, ...] = (
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PATTERN = re.compile(r"[A-Za-z0-9_*?\[\]!-]+")
 _GLOB_CHARS = "*?["
-_MIN_REDACTED_LEN = 4
 
 
 @dataclass(frozen=True)
@@ -216,6 +216,17 @@ def is_valid_name(name: str) -> bool:
 def is_pattern(text: str) -> bool:
     """A glob (it holds ``*``, ``?`` or ``[``) made of name characters and glob syntax."""
     return any(c in text for c in _GLOB_CHARS) and _PATTERN.fullmatch(text) is not None
+
+
+def refused_name(text: str, limit: int = 40) -> str:
+    """How an error shows a ``NAME[=VALUE]`` it refuses: the name part, never the value.
+
+    ``-x 'HF_TOKEN =hf_...'`` is shown as ``'HF_TOKEN '=...``: what is wrong
+    is in the name, and the value may be a secret.
+    """
+    name, sep, _ = text.partition("=")
+    clipped = name if len(name) <= limit else name[:limit] + "..."
+    return repr(clipped) + ("=..." if sep else "")
 
 
 def _never(name: str) -> bool:
@@ -272,7 +283,7 @@ def resolve_env(
             patterns.append(entry)
         else:
             raise ConfigError(
-                f"env.forward: {entry!r}: expected NAME or a NAME_* pattern"
+                f"env.forward: {refused_name(entry)}: expected NAME or a NAME_* pattern"
             )
     for name in names:
         _refuse_session(name, "env.forward")
@@ -284,7 +295,7 @@ def resolve_env(
     for where, pairs in (("--env-file", files), ("env.set", set_values)):
         for name, value in pairs:
             if not is_valid_name(name):
-                raise ConfigError(f"{where}: {name!r}: expected a NAME")
+                raise ConfigError(f"{where}: {refused_name(name)}: expected a NAME")
             _refuse_session(name, where)
             _check_value(name, value, where)
             out[name] = value
@@ -294,12 +305,16 @@ def resolve_env(
         name, sep, value = flag.partition("=")
         if is_pattern(name):
             if sep:
-                raise ConfigError(f"-x/--env: {flag!r}: a pattern cannot take a value")
+                raise ConfigError(
+                    f"-x/--env {refused_name(flag)}: a pattern cannot take a value "
+                    "(the value is not shown)"
+                )
             for key in _matching(head_env, [name]):
                 out[key] = head_env[key]
         elif not is_valid_name(name):
             raise ConfigError(
-                f"-x/--env: {flag!r}: expected NAME, NAME=VALUE or a NAME_* pattern"
+                f"-x/--env {refused_name(flag)}: expected NAME, NAME=VALUE or a NAME_* "
+                "pattern, with no space in the name" + (" (the value is not shown)" if sep else "")
             )
         elif sep:
             _refuse_session(name, "-x/--env")
@@ -315,7 +330,10 @@ def resolve_env(
     # secrets: named, forwarded from the head when no layer set them
     for name in secrets:
         if not is_valid_name(name):
-            raise ConfigError(f"--secret: {name!r}: expected a NAME")
+            raise ConfigError(
+                f"--secret {refused_name(name)}: expected a variable's NAME (give its value "
+                "with -x NAME=VALUE, an env file, or the head's environment)"
+            )
         if name in out:
             continue
         if name not in head_env:
@@ -345,15 +363,10 @@ def redact_env(
 def redact_text(text: str, secret_values: Collection[str]) -> str:
     """``text`` with every occurrence of each secret value (4 characters or more) redacted.
 
-    Longer values are matched first, so a value that contains another is
-    removed whole.
+    A value that contains or overlaps another is removed whole; a multi-line
+    value also line by line (:class:`sshrun.redact.Redactor`).
     """
-    wanted = sorted({v for v in secret_values if len(v) >= _MIN_REDACTED_LEN},
-                    key=lambda v: (-len(v), v))
-    if not wanted or not text:
-        return text
-    pattern = re.compile("|".join(re.escape(v) for v in wanted))
-    return pattern.sub(REDACTED, text)
+    return Redactor(secret_values).redact(text)
 
 
 # --- env files ----------------------------------------------------------------------------
@@ -379,6 +392,7 @@ def _skip_ws(line: str, i: int) -> int:
 def _rest_is_comment(line: str, i: int) -> None:
     i = _skip_ws(line, i)
     if i < len(line) and line[i] != "#":
+        # One character, never the rest of the line: that may be the rest of a secret.
         raise _LineError(
             i, f"{_EXPECTED}: unexpected {line[i]!r} after the closing quote "
                "(only a # comment may follow)"

@@ -17,44 +17,23 @@ from __future__ import annotations
 
 import codecs
 import collections
-import re
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from sshrun.plan import REDACTED
-
-# CSI sequences that are not SGR ("...m"), OSC (ESC ] ... BEL or ST), other
-# two-byte escapes, and C0 controls except tab and ESC-led colour.
-_CSI = re.compile(r"\x1b\[[0-?]*[ -/]*([@-~])")
-_OTHER_ESC = re.compile(
-    r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: title, hyperlinks, clipboard
-    r"|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"  # DCS, SOS, PM, APC strings
-    r"|\x1b[ -Z\\-~]"  # two-byte escapes: ESC 7, ESC c (reset), ...
-)
-# After the above, an ESC that does not start a colour is left over: drop it.
-_STRAY_ESC = re.compile(r"\x1b(?!\[[0-9;:]*m)")
-# C0 controls but tab (ESC is handled above), DEL, and C1 controls (U+009B is
-# an 8-bit CSI to some terminals).
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1a\x1c-\x1f\x7f-\x9f]")
-
-
-def _keep_sgr(match: re.Match[str]) -> str:
-    return match.group(0) if match.group(1) == "m" else ""
+from sshrun.redact import MIN_SECRET_LENGTH as MIN_SECRET_LENGTH
+from sshrun.redact import Redactor
+from sshrun.sanitize import sanitize
 
 
 def clean_line(line: str) -> str:
-    """One raw line (no ``\\n``) as it should be shown."""
+    """One raw line (no ``\\n``) as it should be shown (colours kept: see sshrun.sanitize)."""
     if "\r" in line:
         # A progress bar redraws with CR: show its last non-empty state.
         parts = [p for p in line.split("\r") if p]
         line = parts[-1] if parts else ""
-    if "\x1b" in line:
-        line = _CSI.sub(_keep_sgr, line)
-        line = _OTHER_ESC.sub("", line)
-        line = _STRAY_ESC.sub("", line)
-    return _CONTROL.sub("", line)
+    return sanitize(line, colour=True)
 
 
 class LineFramer:
@@ -84,8 +63,6 @@ class LineFramer:
     def pending(self) -> bool:
         return bool(self._partial)
 
-
-MIN_SECRET_LENGTH = 4
 
 # Bright, distinguishable on dark and light backgrounds; cycled per node.
 _COLOURS = (36, 33, 32, 35, 34, 91, 96, 93, 92, 95, 94, 31)
@@ -130,11 +107,11 @@ class Printer:
         self._prefixes: dict[tuple[int, int], str] = {}
         # Secret values never reach the console, even when a rank prints one.
         # Short values are left alone: redacting "1" would mangle everything.
-        values = sorted({v for v in secrets if len(v) >= MIN_SECRET_LENGTH}, key=len, reverse=True)
-        self._secrets = re.compile("|".join(map(re.escape, values))) if values else None
+        self.redactor = Redactor(secrets)
+        self._secrets = self.redactor if self.redactor else None
 
     def redact(self, text: str) -> str:
-        return self._secrets.sub(REDACTED, text) if self._secrets is not None else text
+        return self.redactor.redact(text)
 
     def prefix(self, node: int, host: str, rank: int) -> str:
         key = (node, rank)
@@ -195,6 +172,6 @@ class Printer:
 
     def message(self, text: str, lines: Iterable[str] = ()) -> None:
         """sshrun's own notices, on stderr, never interleaved mid-line."""
-        body = self.redact("".join(f"sshrun: {t}\n" for t in (text, *lines)))
+        body = self.redact("".join(f"sshrun: {sanitize(t)}\n" for t in (text, *lines)))
         self.stderr.write(body.encode("utf-8", "replace"))
         self.stderr.flush()

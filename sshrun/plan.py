@@ -23,6 +23,7 @@ from typing import Literal
 from sshrun.errors import ConfigError
 from sshrun.hostfile import HostSpec
 from sshrun.membership import Membership
+from sshrun.redact import REDACTED as REDACTED  # shown for secret names
 
 Mode = Literal["torchrun", "exec"]
 
@@ -32,7 +33,6 @@ SECRET_NAME = re.compile(
     r"|(^|_)PASS($|_)|_PWD$",  # DB_PASS, MYSQL_PWD; not the shell's own PWD
     re.IGNORECASE,
 )
-REDACTED = "<redacted>"
 
 NPROC_WORDS = ("auto", "cpu", "gpu", "xpu")
 
@@ -155,6 +155,26 @@ def parse_nproc(value: str, source: str = "--nproc-per-node") -> str:
         return str(int(value))
     raise ConfigError(f"{source}: expected a positive integer or one of "
                       f"{', '.join(NPROC_WORDS)}, got {value!r}")
+
+
+def option_like(value: str, what: str) -> str | None:
+    """The one check of a node path given by the user (``--python``, YAML paths).
+
+    A leading ``-`` would reach the node's shell as an option (``exec -c``):
+    refused on the command line and in the YAML file alike. Returns the
+    problem, or None.
+    """
+    return f"{what} may not start with '-'" if value.startswith("-") else None
+
+
+def parse_python(value: str | None, source: str = "--python") -> str | None:
+    """``--python PATH``: the interpreter on the nodes, checked (None: the default)."""
+    if value is not None:
+        problem = option_like(value, source)
+        if problem is not None:
+            raise ConfigError(f"{problem} (the node's shell would read it as an option), "
+                              f"got {value!r}")
+    return value
 
 
 def parse_endpoint(value: str, source: str = "--rdzv-endpoint") -> tuple[str, int | None]:

@@ -1,22 +1,26 @@
 """The final report: what failed first, where, and how.
 
-Rendered with rich on stderr. Remote text (last lines, tracebacks) goes in as
-``rich.text.Text`` so that nothing a rank printed is read as markup, and its
-colour escapes are removed so that the report is plain in a log file.
+Rendered with rich on stderr. Remote text (last lines, tracebacks, messages)
+goes in as ``rich.text.Text`` so that nothing a rank printed is read as
+markup, through :func:`sshrun.sanitize.sanitize` without colour (every
+escape and bidi control removed, so that the report is plain in a log file
+and cannot drive the terminal), and through the job's redactor.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from rich.console import Console
 from rich.text import Text
 
 from sshrun.membership import LeftOut
+from sshrun.sanitize import sanitize
 from sshrun.supervisor import Failure, Outcome
 
-_SGR = re.compile(r"\x1b\[[0-9;]*m")
+
+def _same(text: str) -> str:
+    return text
 
 
 def describe(failure: Failure) -> str:
@@ -38,25 +42,28 @@ def describe(failure: Failure) -> str:
             how += f": {failure.message}"
     else:
         how = "died without an exit status"
-    return ", ".join(parts) + ": " + how
+    return sanitize(", ".join(parts) + ": " + how)
 
 
 def render(outcome: Outcome, console: Console, previous: Sequence[Outcome] = (),
-           left_out: Sequence[LeftOut] = ()) -> None:
+           left_out: Sequence[LeftOut] = (),
+           redact: Callable[[str], str] = _same) -> None:
     """The final report.
 
     ``previous`` are earlier attempts, each listed by its first failure;
-    ``left_out`` the hosts an elastic job left out of a later attempt.
+    ``left_out`` the hosts an elastic job left out of a later attempt;
+    ``redact`` the job's :class:`sshrun.redact.Redactor`.
     """
     for number, earlier in enumerate(previous):
         first = earlier.first_failure
         console.print(Text(f"sshrun: attempt {number} failed: ", style="yellow") + Text(
-            describe(first) if first else f"exit status {earlier.exit_code}"))
+            redact(describe(first)) if first else f"exit status {earlier.exit_code}"))
     # Also those this (last) attempt started without.
     attempt = len(previous)
     for record in (*left_out, *(LeftOut(h, attempt, why, 0.0, at_start=True)
                                 for h, why in outcome.left_out)):
-        console.print(Text("sshrun: left out ", style="yellow") + Text(record.describe()))
+        console.print(Text("sshrun: left out ", style="yellow")
+                      + Text(redact(sanitize(record.describe()))))
     failure = outcome.first_failure
     if outcome.interrupted:
         console.print(Text(f"sshrun: interrupted after {outcome.elapsed:.1f}s; every node stopped",
@@ -70,14 +77,16 @@ def render(outcome: Outcome, console: Console, previous: Sequence[Outcome] = (),
             ))
         _survivors(outcome, console)
         return
-    console.print(Text("sshrun: first failure: ", style="bold red") + Text(describe(failure)))
+    console.print(Text("sshrun: first failure: ", style="bold red")
+                  + Text(redact(describe(failure))))
     if failure.traceback:
         console.print(Text("traceback:", style="bold"))
-        console.print(Text(_SGR.sub("", failure.traceback.rstrip()), style="dim"))
+        text = redact(failure.traceback.rstrip())
+        console.print(Text(sanitize(text, multiline=True), style="dim"))
     elif failure.tail:
         console.print(Text("last lines of its stderr:", style="bold"))
         for line in failure.tail:
-            console.print(Text("  " + _SGR.sub("", line), style="dim"))
+            console.print(Text("  " + sanitize(redact(line)), style="dim"))
     _survivors(outcome, console)
     console.print(Text(f"sshrun: exit status {outcome.exit_code}", style="bold"))
 

@@ -5,6 +5,11 @@ agent's own source on stdin, then waits for its ``hello``. ``pump`` reads
 frames until the channel closes, handing output and events to callbacks.
 Nothing user-controlled is ever part of the remote command line: only the
 interpreter path (``--python``), quoted.
+
+What the node's login shell prints before the agent runs (a motd, rc files)
+is held back by :class:`sshrun.preamble.Preamble` on both streams, shown once
+as a notice, and never read as frames; every text from the node that goes
+into an error is sanitized (:mod:`sshrun.sanitize`).
 """
 
 from __future__ import annotations
@@ -20,13 +25,18 @@ from typing import Any
 
 import asyncssh
 
-from sshrun import agent
+from sshrun import agent, preamble
 from sshrun.errors import AgentError, NodeSetupError
+from sshrun.preamble import Preamble
+from sshrun.sanitize import sanitize
 
 AGENT_SOURCE = Path(agent.__file__).read_bytes()
 
 OutputCallback = Callable[[int, int, bytes], None]  # rank, stream, data
 EventCallback = Callable[[dict[str, Any]], None]
+NoticeCallback = Callable[[str, list[str]], None]  # one line, and lines under it
+# The agent's own stderr kept for an error message: its last this many bytes.
+STDERR_KEEP = 8192
 
 
 def remote_command(python: str) -> str:
@@ -37,14 +47,20 @@ def remote_command(python: str) -> str:
 
 
 class AgentSession:
-    def __init__(self, conn: asyncssh.SSHClientConnection, label: str, python: str) -> None:
+    def __init__(self, conn: asyncssh.SSHClientConnection, label: str, python: str,
+                 notice: NoticeCallback | None = None) -> None:
         self.conn = conn
         self.label = label
         self.python = python
         self.process: asyncssh.SSHClientProcess[bytes] | None = None
         self.hello: dict[str, Any] = {}
         self._buf = bytearray()
-        self._stderr = bytearray()
+        self._stderr = bytearray()  # the agent's own, after its marker; the last STDERR_KEEP
+        self._notice = notice
+        self._token = preamble.new_token()
+        self._out_pre = Preamble(self._token)
+        self._err_pre = Preamble(self._token)
+        self._stderr_done: asyncio.Future[None] | None = None
         self._events: list[dict[str, Any]] = []
         self.last_heard = time.monotonic()  # any byte from the agent counts
 
@@ -56,7 +72,12 @@ class AgentSession:
             )
         except (asyncssh.Error, OSError) as exc:
             raise AgentError(self.label, f"cannot open a session: {exc}") from None
-        preflight = json.dumps({"type": "preflight", "workdir": workdir}).encode() + b"\n"
+        # Read all along, so that a login shell's flood on stderr cannot stall
+        # the channel (its window is shared with stdout).
+        self._stderr_done = asyncio.ensure_future(self._read_stderr())
+        preflight = json.dumps(
+            {"type": "preflight", "workdir": workdir, "sync": self._token}
+        ).encode() + b"\n"
         # The channel may already be closed (no such interpreter): the read
         # below then sees EOF and says why.
         with contextlib.suppress(asyncssh.Error, OSError):
@@ -66,7 +87,13 @@ class AgentSession:
                 while not self._events:
                     data = await self.process.stdout.read(65536)
                     if not data:
+                        self._out_pre.end()
+                        self._show(self._out_pre, "stdout")
                         await self._raise_dead()
+                    if not self._out_pre.found:
+                        data = self._out_pre.feed(data)
+                        if self._out_pre.found:
+                            self._show(self._out_pre, "stdout")
                     self._buf += data
                     self._parse(None, None)
         except TimeoutError:
@@ -75,26 +102,60 @@ class AgentSession:
             ) from None
         hello = self._events.pop(0)
         if hello.get("type") != "hello":
-            raise AgentError(self.label, f"unexpected first message from agent: {hello}")
+            raise AgentError(
+                self.label, f"unexpected first message from agent: {sanitize(repr(hello))[:200]}"
+            )
         self.hello = hello
         return hello
 
     async def _raise_dead(self) -> None:
         assert self.process is not None
-        try:
+        with contextlib.suppress(TimeoutError, asyncssh.Error, OSError):
             async with asyncio.timeout(5):
-                err = await self.process.stderr.read()
+                await self._stderr_read()
                 await self.process.wait_closed()
-        except (TimeoutError, asyncssh.Error, OSError):
-            err = b""
         status = self.process.exit_status
-        text = err.decode("utf-8", "replace").strip()
+        text = self.stderr_text()
+        last = text.splitlines()[-1] if text else ""
         if status in (126, 127):
-            raise NodeSetupError(
-                self.label, f"cannot run interpreter {self.python!r} (--python): {text}"
-            )
-        last = text.splitlines()[-1] if text else "no output"
-        raise AgentError(self.label, f"agent exited before saying hello (status {status}): {last}")
+            raise NodeSetupError(self.label, sanitize(
+                f"cannot run interpreter {self.python!r} (--python): {last}"
+            ))
+        raise AgentError(self.label, "agent exited before saying hello "
+                                     f"(status {status}): {last or 'no output'}")
+
+    async def _read_stderr(self) -> None:
+        """The session's stderr: the login shell's part shown once, the agent's kept."""
+        assert self.process is not None
+        pre = self._err_pre
+        with contextlib.suppress(asyncssh.Error, OSError):
+            while True:
+                data = await self.process.stderr.read(65536)
+                if not data:
+                    break
+                if not pre.found:
+                    data = pre.feed(data)
+                    if pre.found:
+                        self._show(pre, "stderr")
+                self._stderr += data
+                del self._stderr[:-STDERR_KEEP]
+        pre.end()
+
+    async def _stderr_read(self) -> None:
+        if self._stderr_done is not None:
+            # wait(), not await: a reader that close() cancelled is no error here.
+            await asyncio.wait({self._stderr_done})
+
+    def stderr_text(self) -> str:
+        """What the agent wrote on stderr (or the shell, if the agent never ran), sanitized."""
+        raw = bytes(self._stderr) if self._err_pre.found else bytes(self._err_pre.tail)
+        return sanitize(raw.decode("utf-8", "replace"), multiline=True).strip()
+
+    def _show(self, pre: Preamble, stream: str) -> None:
+        lines = pre.notice()
+        if lines and self._notice is not None:
+            self._notice(f"{self.label}: its login shell printed this on {stream} before "
+                         "sshrun's agent started:", [f"  {line}" for line in lines])
 
     def send(self, message: dict[str, Any]) -> None:
         """Queue one control message; a closed channel is the caller's signal, not an error."""
@@ -120,12 +181,10 @@ class AgentSession:
                 self._parse(on_output, on_event)
         except (asyncssh.Error, OSError):
             pass
-        try:
+        with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(2):
-                err = await self.process.stderr.read()
-        except (TimeoutError, asyncssh.Error, OSError):
-            err = b""
-        return err.decode("utf-8", "replace").strip() or None
+                await self._stderr_read()
+        return self.stderr_text() or None
 
     def _parse(self, on_output: OutputCallback | None, on_event: EventCallback | None) -> None:
         buf = self._buf
@@ -142,7 +201,11 @@ class AgentSession:
                 if on_output is not None:
                     on_output(source, stream, payload)
             elif kind == agent.KIND_EVENT:
-                event = json.loads(payload)
+                try:
+                    event = json.loads(payload)
+                except ValueError:
+                    raise AgentError(self.label, "agent protocol error: an event that is "
+                                                 "not JSON") from None
                 if on_event is not None and not self._events:
                     on_event(event)
                 else:
@@ -155,3 +218,5 @@ class AgentSession:
         if self.process is not None:
             with contextlib.suppress(asyncssh.Error, OSError):
                 self.process.stdin.write_eof()
+        if self._stderr_done is not None and not self._stderr_done.done():
+            self._stderr_done.cancel()

@@ -31,6 +31,7 @@ from sshrun import errors
 from sshrun.errors import AuthError, HostKeyError, NodeSetupError, SSHError
 from sshrun.output import Printer
 from sshrun.plan import JobPlan, NodePlan, plan_job, target_args, torchrun_args
+from sshrun.sanitize import sanitize
 from sshrun.session import AgentSession
 from sshrun.transport import NodeConnection, SSHSettings, connect
 
@@ -238,7 +239,8 @@ class Supervisor:
         label = node.plan.host.label
         node.conn = await connect(node.plan.host, self.ssh, limit)
         node.state = NodeState.STARTING
-        node.session = AgentSession(node.conn.conn, label, node.plan.python)
+        node.session = AgentSession(node.conn.conn, label, node.plan.python,
+                                    notice=self.printer.message)
         hello = await node.session.start(self.plan.config.timeouts.hello, node.plan.workdir)
         if not hello.get("workdir_ok", True):
             raise NodeSetupError(
@@ -247,7 +249,8 @@ class Supervisor:
             )
         if self.plan.config.mode == "torchrun" and not hello.get("torch"):
             raise NodeSetupError(
-                label, f"torch is not installed for {hello.get('python')} on this node "
+                label, f"torch is not installed for {sanitize(str(hello.get('python')))} "
+                "on this node "
                 "(install it there, or point --python at an interpreter that has it)",
             )
 
@@ -381,12 +384,13 @@ class Supervisor:
                 self._fail(Failure(
                     index, label, "exit" if code is not None else "signal",
                     rank=int(event["rank"]), local_rank=int(event["local_rank"]), code=code,
-                    traceback=self.printer.redact(str(event["traceback"]))
+                    traceback=sanitize(self.printer.redact(str(event["traceback"])),
+                                       colour=True, multiline=True)
                     if event.get("traceback") else None,
                 ))
         elif kind == "error":
             self._fail(Failure(index, label, "error",
-                               message=self.printer.redact(str(event.get("message")))))
+                               message=sanitize(self.printer.redact(str(event.get("message"))))))
         elif kind == "exited":
             node.state = NodeState.EXITED
             node.exit_code = int(event.get("code", 0))

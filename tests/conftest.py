@@ -30,12 +30,14 @@ def sshd_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdClust
 
 @pytest.fixture
 def make_sshd_cluster(tmp_path: Path) -> Iterator[MakeSshdCluster]:
-    """``make_sshd_cluster(n, first_octet=2, port=None)``: a fresh cluster for one test."""
+    """``make_sshd_cluster(n, first_octet=2, port=None, key_options="")``: a fresh cluster."""
     clusters: list[SshdCluster] = []
 
-    def make(n: int, first_octet: int = 2, port: int | None = None) -> SshdCluster:
+    def make(n: int, first_octet: int = 2, port: int | None = None,
+             key_options: str = "") -> SshdCluster:
         cluster = SshdCluster(
-            n, tmp_path / f"sshd{len(clusters)}", first_octet=first_octet, port=port
+            n, tmp_path / f"sshd{len(clusters)}", first_octet=first_octet, port=port,
+            key_options=key_options,
         )
         clusters.append(cluster)
         return cluster

@@ -26,6 +26,11 @@ this machine kind root's ``~/.bashrc`` runs ``pyenv init``, which would put the 
 first on ``PATH`` again (and cost ~0.15 s per command). With ``SHLVL=1`` bash starts at
 level 2 and skips ``~/.bashrc``; nodes see exactly the ``PATH`` above.
 
+``key_options`` adds options to that authorized_keys line, e.g. a forced
+``command="/path/noisy-login"`` that prints like a chatty login shell and then runs
+``exec sh -c "$SSH_ORIGINAL_COMMAND"`` (tests/test_hostile_node.py), without touching the
+machine's own rc files.
+
 Faults: ``stop_node(k)`` / ``cont_node(k)`` send SIGSTOP / SIGCONT to node ``k``'s sshd
 listener (new connections then hang before the SSH banner), ``kill_node(k)`` SIGKILLs it
 (new connections are refused), ``start_node(k)`` restarts a killed node on the same address,
@@ -338,6 +343,7 @@ class SshdCluster:
         first_octet: int = 2,
         port: int | None = None,
         ready_timeout: float = READY_TIMEOUT_S,
+        key_options: str = "",
     ) -> None:
         if n < 1:
             raise ValueError(f"a cluster needs at least one node, not {n}")
@@ -348,6 +354,7 @@ class SshdCluster:
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.user = current_user()
         self.ready_timeout = ready_timeout
+        self.key_options = key_options
         self.addresses: list[str] = [f"127.0.0.{first_octet + k}" for k in range(n)]
         self.aliases: list[str] = [f"node{k}" for k in range(n)]
         self.client_key: Path = self.base_dir / "client" / "id_ed25519"
@@ -397,6 +404,8 @@ class SshdCluster:
     def _write_keys(self) -> None:
         client_pub = self._keygen(self.client_key, f"sshrun-test-client@{self.base_dir.name}")
         options = f'environment="PATH={node_path()}",environment="SHLVL=1"'
+        if self.key_options:
+            options += "," + self.key_options
         self.authorized_keys.write_text(f"{options} {client_pub}\n")
         self.authorized_keys.chmod(0o600)
         self.hostfile.write_text("".join(f"{alias}\n" for alias in self.aliases))
