@@ -394,8 +394,11 @@ class Supervisor:
 
     async def _within(self, pump: asyncio.Future[Any], budget: float) -> bool:
         """Wait for ``pump`` for ``budget`` seconds, not counting the time our own
-        console held its output back (that wait is ours, not the node's)."""
-        held = self.console.held_seconds if self.console is not None else lambda: 0.0
+        console held its output back (that wait is ours, not the node's), unless
+        a second Ctrl-C asked to end now."""
+        def held() -> float:
+            return self.console.held_seconds() if self.console and not self._kill else 0.0
+
         start, held_start = time.monotonic(), held()
         while True:
             left = budget - (time.monotonic() - start) + (held() - held_start)
