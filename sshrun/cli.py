@@ -22,8 +22,17 @@ signal, and its traceback or last stderr lines. Ctrl-C stops every node
 gracefully and exits 130; a second Ctrl-C kills at once.
 
 Exit status: 0 every rank succeeded; N the first failing rank's code (128+S
-for signal S); 2 usage or configuration error; 130 interrupted; 255 SSH
-failure (connection, authentication, host key, lost node).
+for signal S); 2 usage or configuration error; 130 interrupted; 141 stdout
+closed (``sshrun ... | head``: every node is stopped as on Ctrl-C, quietly;
+128 + SIGPIPE, as a shell reports for a tool killed by SIGPIPE); 255 SSH
+failure (connection, authentication, host key, lost node, or an agent that
+stopped its node on its own because it heard nothing from sshrun).
+
+Output: a line longer than 1 MiB characters is printed in pieces of that
+size, each after the first marked ``+`` instead of ``|``
+(``gpu01 r0 + ...``); joined, they give the line. A slow reader (a paused
+pager, a slow ``tee``) slows the ranks down, as a pipe would: nothing is lost
+and the job is not stopped.
 
 Cluster (one of):
 
