@@ -13,7 +13,11 @@ Life of an agent::
     start                    child in a new session, tagged SSHRUN_TAG=<tag>
     output ──> head          framed chunks, tagged by global rank and stream
     hb     ──> head          every ``hb_period`` seconds while nothing else is queued
-    exited ──> head          exit code, per-rank failures, what the sweep killed
+    exited ──> head          exit code, per-rank failures, what the sweep killed, and
+                             why it stopped (``stopped``: the head's reason, or its own)
+
+Output goes out before ``exited``, all of it, however slowly the head reads:
+the agent waits for as long as the head's heartbeats keep arriving on stdin.
 
 Wire format, agent to head (stdout): frames of ``HEADER`` (kind, stream,
 source, length) and a payload. ``kind`` is ``b"O"`` for output (``stream`` 1

@@ -284,3 +284,23 @@ def test_a_closed_stderr_does_not_crash_the_head(sshd_cluster: SshdCluster,
     host = sshd_cluster.alias(0)
     assert proc.stdout.decode().splitlines() == [f"{host} | {i}" for i in range(1000)]
     assert_no_leftovers(canary)
+
+
+def test_dry_run_into_a_closed_pipe_exits_141_quietly(tmp_path: Path) -> None:
+    """``sshrun --dry-run ... | head -n 1`` with a plan far larger than the pipe holds."""
+    env = dict(os.environ)
+    env.pop("PYTHONUNBUFFERED", None)  # buffered, as in a user's shell
+    pipe_out, pipe_in = os.pipe()
+    reader = subprocess.Popen(["head", "-n", "1"], stdin=pipe_out, stdout=subprocess.PIPE)
+    os.close(pipe_out)
+    sshrun = subprocess.Popen(
+        [sys.executable, "-m", "sshrun", "--dry-run", "--hosts", "gpu[1-20000]", "train.py"],
+        env=env, stdin=subprocess.DEVNULL, stdout=pipe_in, stderr=subprocess.PIPE,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    os.close(pipe_in)
+    shown, _ = reader.communicate(timeout=60)
+    _, err = sshrun.communicate(timeout=60)
+    assert shown.decode().startswith("job ")
+    assert sshrun.returncode == 141, err.decode(errors="replace")
+    assert err == b""
