@@ -14,7 +14,11 @@ Life of an agent::
     start                    child in a new session, tagged SSHRUN_TAG=<tag>
     output ──> head          framed chunks, tagged by global rank and stream
     hb     ──> head          every ``hb_period`` seconds while nothing else is queued
-    exited ──> head          exit code, per-rank failures, what the sweep killed
+    exited ──> head          exit code, per-rank failures, what the sweep killed, and
+                             why it stopped (``stopped``: the head's reason, or its own)
+
+Output goes out before ``exited``, all of it, however slowly the head reads:
+the agent waits for as long as the head's heartbeats keep arriving on stdin.
 
 Wire format, agent to head (stdout): frames of ``HEADER`` (kind, stream,
 source, length) and a payload. ``kind`` is ``b"O"`` for output (``stream`` 1
@@ -495,14 +499,37 @@ class Agent:
             elif not paused and not self._registered(fd):
                 self.sel.register(fd, selectors.EVENT_READ)
 
-    def drain_output(self, timeout: float) -> None:
-        """Last output to the head, bounded: a frozen head must not keep the agent alive."""
-        deadline = time.monotonic() + timeout
-        while self.out and not self.out_closed:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            self._pump(min(left, TICK))
+    def _head_silent(self, since: float) -> bool:
+        """The head is gone, or has said nothing for hb_timeout (counted from ``since`` at the
+        earliest): nobody will take more output."""
+        if self.out_closed or not self.stdin_open:
+            return True
+        return time.monotonic() - max(self.last_heard, since) > self.hb_timeout
+
+    def drain_output(self) -> None:
+        """Last output to the head, for as long as the head lives, however slowly it reads.
+
+        Its heartbeats keep arriving on stdin while it is alive; a head that
+        is gone or silent for hb_timeout (frozen, cut off) ends the wait, so
+        that it cannot keep the agent alive.
+        """
+        start = time.monotonic()
+        while self.out and not self._head_silent(start):
+            self._pump(TICK)
+
+    def serve_readers(self, budget: float) -> None:
+        """Read ranks' streams until each has ended, for ``budget`` seconds of time in
+        which output could flow: while the head holds our output back (paused)
+        the clock stops, since a slow reader is no reason to drop output. The
+        budget still bounds a daemon that keeps a pipe open; a silent head
+        ends the wait."""
+        start = last = time.monotonic()
+        while (self.readers or self.conns) and budget > 0 and not self._head_silent(start):
+            self._pump(0.05)
+            now = time.monotonic()
+            if not self.paused:
+                budget -= now - last
+            last = now
 
     # -- inputs --------------------------------------------------------------
 
@@ -824,17 +851,13 @@ class Agent:
 
     def finish(self) -> int:
         # Output still in flight from ranks that already exited.
-        deadline = time.monotonic() + 2.0
-        while (self.readers or self.conns) and time.monotonic() < deadline:
-            self._pump(0.05)
+        self.serve_readers(2.0)
         remaining = 0.0
         if self.kill_deadline is not None:
             remaining = max(0.0, self.kill_deadline - time.monotonic())
         swept = self.sweep(remaining if self.stopping else min(self.grace, 5.0))
         self.release_sentinel()
-        deadline = time.monotonic() + 1.0
-        while (self.readers or self.conns) and time.monotonic() < deadline:
-            self._pump(0.05)
+        self.serve_readers(1.0)
         failures: dict[str, Any] = {}
         failures_path = os.path.join(self.tmpdir, "failures.json")
         if os.path.exists(failures_path):
@@ -847,7 +870,7 @@ class Agent:
         code = self.child_code if self.child_code is not None else 0
         self.event("exited", code=exit_status(code), failures=failures, stopped=self.stopping,
                    swept=swept)
-        self.drain_output(5.0)
+        self.drain_output()
         shutil.rmtree(self.tmpdir, ignore_errors=True)
         return 0
 

@@ -22,8 +22,17 @@ signal, and its traceback or last stderr lines. Ctrl-C stops every node
 gracefully and exits 130; a second Ctrl-C kills at once.
 
 Exit status: 0 every rank succeeded; N the first failing rank's code (128+S
-for signal S); 2 usage or configuration error; 130 interrupted; 255 SSH
-failure (connection, authentication, host key, lost node).
+for signal S); 2 usage or configuration error; 130 interrupted; 141 stdout
+closed (``sshrun ... | head``: every node is stopped as on Ctrl-C, quietly;
+128 + SIGPIPE, as a shell reports for a tool killed by SIGPIPE); 255 SSH
+failure (connection, authentication, host key, lost node, or an agent that
+stopped its node on its own because it heard nothing from sshrun).
+
+Output: a line longer than 1 MiB characters is printed in pieces of that
+size, each after the first marked ``+`` instead of ``|``
+(``gpu01 r0 + ...``); joined, they give the line. A slow reader (a paused
+pager, a slow ``tee``) slows the ranks down, as a pipe would: nothing is lost
+and the job is not stopped.
 
 Cluster (one of):
 
@@ -101,6 +110,7 @@ from rich.text import Text
 
 from sshrun import errors
 from sshrun.cluster_yaml import EnvFileSettings, SSHFileSettings, load_cluster_yaml
+from sshrun.console import ConsoleOutput
 from sshrun.environment import (
     DEFAULT_FORWARD,
     is_secret_name,
@@ -456,21 +466,42 @@ def render_dry_run(plan: JobPlan) -> str:
 
 
 async def _launch(inv: Invocation) -> int:
+    """The job, with the console written by threads: nothing on the event loop
+    waits for the terminal or a pipe (sshrun.console)."""
+    out = ConsoleOutput(sys.stdout.buffer, sys.stderr.buffer)
+    interrupts = _Interrupts()
+    loop = asyncio.get_running_loop()
+    # One handler for the whole run, so that no Ctrl-C ever falls between
+    # two phases and becomes a KeyboardInterrupt traceback.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, interrupts)
+    try:
+        try:
+            code = await _launch_attempts(inv, out, interrupts)
+        finally:
+            # The last output and the report reach a slow reader, however
+            # slowly; a Ctrl-C meanwhile gives up on them.
+            interrupts.pending = False
+            complete = await out.finish(lambda: interrupts.pending)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    if not complete:
+        return errors.EXIT_INTERRUPTED
+    if out.stdout.closed and code == errors.EXIT_OK:
+        return errors.EXIT_PIPE  # part of the output never reached its reader
+    return code
+
+
+async def _launch_attempts(inv: Invocation, out: ConsoleOutput, interrupts: _Interrupts) -> int:
     from sshrun import report
     from sshrun.local_cluster import local_cluster
 
-    console = Console(stderr=True, highlight=False, soft_wrap=True,
+    console = Console(file=out.text(), highlight=False, soft_wrap=True,
                       force_terminal=inv.colour, no_color=inv.colour is False)
     config, ssh = inv.config, inv.ssh
     redactor = Redactor(inv.secret_values)
-    interrupts = _Interrupts()
-    loop = asyncio.get_running_loop()
     async with contextlib.AsyncExitStack() as stack:
-        # One handler for the whole run, so that no Ctrl-C ever falls between
-        # two phases and becomes a KeyboardInterrupt traceback.
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, interrupts)
-            stack.callback(loop.remove_signal_handler, sig)
         if inv.local_cluster is not None:
             cluster = await stack.enter_async_context(local_cluster(inv.local_cluster))
             config = replace(config, hosts=cluster.hosts)
@@ -482,11 +513,13 @@ async def _launch(inv: Invocation) -> int:
         while True:
             if interrupts.pending:
                 return errors.EXIT_INTERRUPTED
+            if out.stdout.closed:
+                return errors.EXIT_PIPE
             hosts = config.hosts if pool is None else pool.available(time.monotonic())
             policy = config.restarts
             try:
                 outcome = await _attempt(inv, replace(config, hosts=hosts), ssh, attempt,
-                                         interrupts)
+                                         interrupts, out)
             except ConnectError as exc:
                 # A node that is rebooting may answer by the next attempt; a
                 # key or login problem (AuthError, HostKeyError) would not.
@@ -495,7 +528,7 @@ async def _launch(inv: Invocation) -> int:
                 outcome = _unreachable(exc, hosts)
             outcomes.append(outcome)
             failure = outcome.first_failure
-            if (outcome.exit_code == 0 or outcome.interrupted
+            if (outcome.exit_code == 0 or outcome.interrupted or outcome.output_closed
                     or not policy.allows(attempt, outcome.exit_code,
                                          failure.reason if failure else None)):
                 break
@@ -513,7 +546,9 @@ async def _launch(inv: Invocation) -> int:
                 else f"sshrun: attempt {attempt} failed (exit status {outcome.exit_code}"
             ) + Text(f"); restarting every node in {delay:.1f}s "
                      f"(restart {attempt + 1} of {policy.max_restarts}{why})", style="yellow"))
-            if await _interruptible_sleep(delay, interrupts):
+            if await _interruptible_sleep(delay, interrupts, out):
+                if out.stdout.closed:
+                    return errors.EXIT_PIPE
                 console.print(Text("sshrun: interrupted while waiting to restart"))
                 return errors.EXIT_INTERRUPTED
             attempt += 1
@@ -560,26 +595,33 @@ class _Interrupts:
 
 
 async def _attempt(inv: Invocation, config: JobConfig, ssh: SSHSettings, attempt: int,
-                   interrupts: _Interrupts) -> Outcome:
+                   interrupts: _Interrupts, out: ConsoleOutput) -> Outcome:
     plan = plan_job(config, inv.job_id, attempt)
     printer = Printer(
         secrets=inv.secret_values,
         colour=inv.colour, host_width=max(len(n.host.label) for n in plan.nodes),
         rank_width=len(f"r{(plan.world_size or 1) - 1}"),
         launcher_label="torchrun" if config.mode == "torchrun" else "",
+        stdout=out.stdout, stderr=out.stderr,
     )
-    supervisor = Supervisor(plan, ssh, printer)
+    supervisor = Supervisor(plan, ssh, printer, out)
     interrupts.target = supervisor.interrupt
+    out.on_stdout_closed = supervisor.stdout_closed
+    if out.stdout.closed:
+        supervisor.stdout_closed()
     try:
         return await supervisor.run()
     finally:
         interrupts.target = None
+        out.on_stdout_closed = None
 
 
-async def _interruptible_sleep(seconds: float, interrupts: _Interrupts) -> bool:
-    """Sleep; True when Ctrl-C (or SIGTERM) came first."""
+async def _interruptible_sleep(seconds: float, interrupts: _Interrupts,
+                               out: ConsoleOutput) -> bool:
+    """Sleep; True when Ctrl-C (or SIGTERM), or the closing of stdout, came first."""
     interrupted = asyncio.Event()
     interrupts.target = interrupted.set
+    out.on_stdout_closed = interrupted.set
     try:
         async with asyncio.timeout(seconds):
             await interrupted.wait()
@@ -588,6 +630,7 @@ async def _interruptible_sleep(seconds: float, interrupts: _Interrupts) -> bool:
         return False
     finally:
         interrupts.target = None
+        out.on_stdout_closed = None
 
 
 def run(argv: Sequence[str]) -> int:
@@ -598,12 +641,25 @@ def run(argv: Sequence[str]) -> int:
                 hosts = tuple(HostSpec(f"node{k + 1}") for k in range(inv.local_cluster))
                 inv = replace(inv, config=replace(inv.config, hosts=hosts))
             sys.stdout.write(render_dry_run(plan_job(inv.config, inv.job_id)))
+            sys.stdout.flush()
             return errors.EXIT_OK
         return asyncio.run(_launch(inv))
+    except BrokenPipeError:
+        # ``sshrun --dry-run | head``: quiet, as a classic tool killed by SIGPIPE.
+        _drop_stdout()
+        return errors.EXIT_PIPE
     except SshrunError as exc:
         # Last line of defence: a message may quote a node or a file.
-        print(f"sshrun: error: {sanitize(str(exc))}", file=sys.stderr)
+        with contextlib.suppress(OSError):  # a closed stderr must not make a traceback
+            print(f"sshrun: error: {sanitize(str(exc))}", file=sys.stderr)
         return exc.exit_code
+
+
+def _drop_stdout() -> None:
+    """Nobody reads stdout: what Python still holds for it must not fail at exit."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -24,6 +24,9 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+# The head's stdout was closed (``sshrun ... | head``): 128 + SIGPIPE, what a
+# shell reports for a classic tool killed by SIGPIPE.
+EXIT_PIPE = 141
 EXIT_SSH = 255
 
 

@@ -5,22 +5,38 @@ decoder (invalid bytes become U+FFFD, a character split across chunks is
 kept whole), lines split on ``\\n`` only, a carriage-return progress bar
 collapsed to the state it showed last, and escape sequences other than
 colours (SGR) removed so that a rank cannot move the cursor, retitle the
-terminal or clear the screen. Lines are never cut; a last line without a
-newline is flushed when the stream ends.
+terminal or clear the screen. A last line without a newline is flushed when
+the stream ends.
+
+Lines up to ``MAX_LINE`` characters (1 MiB) are never cut. A longer one is
+passed on in pieces of ``MAX_LINE`` characters as it arrives, so that a rank
+printing a 64 MB line costs the head linear time and bounded memory; every
+piece after the first is a ``Continuation`` and the Printer marks it with
+``+`` where a line has ``|``::
+
+    node1 r0 | <the first 1,048,576 characters>
+    node1 r0 + <the next ones>
+
+The text itself is untouched: joining a line's pieces gives it back. A
+progress bar that redraws with ``\\r`` and never ends its line is held as its
+last non-empty state only, however long it runs.
 
 ``Printer`` prefixes whole lines in chunks (``"node1 r3 | "``), one colour per
 node on a terminal and plain text when piped, stderr lines to stderr, and
-keeps each rank's last stderr lines for the final report.
+keeps each rank's last stderr lines for the final report. It writes to
+anything with ``write`` and ``flush``; the head gives it the console sinks of
+``sshrun.console``, which never block the event loop.
 """
 
 from __future__ import annotations
 
 import codecs
 import collections
+import itertools
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Protocol
 
 from sshrun.redact import MIN_SECRET_LENGTH as MIN_SECRET_LENGTH
 from sshrun.redact import Redactor
@@ -36,32 +52,157 @@ def clean_line(line: str) -> str:
     return sanitize(line, colour=True)
 
 
-class LineFramer:
-    """Bytes in, complete cleaned lines out."""
+# Above this many characters a line is passed on in pieces of this size: a
+# rank that prints a huge line, or a progress bar that never ends its line,
+# must cost the head linear time and bounded memory.
+MAX_LINE = 1 << 20
 
-    def __init__(self) -> None:
+
+class Continuation(str):
+    """A piece of a line longer than ``MAX_LINE``, after its first: it continues
+    the piece before it (the Printer marks it ``+`` instead of ``|``)."""
+
+    __slots__ = ()
+
+
+class LineFramer:
+    """Bytes in, complete cleaned lines out, in linear time and bounded memory.
+
+    A line is the text between two ``\\n``. Within it, ``\\r`` separates the
+    states of a progress bar, and only the last non-empty one is shown. The
+    framer holds at most the current state (``max_line`` characters) and the
+    last finished one; a state longer than ``max_line`` is passed on in pieces
+    of ``max_line`` characters as it grows, each but the first a
+    ``Continuation``, so that joining the pieces gives the text back.
+    """
+
+    def __init__(self, max_line: int = MAX_LINE) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._partial = ""
+        self._max = max_line
+        self._seg: list[str] = []  # the current state (text since the last \r)
+        self._seg_len = 0
+        self._last = ""  # the last non-empty state before a \r
+        self._cut = False  # the current state was passed on in part
+        self._shown = False  # something of this line was passed on
+        self._open = False  # anything arrived since the last \n
 
     def feed(self, data: bytes) -> list[str]:
         text = self._decoder.decode(data)
-        if "\n" not in text:
-            self._partial += text
+        if not text:
             return []
+        out: list[str] = []
+        if "\n" not in text:
+            self._add(text, out)
+            return out
         lines = text.split("\n")
-        lines[0] = self._partial + lines[0]
-        self._partial = lines.pop()
-        return [clean_line(line) for line in lines]
+        rest = lines.pop()
+        first = 0
+        if self._open:
+            self._add(lines[0], out)
+            self._end_line(out)
+            first = 1
+        limit = self._max
+        for line in itertools.islice(lines, first, None):
+            if len(line) <= limit and "\r" not in line:
+                out.append(clean_line(line))
+            else:
+                self._add(line, out)
+                self._end_line(out)
+        if rest:
+            self._add(rest, out)
+        return out
 
     def flush(self) -> list[str]:
         """End of stream: the last line even without a newline."""
-        text = self._partial + self._decoder.decode(b"", final=True)
-        self._partial = ""
-        return [clean_line(text)] if text else []
+        out: list[str] = []
+        text = self._decoder.decode(b"", final=True)
+        if text:
+            self._add(text, out)
+        if self._open:
+            self._end_line(out)
+        return out
 
     @property
     def pending(self) -> bool:
-        return bool(self._partial)
+        return self._open
+
+    @property
+    def buffered(self) -> int:
+        """Characters held for the current line: at most about twice ``max_line``."""
+        return self._seg_len + len(self._last)
+
+    def _add(self, text: str, out: list[str]) -> None:
+        """Text without ``\\n``, into the current line."""
+        self._open = True
+        if "\r" not in text:
+            self._grow(text, out)
+            return
+        states = text.split("\r")
+        self._grow(states[0], out)
+        for state in itertools.islice(states, 1, None):
+            self._end_state(out)
+            self._grow(state, out)
+
+    def _grow(self, text: str, out: list[str]) -> None:
+        if not text:
+            return
+        self._seg.append(text)
+        self._seg_len += len(text)
+        if self._seg_len > self._max:
+            # Pass on every whole piece but the last, which may still grow.
+            joined = "".join(self._seg)
+            size = self._max
+            whole = (len(joined) - 1) // size
+            for k in range(whole):
+                self._piece(joined[k * size:(k + 1) * size], out)
+            rest = joined[whole * size:]
+            self._seg = [rest]
+            self._seg_len = len(rest)
+            self._cut = True
+            self._last = ""  # this state replaces the bar's earlier ones
+
+    def _piece(self, text: str, out: list[str]) -> None:
+        line = clean_line(text)
+        out.append(Continuation(line) if self._cut else line)
+        self._cut = True
+        self._shown = True
+
+    def _take(self) -> str:
+        text = "".join(self._seg)
+        self._seg = []
+        self._seg_len = 0
+        return text
+
+    def _end_state(self, out: list[str]) -> None:
+        """A ``\\r``: the current state is finished."""
+        if self._cut:
+            # A state too long to hold was shown as it came: end it, and
+            # start afresh (what follows replaced it on a terminal).
+            self._piece(self._take(), out)
+            self._cut = False
+        elif self._seg_len:
+            self._last = self._take()
+
+    def _end_line(self, out: list[str]) -> None:
+        """A ``\\n`` (or the end of the stream): the line is finished."""
+        if self._cut:
+            self._piece(self._take(), out)
+        elif self._seg_len:
+            out.append(clean_line(self._take()))
+        elif self._last:
+            out.append(clean_line(self._last))
+        elif not self._shown:
+            out.append("")
+        self._last = ""
+        self._cut = self._shown = self._open = False
+
+
+class Writable(Protocol):
+    """Where the Printer writes: a binary file, or a console sink."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+    def flush(self) -> None: ...
 
 
 # Bright, distinguishable on dark and light backgrounds; cycled per node.
@@ -84,17 +225,18 @@ class Printer:
 
     def __init__(
         self,
-        stdout: BinaryIO | None = None,
-        stderr: BinaryIO | None = None,
+        stdout: Writable | None = None,
+        stderr: Writable | None = None,
         colour: bool | None = None,
         host_width: int = 0,
         rank_width: int = 0,
         keep_lines: int = 20,
         launcher_label: str = "torchrun",
         secrets: Iterable[str] = (),
+        max_line: int = MAX_LINE,
     ) -> None:
-        self.stdout = stdout if stdout is not None else sys.stdout.buffer
-        self.stderr = stderr if stderr is not None else sys.stderr.buffer
+        self.stdout: Writable = stdout if stdout is not None else sys.stdout.buffer
+        self.stderr: Writable = stderr if stderr is not None else sys.stderr.buffer
         if colour is None:
             colour = sys.stdout.isatty()
         self.colour = colour
@@ -102,9 +244,10 @@ class Printer:
         self.rank_width = rank_width
         self.launcher_label = launcher_label
         self.keep_lines = keep_lines
+        self.max_line = max_line
         self.tails: dict[tuple[int, int], collections.deque[str]] = {}
         self._sources: dict[tuple[int, int, int], Source] = {}
-        self._prefixes: dict[tuple[int, int], str] = {}
+        self._prefixes: dict[tuple[int, int, str], str] = {}
         # Secret values never reach the console, even when a rank prints one.
         # Short values are left alone: redacting "1" would mangle everything.
         self.redactor = Redactor(secrets)
@@ -113,16 +256,17 @@ class Printer:
     def redact(self, text: str) -> str:
         return self.redactor.redact(text)
 
-    def prefix(self, node: int, host: str, rank: int) -> str:
-        key = (node, rank)
+    def prefix(self, node: int, host: str, rank: int, mark: str = "|") -> str:
+        """``mark`` is ``|`` before a line, ``+`` before the continuation of a long one."""
+        key = (node, rank, mark)
         cached = self._prefixes.get(key)
         if cached is not None:
             return cached
         label = f"r{rank}" if rank >= 0 else self.launcher_label
         if label:
-            text = f"{host:<{self.host_width}} {label:<{self.rank_width}} |"
+            text = f"{host:<{self.host_width}} {label:<{self.rank_width}} {mark}"
         else:
-            text = f"{host:<{self.host_width}} |"
+            text = f"{host:<{self.host_width}} {mark}"
         if self.colour:
             text = f"\x1b[{_COLOURS[node % len(_COLOURS)]}m{text}\x1b[0m"
         self._prefixes[key] = text + " "
@@ -132,7 +276,8 @@ class Printer:
         key = (node, rank, stream)
         source = self._sources.get(key)
         if source is None:
-            source = self._sources[key] = Source(node, host, rank, stream)
+            source = self._sources[key] = Source(node, host, rank, stream,
+                                                 LineFramer(self.max_line))
         lines = source.framer.feed(data)
         if lines:
             self._emit(source, lines)
@@ -150,12 +295,15 @@ class Printer:
             self.flush_node(node)
 
     def _emit(self, source: Source, lines: list[str]) -> None:
-        if self._secrets is not None:
-            lines = [self.redact(line) for line in lines]
         prefix = self.prefix(source.node, source.host, source.rank)
+        more = self.prefix(source.node, source.host, source.rank, "+")
+        marks = [more if isinstance(line, Continuation) else prefix for line in lines]
+        if self._secrets is not None:
+            # A secret cut across two pieces of a line over MAX_LINE is not seen.
+            lines = [self.redact(line) for line in lines]
         # A rank's unterminated colour must not bleed into the next prefix.
         suffix = "\x1b[0m\n" if self.colour else "\n"
-        text = "".join(prefix + line + suffix for line in lines)
+        text = "".join(mark + line + suffix for mark, line in zip(marks, lines, strict=True))
         out = self.stderr if source.stream == 2 else self.stdout
         out.write(text.encode("utf-8", "replace"))
         out.flush()

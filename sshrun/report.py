@@ -69,7 +69,7 @@ def render(outcome: Outcome, console: Console, previous: Sequence[Outcome] = (),
         console.print(Text(f"sshrun: interrupted after {outcome.elapsed:.1f}s; every node stopped",
                            style="yellow"))
     if failure is None:
-        if not outcome.interrupted:
+        if not outcome.interrupted and not outcome.output_closed:
             nodes = len(outcome.nodes)
             console.print(Text(
                 f"sshrun: job finished on {nodes} node{'s' * (nodes != 1)} "

@@ -21,7 +21,7 @@ import shlex
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncssh
 
@@ -29,6 +29,9 @@ from sshrun import agent, preamble
 from sshrun.errors import AgentError, NodeSetupError
 from sshrun.preamble import Preamble
 from sshrun.sanitize import sanitize
+
+if TYPE_CHECKING:
+    from sshrun.console import ConsoleOutput
 
 AGENT_SOURCE = Path(agent.__file__).read_bytes()
 
@@ -63,6 +66,9 @@ class AgentSession:
         self._stderr_done: asyncio.Future[None] | None = None
         self._events: list[dict[str, Any]] = []
         self.last_heard = time.monotonic()  # any byte from the agent counts
+        # The head holds this channel back (its console is behind): the
+        # node's silence meanwhile is ours, not the node's.
+        self.held = False
 
     async def start(self, timeout: float, workdir: str | None = None) -> dict[str, Any]:
         """Run the agent on the node; return its hello (with the working directory checked)."""
@@ -164,8 +170,14 @@ class AgentSession:
         with contextlib.suppress(asyncssh.Error, OSError, BrokenPipeError):
             self.process.stdin.write(json.dumps(message).encode() + b"\n")
 
-    async def pump(self, on_output: OutputCallback, on_event: EventCallback) -> str | None:
-        """Read frames until the channel closes; return the agent's stderr, if any."""
+    async def pump(self, on_output: OutputCallback, on_event: EventCallback,
+                   console: ConsoleOutput | None = None) -> str | None:
+        """Read frames until the channel closes; return the agent's stderr, if any.
+
+        While ``console`` is held (its backlog is full) a chunk read is kept
+        unparsed and nothing more is read: asyncssh stops opening the SSH
+        window, and the agent's writes block. Back-pressure, as a pipe gives.
+        """
         assert self.process is not None
         for event in self._events:
             on_event(event)
@@ -177,6 +189,13 @@ class AgentSession:
                 if not data:
                     break
                 self.last_heard = time.monotonic()
+                if console is not None and console.is_held():
+                    self.held = True
+                    try:
+                        await console.wait()
+                    finally:
+                        self.held = False
+                        self.last_heard = time.monotonic()
                 self._buf += data
                 self._parse(on_output, on_event)
         except (asyncssh.Error, OSError):

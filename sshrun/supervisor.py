@@ -25,7 +25,7 @@ import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sshrun import errors
 from sshrun.errors import AuthError, HostKeyError, NodeSetupError, SSHError
@@ -34,6 +34,9 @@ from sshrun.plan import JobPlan, NodePlan, plan_job, target_args, torchrun_args
 from sshrun.sanitize import sanitize
 from sshrun.session import AgentSession
 from sshrun.transport import NodeConnection, SSHSettings, connect
+
+if TYPE_CHECKING:
+    from sshrun.console import ConsoleOutput
 
 # How long closing the connections may take before they are dropped.
 CLOSE_TIMEOUT = 5.0
@@ -90,13 +93,17 @@ class Outcome:
     interrupted: bool
     elapsed: float
     left_out: list[tuple[str, str]] = field(default_factory=list)  # host, why
+    output_closed: bool = False  # stopped because nobody reads stdout any more
 
 
 class Supervisor:
-    def __init__(self, plan: JobPlan, ssh: SSHSettings, printer: Printer) -> None:
+    def __init__(self, plan: JobPlan, ssh: SSHSettings, printer: Printer,
+                 console: ConsoleOutput | None = None) -> None:
         self.plan = plan
         self.ssh = ssh
         self.printer = printer
+        # Where the printer's output goes; its backlog holds the nodes back.
+        self.console = console
         # Elastic: plan.nodes are the candidates, in order; the members are
         # known once they are up (see _bring_up).
         self.membership = plan.config.membership
@@ -106,6 +113,7 @@ class Supervisor:
         self.first_failure: Failure | None = None
         self.stop_reason: str | None = None
         self.interrupted = False
+        self.output_closed = False
         self._stop_event = asyncio.Event()
         self._kill = False
         self._started = time.monotonic()
@@ -126,6 +134,14 @@ class Supervisor:
             "interrupted: stopping every node (Ctrl-C again to kill at once)"
         )
         self.stop("interrupted by the user")
+
+    def stdout_closed(self) -> None:
+        """Nobody reads our stdout any more (``sshrun ... | head``): stop as Ctrl-C does."""
+        if self.stop_reason is not None:
+            return
+        self.output_closed = True
+        self.printer.message("stdout closed: stopping every node")
+        self.stop("the head's stdout was closed")
 
     def stop(self, reason: str) -> None:
         if self.stop_reason is not None:
@@ -155,7 +171,7 @@ class Supervisor:
             failure.tail = self.printer.tail(failure.node, source)
         return Outcome(
             self._exit_code(), self.first_failure, self.nodes, self.interrupted,
-            time.monotonic() - self._started, self.left_out,
+            time.monotonic() - self._started, self.left_out, self.output_closed,
         )
 
     async def _close_all(self) -> None:
@@ -180,7 +196,7 @@ class Supervisor:
             return errors.EXIT_INTERRUPTED
         failure = self.first_failure
         if failure is None:
-            return errors.EXIT_OK
+            return errors.EXIT_PIPE if self.output_closed else errors.EXIT_OK
         if failure.reason == "lost":
             return errors.EXIT_SSH
         if failure.reason == "error":
@@ -313,14 +329,23 @@ class Supervisor:
     async def _heartbeats(self) -> None:
         """Ours to every agent; and theirs checked: a silent running node is lost."""
         t = self.plan.config.timeouts
+        last = time.monotonic()
         while True:
             await asyncio.sleep(t.heartbeat)
             now = time.monotonic()
+            # The head itself did not run (SIGSTOP, a suspended laptop, a
+            # loop stall): that time is no node's silence.
+            stalled = now - last - t.heartbeat
+            last = now
             for node in self.nodes:
                 if node.session is None:
                     continue
+                if stalled > t.heartbeat:
+                    node.session.last_heard = min(now, node.session.last_heard + stalled)
                 if node.state in (NodeState.RUNNING, NodeState.STOPPING):
                     node.session.send({"type": "hb"})
+                if node.session.held:
+                    continue  # we hold it back: SSH keepalives still catch a dead link
                 silent = now - node.session.last_heard
                 if node.state == NodeState.RUNNING and silent > t.heartbeat_timeout:
                     self._lose(node, f"lost: no word from the node for {silent:.0f}s "
@@ -346,22 +371,18 @@ class Supervisor:
             self._on_event(node, event)
 
         stop_budget = self.plan.config.timeouts.grace + 15.0
-        pump = asyncio.ensure_future(node.session.pump(on_output, on_event))
+        pump = asyncio.ensure_future(node.session.pump(on_output, on_event, self.console))
         try:
             # While the job runs the pump may take as long as the job; once a
             # stop begins, the node has the grace period plus a margin.
             stop_wait = asyncio.ensure_future(self._stop_event.wait())
             done, _ = await asyncio.wait({pump, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
             stop_wait.cancel()
-            if pump not in done:
-                try:
-                    async with asyncio.timeout(stop_budget):
-                        await asyncio.shield(pump)
-                except TimeoutError:
-                    self.printer.message(
-                        f"{label}: agent did not confirm the stop within {stop_budget:.0f}s; "
-                        "closing its connection (it tears down on its own)"
-                    )
+            if pump not in done and not await self._within(pump, stop_budget):
+                self.printer.message(
+                    f"{label}: agent did not confirm the stop within {stop_budget:.0f}s; "
+                    "closing its connection (it tears down on its own)"
+                )
             stderr = await pump if pump.done() else None
         finally:
             if not pump.done():
@@ -373,6 +394,22 @@ class Supervisor:
             self._fail(Failure(
                 index, label, "lost", message=f"connection to the agent lost{detail}"
             ))
+
+    async def _within(self, pump: asyncio.Future[Any], budget: float) -> bool:
+        """Wait for ``pump`` for ``budget`` seconds, not counting the time our own
+        console held its output back (that wait is ours, not the node's), unless
+        a second Ctrl-C asked to end now."""
+        def held() -> float:
+            return self.console.held_seconds() if self.console and not self._kill else 0.0
+
+        start, held_start = time.monotonic(), held()
+        while True:
+            left = budget - (time.monotonic() - start) + (held() - held_start)
+            if left <= 0:
+                return False
+            done, _ = await asyncio.wait({pump}, timeout=left)
+            if done:
+                return True
 
     def _on_event(self, node: NodeStatus, event: dict[str, Any]) -> None:
         kind = event.get("type")
@@ -391,6 +428,8 @@ class Supervisor:
         elif kind == "error":
             self._fail(Failure(index, label, "error",
                                message=sanitize(self.printer.redact(str(event.get("message"))))))
+        elif kind == "stopping":
+            self._agent_stopped(node, event.get("reason"))
         elif kind == "exited":
             node.state = NodeState.EXITED
             node.exit_code = int(event.get("code", 0))
@@ -408,13 +447,29 @@ class Supervisor:
             if info and info.get("exitcode") is not None:
                 code = int(info["exitcode"])
                 first.code = 128 - code if code < 0 else code
+        stopped = event.get("stopped")
+        if stopped is not None and self._agent_stopped(node, stopped):
+            return
         code = node.exit_code or 0
-        if code != 0 and event.get("stopped") is None:
+        if code != 0 and stopped is None:
             if self.plan.config.mode == "exec":
                 self._fail(Failure(index, label, "exit", code=code))
             else:
                 self._fail(Failure(index, label, "launcher", code=code,
                                    message="torchrun failed before or outside the ranks"))
+
+    def _agent_stopped(self, node: NodeStatus, reason: object) -> bool:
+        """An agent stops its job: a failure unless the head asked for a stop.
+
+        An agent stops on its own when it heard nothing from the head for
+        the heartbeat timeout, or its stdin closed: the job did not finish,
+        whatever its ranks' exit statuses say afterwards.
+        """
+        if self.stop_reason is not None:
+            return False
+        self._fail(Failure(node.plan.index, node.plan.host.label, "lost", message=(
+            f"stopped by its agent: {sanitize(self.printer.redact(str(reason)))}")))
+        return True
 
     def _fail(self, failure: Failure) -> None:
         if self.first_failure is None and self.stop_reason is None:

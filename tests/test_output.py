@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sshrun.output import LineFramer, Printer, clean_line
+from sshrun.output import MAX_LINE, Continuation, LineFramer, Printer, clean_line
 
 FAST = settings(max_examples=300, deadline=None)
 
@@ -397,3 +397,101 @@ def test_printer_redacts_secret_values_in_rank_output_and_notices() -> None:
     assert out.getvalue() == b"a r0 | token=<redacted> abc\n"
     assert b"hunter2" not in err.getvalue()
     assert printer.tail(0, 0) == ["err <redacted>"]
+
+
+# --- long lines and endless progress bars ----------------------------------------------
+
+
+def test_line_over_the_limit_is_passed_on_in_marked_pieces_as_it_arrives() -> None:
+    size = 64 << 20  # 64 MiB of one line, in the agent's 64 KiB chunks
+    framer = LineFramer()
+    pieces: list[str] = []
+    chunk = b"0123456789abcdef" * 4096
+    most = 0
+    for _ in range(size // len(chunk)):
+        pieces += framer.feed(chunk)
+        most = max(most, framer.buffered)
+    pieces += framer.feed(b"\nnext\n")
+    # Never more than one piece (and the chunk that completed it) held at once.
+    assert most <= MAX_LINE + len(chunk)
+    assert [len(p) for p in pieces[:-1]] == [MAX_LINE] * (size // MAX_LINE)
+    assert not isinstance(pieces[0], Continuation)
+    assert all(isinstance(p, Continuation) for p in pieces[1:-1])
+    assert "".join(pieces[:-1]) == chunk.decode() * (size // len(chunk))
+    assert pieces[-1] == "next" and not isinstance(pieces[-1], Continuation)
+
+
+def test_endless_progress_bar_holds_only_its_last_state() -> None:
+    framer = LineFramer()
+    most = 0
+    total = 0
+    step = 0
+    while total < 15 << 20:  # 15 MB of tqdm-style redraws, never a newline
+        data = "".join(f"\r{(step + k) % 100:3d}%|{'#' * 40}| {step + k}/1000000"
+                       for k in range(1000)).encode()
+        step += 1000
+        total += len(data)
+        assert framer.feed(data) == []
+        most = max(most, framer.buffered)
+    assert most < 200
+    assert framer.flush() == [f"{(step - 1) % 100:3d}%|{'#' * 40}| {step - 1}/1000000"]
+
+
+def test_a_state_over_the_limit_then_a_redraw() -> None:
+    framer = LineFramer(max_line=4)
+    assert framer.feed(b"abcdefghij") == ["abcd", "efgh"]
+    # The rest of the long state ends it; the redraw after it is a line of its own.
+    assert framer.feed(b"\rnew\r\n") == ["ij", "new"]
+    pieces = frame([b"abcdefghij\r\n"], 4)
+    assert [type(p) for p in pieces] == [str, Continuation, Continuation]
+    assert frame([b"abcd\n"], 4) == ["abcd"]  # exactly the limit: whole
+
+
+def test_printer_marks_continuation_pieces() -> None:
+    out = io.BytesIO()
+    printer = Printer(stdout=out, stderr=io.BytesIO(), colour=False, max_line=3)
+    printer.feed(0, "a", 0, 1, b"abcdefg\nhi\n")
+    assert out.getvalue() == b"a r0 | abc\na r0 + def\na r0 + g\na r0 | hi\n"
+
+
+@st.composite
+def text_and_chunks_with_cr(draw: st.DrawFn) -> tuple[str, list[bytes]]:
+    text = draw(st.text(alphabet="ab\r\n€", max_size=80))
+    data = text.encode()
+    cuts = sorted(draw(st.lists(st.integers(0, len(data)), max_size=20)))
+    bounds = [0, *cuts, len(data)]
+    return text, [data[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+def frame(chunks: list[bytes], max_line: int) -> list[str]:
+    framer = LineFramer(max_line=max_line)
+    lines: list[str] = []
+    for chunk in chunks:
+        lines += framer.feed(chunk)
+    return lines + framer.flush()
+
+
+@FAST
+@given(text_and_chunks_with_cr(), st.integers(1, 6))
+def test_pieces_are_independent_of_chunk_boundaries(case: tuple[str, list[bytes]],
+                                                    max_line: int) -> None:
+    text, chunks = case
+    pieces = frame(chunks, max_line)
+    assert pieces == frame([text.encode()], max_line)
+    assert [type(p) for p in pieces] == [type(p) for p in frame([text.encode()], max_line)]
+    assert all(0 < len(p) <= max_line for p in pieces if isinstance(p, Continuation))
+
+
+@FAST
+@given(text_and_chunks(), st.integers(1, 6))
+def test_pieces_rejoined_give_every_line_back(case: tuple[str, list[bytes]],
+                                              max_line: int) -> None:
+    text, chunks = case
+    lines: list[str] = []
+    for piece in frame(chunks, max_line):
+        if isinstance(piece, Continuation):
+            lines[-1] += piece
+        else:
+            assert len(piece) <= max_line
+            lines.append(piece)
+    assert lines == expected_lines(text)
