@@ -438,6 +438,11 @@ def _checked(check: Callable[[str], T], text: str | None, flag: str) -> T | None
     try:
         return check(text)
     except values.BadValue as exc:
+        if exc.index is not None:
+            raise ConfigError(
+                f"{flag}: unexpected character {text[exc.index]!r} at {exc.index + 1} in "
+                f"{values.clip(text)}: expected {exc.reason}"
+            ) from None
         raise ConfigError(f"{flag}: expected {exc.reason}, got {values.clip(text)}") from None
 
 

@@ -125,7 +125,7 @@ def word(text: str) -> str:
         raise BadValue("a non-empty word, got nothing", "empty")
     for j, ch in enumerate(text):
         if ch.isspace() or _CONTROL.match(ch):
-            raise BadValue(f"no whitespace or control characters, got {ch!r}", index=j)
+            raise BadValue("a word without whitespace or control characters", index=j)
     if len(text) > MAX_WORD:
         raise BadValue(f"at most {MAX_WORD} characters, got {len(text)}", "high")
     return text
@@ -139,7 +139,7 @@ def node_path(text: str) -> str:
         raise BadValue("a path that does not start with '-'", index=0)
     match = _CONTROL.search(text)
     if match:
-        raise BadValue(f"no control characters, got {match.group()!r}", index=match.start())
+        raise BadValue("a path without control characters", index=match.start())
     return text
 
 
