@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import stat
 
-from sshrun.errors import ConfigError, LocationError
+from sshrun.errors import ConfigError, LocationError, shown
 
 MAX_CONFIG_BYTES = 16 * 1024 * 1024  # 16 MiB: far beyond any real cluster's files
 
@@ -24,10 +24,10 @@ MAX_CONFIG_BYTES = 16 * 1024 * 1024  # 16 MiB: far beyond any real cluster's fil
 def read_config_bytes(path: str | os.PathLike[str], kind: str,
                       limit: int = MAX_CONFIG_BYTES) -> bytes:
     """The bytes of the regular file ``path``; ``kind`` ("hostfile", ...) names it in errors."""
-    name = os.fspath(path)
+    full = os.path.expanduser(os.fspath(path))
+    name = shown(os.fspath(path))  # how messages name it: one printable line
     if not name:
         raise ConfigError(f"{kind}: expected a path, got an empty string")
-    full = os.path.expanduser(name)
     try:
         fd = os.open(full, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except (FileNotFoundError, NotADirectoryError):

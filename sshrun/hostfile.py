@@ -53,7 +53,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from sshrun.configfile import read_config_text
-from sshrun.errors import ConfigError, LocationError
+from sshrun.errors import ConfigError, LocationError, shown
 
 __all__ = [
     "MAX_COLON_SLOTS",
@@ -155,9 +155,9 @@ def expand_hostlist(pattern: str) -> list[str]:
     parts = _parse_pattern(pattern)
     count = _count(parts)
     if count > MAX_HOSTS:
-        shown = str(count) if count <= _MAX_COUNT else "more than 10**36"
+        size_text = str(count) if count <= _MAX_COUNT else "more than 10**36"
         raise HostlistError(
-            0, f"{pattern!r} expands to {shown} hosts, more than the limit of {MAX_HOSTS}"
+            0, f"{pattern!r} expands to {size_text} hosts, more than the limit of {MAX_HOSTS}"
         )
     choices = [
         [part] if isinstance(part, str) else [v for r in part for v in r.values()] for part in parts
@@ -378,8 +378,8 @@ def dns_name_problem(name: str) -> str | None:
 def _check_dns_name(name: str, at: int) -> None:
     problem = dns_name_problem(name)
     if problem is not None:
-        shown = name if len(name) <= 60 else name[:60] + "..."
-        raise _LineError(at, f"invalid host name {shown!r}: {problem}")
+        text = name if len(name) <= 60 else name[:60] + "..."
+        raise _LineError(at, f"invalid host name {text!r}: {problem}")
 
 
 def _check_bracketed_host(inner: str, at: int, token: str) -> None:
@@ -664,7 +664,7 @@ def load_hostfile(path: str | os.PathLike[str]) -> list[HostSpec]:
     text = read_config_text(name, "hostfile")
     hosts = parse_hostfile(text, name)
     if not hosts:
-        raise ConfigError(f"{name}: no hosts")
+        raise ConfigError(f"{shown(name)}: no hosts")
     return hosts
 
 
