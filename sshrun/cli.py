@@ -78,7 +78,16 @@ is left out for ``--host-cooldown`` seconds (spares fill in), and the job goes
 on while at least MIN remain. docs/reliability.md has the guarantees.
 
 ``--dry-run`` prints every node's plan (torchrun arguments, environment with
-secret-looking values redacted) and exits.
+secret-looking values redacted) and exits. It applies every check of the real
+run, the ssh config and identity files included, and connects nowhere.
+
+Bad input is one line and exit 2: every number is bounded (no ``inf`` or
+``nan``; docs/configuration.md, "Limits and bounds", has the table), host names
+follow DNS label rules, only regular files of at most 16 MiB are read, an
+empty value is an error, and a variable too large for the nodes' exec is
+named with Linux's limit. ``sshrun`` alone prints this help; a subcommand
+goes first (``sshrun exec -H f -- cmd``, not ``sshrun -H f exec``).
+``--host-key-policy insecure`` warns on stderr.
 """
 
 from __future__ import annotations

@@ -51,7 +51,9 @@ Compose files).
 
 Relative ``identity_file``, ``ssh.config`` and ``env.file`` paths are taken
 relative to the YAML file's directory; paths starting with ``~`` are left for
-ssh to expand; ``python`` and ``workdir`` are node paths and kept as written.
+ssh to expand; ``python`` and ``workdir`` are node paths and kept as written
+(a ``~`` in ``workdir`` is expanded on the node, as for ``--workdir``). The
+value checks are :mod:`sshrun.values`', shared with the command line.
 Environment values may be strings, numbers or booleans and are kept as their
 YAML source text (``true`` stays ``"true"``, ``0x10`` stays ``"0x10"``).
 """
