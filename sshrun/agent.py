@@ -707,7 +707,8 @@ class Agent:
             python=sys.executable, python_version=platform.python_version(),
             torch=has_torch, free_port=_free_port(), cwd=os.getcwd(),
             # Checked before any node starts anything, so that a typo fails fast.
-            workdir_ok=os.path.isdir(preflight["workdir"]) if preflight.get("workdir") else True,
+            workdir_ok=(os.path.isdir(os.path.expanduser(preflight["workdir"]))
+                        if preflight.get("workdir") else True),
         )
 
     def start(self) -> None:
@@ -726,6 +727,8 @@ class Agent:
         env["SSHRUN_TAG"] = self.tag
         env.setdefault("PYTHONUNBUFFERED", "1")
         cwd = spec.get("cwd") or None
+        if cwd is not None:
+            cwd = os.path.expanduser(cwd)  # a node path: ~ is this node's home
         if cwd is not None and not os.path.isdir(cwd):
             self.fail(f"working directory {cwd} does not exist on this node")
             return

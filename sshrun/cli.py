@@ -88,6 +88,16 @@ on while at least MIN remain. docs/reliability.md has the guarantees.
 
 ``--dry-run`` prints every node's plan (torchrun arguments, environment; secrets
 redacted by name and by value, controls shown as ``$'...'`` words) and exits.
+It applies every check of the real run, the ssh config and identity files
+included, and connects nowhere.
+
+Bad input is one line and exit 2: every number is bounded (no ``inf`` or
+``nan``; docs/configuration.md, "Limits and bounds", has the table), host names
+follow DNS label rules, only regular files of at most 16 MiB are read, an
+empty value is an error, and a variable too large for the nodes' exec is
+named with Linux's limit. ``sshrun`` alone prints this help; a subcommand
+goes first (``sshrun exec -H f -- cmd``, not ``sshrun -H f exec``).
+``--host-key-policy insecure`` warns on stderr.
 """
 
 from __future__ import annotations
@@ -96,19 +106,18 @@ import argparse
 import asyncio
 import contextlib
 import os
-import re
 import secrets
 import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import cast
+from typing import TypeVar, cast
 
 from rich.console import Console
 from rich.text import Text
 
-from sshrun import errors
+from sshrun import errors, values
 from sshrun.cluster_yaml import EnvFileSettings, SSHFileSettings, load_cluster_yaml
 from sshrun.console import ConsoleOutput
 from sshrun.environment import (
@@ -119,7 +128,9 @@ from sshrun.environment import (
     resolve_env,
 )
 from sshrun.errors import ConfigError, ConnectError, SshrunError
-from sshrun.hostfile import HostSpec, load_hostfile, parse_host_list
+from sshrun.hostfile import MAX_HOSTS, HostSpec, load_hostfile, parse_host_list
+from sshrun.local_cluster import MAX_NODES as MAX_LOCAL_NODES
+from sshrun.local_cluster import local_cluster_hosts
 from sshrun.membership import HostPool, Membership
 from sshrun.output import Printer
 from sshrun.plan import (
@@ -130,7 +141,6 @@ from sshrun.plan import (
     format_endpoint,
     parse_endpoint,
     parse_nproc,
-    parse_python,
     plan_job,
     target_args,
     torchrun_args,
@@ -140,7 +150,7 @@ from sshrun.sanitize import sanitize, shown_plain
 from sshrun.sanitize import shown as shell_word
 from sshrun.selection import apply_filters, slurm_hosts
 from sshrun.supervisor import Failure, Outcome, Supervisor
-from sshrun.transport import HOST_KEY_POLICIES, HostKeyPolicy, SSHSettings
+from sshrun.transport import HOST_KEY_POLICIES, HostKeyPolicy, SSHSettings, check_ssh_files
 
 
 @dataclass(frozen=True)
@@ -156,14 +166,17 @@ class Invocation:
     secret_values: frozenset[str] = frozenset()
 
 
-def _positive_float(value: str) -> float:
+def _positive_float(value: str, high: float = values.MAX_SECONDS) -> float:
+    """A duration flag: the same check as the YAML file's (sshrun.values.seconds)."""
     try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {value!r}") from None
-    if not number > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
-    return number
+        return values.seconds(value, high)
+    except values.BadValue as exc:
+        raise argparse.ArgumentTypeError(
+            f"expected {exc.reason}, got {values.clip(value)}") from None
+
+
+def _backoff(value: str) -> float:
+    return _positive_float(value, values.MAX_BACKOFF)
 
 
 def build_parser(mode: str) -> argparse.ArgumentParser:
@@ -177,7 +190,7 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
     pick = cluster.add_mutually_exclusive_group()
     pick.add_argument("-H", "--hostfile", metavar="PATH", help="hostfile, one host per line")
     pick.add_argument("--hosts", metavar="LIST", help="inline hosts: node1:4,gpu[01-08]:8")
-    pick.add_argument("--local-cluster", metavar="N", type=int,
+    pick.add_argument("--local-cluster", metavar="N",
                       help="run on N embedded SSH nodes on 127.0.0.2, 127.0.0.3, ...")
     pick.add_argument("-c", "--config", metavar="PATH",
                       help="YAML cluster config (docs/configuration.md)")
@@ -217,7 +230,7 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
                      help="default strict")
     ssh.add_argument("--connect-timeout", type=_positive_float, default=None,
                      metavar="SECONDS")
-    ssh.add_argument("--max-handshakes", type=int, default=32, metavar="N",
+    ssh.add_argument("--max-handshakes", default="32", metavar="N",
                      help="SSH handshakes in flight at once")
     job = parser.add_argument_group("job")
     job.add_argument("--grace-period", type=_positive_float, default=Timeouts.grace,
@@ -229,11 +242,11 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
                           "(default 15)")
     job.add_argument("--max-restarts", "--max_restarts", metavar="N",
                      help="restart the whole cluster up to N times after a failure (default 0)")
-    job.add_argument("--restart-backoff", type=_positive_float, default=1.0, metavar="SECONDS",
+    job.add_argument("--restart-backoff", type=_backoff, default=1.0, metavar="SECONDS",
                      help="wait before the first restart, doubled each time (default 1)")
-    job.add_argument("--restart-backoff-max", type=_positive_float, default=60.0,
+    job.add_argument("--restart-backoff-max", type=_backoff, default=60.0,
                      metavar="SECONDS", help="longest wait between restarts (default 60)")
-    job.add_argument("--no-restart-on", metavar="CODES", default="",
+    job.add_argument("--no-restart-on", metavar="CODES", default=None,
                      help="exit codes that fail at once, comma separated (e.g. 2,3)")
     job.add_argument("--host-cooldown", type=_positive_float, default=60.0, metavar="SECONDS",
                      help="with --nnodes MIN:MAX, how long a host that failed is left out "
@@ -270,7 +283,23 @@ def parse_invocation(argv: Sequence[str], environ: dict[str, str] | None = None)
     mode = "run"
     if argv and argv[0] in ("run", "exec"):
         mode = argv.pop(0)
-    args = build_parser(mode).parse_args(argv)
+    parser = build_parser(mode)
+    if not argv and mode == "run":
+        # Nothing at all: the help says what to give, better than argparse's
+        # "required: SCRIPT, SCRIPT_ARGS".
+        parser.print_help(sys.stderr)
+        raise SystemExit(errors.EXIT_USAGE)
+    args = parser.parse_args(argv)
+    _refuse_empty(parser, args)
+    if mode == "run" and args.script in SUBCOMMANDS:
+        raise ConfigError(
+            f"{args.script!r} is a subcommand: put it first, as in `sshrun {args.script} "
+            "[OPTIONS] ...` (to run a script of that name, write ./" + args.script + ")"
+        )
+    local_count = (None if args.local_cluster is None else
+                   _number(args.local_cluster, "--local-cluster", 1, MAX_LOCAL_NODES,
+                           " node", " nodes (one per loopback address 127.0.0.2-251)"))
+    max_handshakes = _number(args.max_handshakes, "--max-handshakes", 1, 100_000)
     if mode == "exec":
         target = list(args.command)
         if target and target[0] == "--":
@@ -281,8 +310,11 @@ def parse_invocation(argv: Sequence[str], environ: dict[str, str] | None = None)
         target = [args.script, *args.script_args]
     cf = load_cluster_yaml(args.config) if args.config is not None else None
     torch_opts = dict(cf.torchrun) if cf is not None else {}
-    if args.local_cluster is not None:
-        hosts: tuple[HostSpec, ...] = ()
+    if local_count is not None:
+        # The embedded nodes' names, so that every check below (--nnodes,
+        # --include) applies to them as to any cluster, in the dry run too.
+        hosts: tuple[HostSpec, ...] = local_cluster_hosts(local_count)
+        hosts = apply_filters(hosts, args.include, args.exclude)
     else:
         found = cf.hosts if cf is not None else _hosts(args, environ)
         hosts = apply_filters(found, args.include, args.exclude)
@@ -310,9 +342,9 @@ def parse_invocation(argv: Sequence[str], environ: dict[str, str] | None = None)
         hosts=hosts,
         target=tuple(target),
         mode="exec" if mode == "exec" else "torchrun",
-        python=parse_python(args.python),
+        python=_checked(values.node_path, args.python, "--python"),
         default_python="python3" if args.local_cluster is None else sys.executable,
-        workdir=args.workdir,
+        workdir=_checked(values.node_path, args.workdir, "--workdir"),
         default_workdir=os.getcwd(),
         env=base.values,
         env_flags=flags.values,
@@ -326,6 +358,9 @@ def parse_invocation(argv: Sequence[str], environ: dict[str, str] | None = None)
 
         nnodes_text = opt(args.nnodes, "nnodes")
         nnodes = parse_nnodes(nnodes_text) if nnodes_text is not None else None
+        if args.module and args.no_python:
+            raise ConfigError("-m/--module and --no-python cannot be used together "
+                              "(a module is run by Python)")
         endpoint = opt(args.rdzv_endpoint, "rdzv-endpoint")
         if endpoint is not None:
             parse_endpoint(endpoint)
@@ -335,8 +370,9 @@ def parse_invocation(argv: Sequence[str], environ: dict[str, str] | None = None)
             nproc_per_node=parse_nproc(nproc) if nproc else None,
             rdzv_backend=opt(args.rdzv_backend, "rdzv-backend") or "static",
             rdzv_endpoint=endpoint,
-            rdzv_id=opt(args.rdzv_id, "rdzv-id"),
-            rdzv_conf=opt(args.rdzv_conf, "rdzv-conf"),
+            rdzv_id=_checked(values.word, opt(args.rdzv_id, "rdzv-id"), "--rdzv-id"),
+            rdzv_conf=_checked(values.rdzv_conf, opt(args.rdzv_conf, "rdzv-conf"),
+                               "--rdzv-conf"),
             module=args.module,
             no_python=args.no_python,
         )
@@ -349,10 +385,6 @@ def parse_invocation(argv: Sequence[str], environ: dict[str, str] | None = None)
             if nnodes[0] > len(hosts):
                 raise ConfigError(f"--nnodes {nnodes[0]}: only {len(hosts)} hosts given")
             config = replace(config, hosts=hosts[:nnodes[0]])
-    if args.local_cluster is not None and args.local_cluster < 1:
-        raise ConfigError(f"--local-cluster: expected at least 1 node, got {args.local_cluster}")
-    if args.max_handshakes < 1:
-        raise ConfigError(f"--max-handshakes: expected at least 1, got {args.max_handshakes}")
     policy_text = args.host_key_policy or ssh_file.host_key_policy or "strict"
     if policy_text not in HOST_KEY_POLICIES:
         raise ConfigError(f"host_key_policy: expected one of {', '.join(HOST_KEY_POLICIES)}")
@@ -364,28 +396,80 @@ def parse_invocation(argv: Sequence[str], environ: dict[str, str] | None = None)
         identity_files=(ssh_file.identity_file,) if ssh_file.identity_file else None,
         jump_host=ssh_file.jump_host,
         timeouts=timeouts,
-        max_handshakes=args.max_handshakes,
+        max_handshakes=max_handshakes,
     )
+    if policy == "insecure":
+        print("sshrun: warning: --host-key-policy insecure: host keys are not checked, so "
+              "anyone on the network path can pose as a node and see the job's secrets",
+              file=sys.stderr)
+    if local_count is None:
+        # Once, before any connection, in the dry run as in the real run.
+        check_ssh_files(config.hosts, ssh)
     restarts_text = args.max_restarts if args.max_restarts is not None else (
         torch_opts.get("max-restarts", "0"))
-    if not re.fullmatch(r"[0-9]+", restarts_text):
-        raise ConfigError(f"--max-restarts: expected a whole number, got {restarts_text!r}")
-    codes = [c.strip() for c in args.no_restart_on.split(",") if c.strip()]
-    if not all(re.fullmatch(r"[0-9]+", c) and int(c) < 256 for c in codes):
-        raise ConfigError(
-            "--no-restart-on: expected exit codes 0-255, comma separated, "
-            f"got {args.no_restart_on!r}"
-        )
+    max_restarts = _number(restarts_text, "--max-restarts", 0, values.MAX_RESTARTS)
+    codes_text = args.no_restart_on if args.no_restart_on is not None else ""
+    codes = _checked(values.exit_codes, codes_text, "--no-restart-on") or frozenset()
     config = replace(config, restarts=RestartPolicy(
-        max_restarts=int(restarts_text), backoff=args.restart_backoff,
-        backoff_max=args.restart_backoff_max, no_restart_on=frozenset(int(c) for c in codes),
+        max_restarts=max_restarts, backoff=args.restart_backoff,
+        backoff_max=args.restart_backoff_max, no_restart_on=codes,
     ))
     colour = {"auto": None, "always": True, "never": False}[args.color]
     # Never the user's --rdzv-id: the job id tags every process for teardown,
     # and two jobs that share a rendezvous id must not share tags.
     job_id = new_job_id()
-    return Invocation(config, ssh, args.local_cluster, args.dry_run, colour, job_id,
+    return Invocation(config, ssh, local_count, args.dry_run, colour, job_id,
                       secret_values(config))
+
+
+SUBCOMMANDS = ("run", "exec")
+# Options whose own parser already refuses '' with its usual message.
+_OWN_EMPTY_CHECK = frozenset({"nnodes"})
+T = TypeVar("T")
+
+
+def _refuse_empty(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """An empty value is an error, never a silent default (every option, new ones too)."""
+    for action in parser._actions:
+        if not action.option_strings or action.dest in _OWN_EMPTY_CHECK:
+            continue
+        value = getattr(args, action.dest, None)
+        given = value if isinstance(value, list) else [value]
+        if any(isinstance(v, str) and not v.strip() for v in given):
+            flag = next((o for o in action.option_strings if o.startswith("--")),
+                        action.option_strings[0])
+            raise ConfigError(f"{flag}: expected a value, got an empty string")
+
+
+def _number(text: str, flag: str, low: int, high: int, unit: str = "",
+            units: str | None = None) -> int:
+    """A whole-number flag, checked as the YAML file checks its numbers."""
+    try:
+        return values.whole_number(text.strip(), low, high, unit)
+    except values.BadValue as exc:
+        reason = exc.reason
+        if exc.kind == "high" and units is not None:
+            reason = f"at most {high}{units}"
+        raise ConfigError(f"{flag}: expected {reason}, got {values.clip(text)}") from None
+
+
+def _checked(check: Callable[[str], T], text: str | None, flag: str) -> T | None:
+    """``check(text)`` with its complaint worded for ``flag``; None stays None."""
+    if text is None:
+        return None
+    try:
+        return check(text)
+    except values.BadValue as exc:
+        if exc.kind == "option":
+            # ssh and the node's ``exec`` would read it as one of their options.
+            raise ConfigError(f"{flag} may not start with '-' (the node's shell would read it "
+                              f"as an option), got {values.clip(text)}") from None
+        if exc.index is not None:
+            raise ConfigError(
+                f"{flag}: unexpected character {text[exc.index]!r} at {exc.index + 1} in "
+                f"{values.clip(text)}: expected {exc.reason}"
+            ) from None
+        raise ConfigError(f"{flag}: expected {exc.reason}, got {values.clip(text)}") from None
 
 
 def secret_values(config: JobConfig) -> frozenset[str]:
@@ -396,15 +480,12 @@ def secret_values(config: JobConfig) -> frozenset[str]:
 
 def parse_nnodes(value: str) -> tuple[int, int]:
     """``N`` (fixed), or torchrun's ``MIN:MAX`` (elastic when MIN < MAX)."""
-    low, sep, high = value.partition(":")
-    if not re.fullmatch(r"[0-9]+", low) or (sep and not re.fullmatch(r"[0-9]+", high)):
-        raise ConfigError(f"--nnodes: expected N or MIN:MAX (positive integers), got {value!r}")
-    bounds = (int(low), int(high) if sep else int(low))
-    if bounds[0] < 1:
-        raise ConfigError(f"--nnodes: expected N or MIN:MAX (positive integers), got {value!r}")
-    if bounds[0] > bounds[1]:
-        raise ConfigError(f"--nnodes {value}: MIN is larger than MAX")
-    return bounds
+    try:
+        return values.nnodes(value, MAX_HOSTS)
+    except values.BadValue as exc:
+        if exc.reason == "MIN <= MAX":
+            raise ConfigError(f"--nnodes {value}: MIN is larger than MAX") from None
+        raise ConfigError(f"--nnodes: expected {exc.reason}, got {values.clip(value)}") from None
 
 
 def new_job_id() -> str:
@@ -504,7 +585,7 @@ async def _launch_attempts(inv: Invocation, out: ConsoleOutput, interrupts: _Int
     async with contextlib.AsyncExitStack() as stack:
         if inv.local_cluster is not None:
             cluster = await stack.enter_async_context(local_cluster(inv.local_cluster))
-            config = replace(config, hosts=cluster.hosts)
+            # config.hosts already name these nodes (as --nnodes and --include chose).
             ssh = replace(ssh, config_paths=(cluster.ssh_config,),
                           known_hosts=(cluster.known_hosts,), host_key_policy="strict")
         pool = HostPool(config.hosts, config.membership) if config.membership else None
@@ -637,9 +718,6 @@ def run(argv: Sequence[str]) -> int:
     try:
         inv = parse_invocation(argv)
         if inv.dry_run:
-            if inv.local_cluster is not None:
-                hosts = tuple(HostSpec(f"node{k + 1}") for k in range(inv.local_cluster))
-                inv = replace(inv, config=replace(inv.config, hosts=hosts))
             sys.stdout.write(render_dry_run(plan_job(inv.config, inv.job_id)))
             sys.stdout.flush()
             return errors.EXIT_OK

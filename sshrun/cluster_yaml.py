@@ -51,7 +51,9 @@ Compose files).
 
 Relative ``identity_file``, ``ssh.config`` and ``env.file`` paths are taken
 relative to the YAML file's directory; paths starting with ``~`` are left for
-ssh to expand; ``python`` and ``workdir`` are node paths and kept as written.
+ssh to expand; ``python`` and ``workdir`` are node paths and kept as written
+(a ``~`` in ``workdir`` is expanded on the node, as for ``--workdir``). The
+value checks are :mod:`sshrun.values`', shared with the command line.
 Environment values may be strings, numbers or booleans and are kept as their
 YAML source text (``true`` stays ``"true"``, ``0x10`` stays ``"0x10"``).
 """
@@ -59,7 +61,6 @@ YAML source text (``true`` stays ``"true"``, ``0x10`` stays ``"0x10"``).
 from __future__ import annotations
 
 import difflib
-import math
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -70,11 +71,11 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from sshrun import hostfile as _hostfile
+from sshrun import values
 from sshrun.configfile import read_config_text
 from sshrun.environment import refused_name
 from sshrun.errors import LocationError
 from sshrun.hostfile import MAX_HOSTS, MAX_SLOTS, HostSpec
-from sshrun.plan import option_like
 from sshrun.transport import HOST_KEY_POLICIES
 
 __all__ = [
@@ -142,7 +143,7 @@ TORCHRUN_KEYS = (
 NPROC_WORDS = ("auto", "cpu", "gpu", "xpu")
 RDZV_BACKENDS = ("static", "c10d")
 MAX_PORT = 65535
-MAX_RESTARTS = 1_000_000
+MAX_RESTARTS = values.MAX_RESTARTS
 
 _TAG = "tag:yaml.org,2002:"
 _NULL = _TAG + "null"
@@ -349,31 +350,40 @@ class _Converter:
             self.fail(node, f"expected a non-empty string for {what}, got ''")
         return value
 
+    # The checks themselves are sshrun.values', shared with the command line;
+    # these methods word them with the file position.
+
     def word(self, node: Node, what: str) -> str:
         """A string without whitespace or control characters."""
         value = self.string(node, what)
-        for j, ch in enumerate(value):
-            if ch.isspace() or _CONTROL.match(ch):
-                self.fail(node, f"unexpected character {ch!r} in {what} {_clip(value)}", j)
-        return value
+        try:
+            return values.word(value)
+        except values.BadValue as exc:
+            if exc.index is not None:
+                ch = value[exc.index]
+                self.fail(node, f"unexpected character {ch!r} in {what} {_clip(value)}",
+                          exc.index)
+            self.fail(node, f"expected {exc.reason} for {what}")
 
     def integer(self, node: Node, what: str, low: int, high: int) -> int:
         value = self.scalar(node, what, "an integer")
-        if not (value.isascii() and value.isdigit()):
+        try:
+            return values.whole_number(value, low, high)
+        except values.BadValue as exc:
+            if exc.kind in ("low", "high"):
+                self.fail(node, f"expected {what} between {low} and {high}, got {_clip(value)}")
             self.fail(node, f"expected an integer for {what}, got {_describe(node)}")
-        number = int(value) if len(value) <= 18 else 10**18
-        if not low <= number <= high:
-            self.fail(node, f"expected {what} between {low} and {high}, got {_clip(value)}")
-        return number
 
     def seconds(self, node: Node, what: str) -> float:
         value = self.scalar(node, what, "a number of seconds")
-        if not _FLOAT.fullmatch(value):
+        try:
+            return values.seconds(value)
+        except values.BadValue as exc:
+            if exc.kind == "low":
+                self.fail(node, f"expected a positive number of seconds for {what}, got {value}")
+            if exc.kind == "high":
+                self.fail(node, f"expected {exc.reason} for {what}, got {_clip(value)}")
             self.fail(node, f"expected a number of seconds for {what}, got {_describe(node)}")
-        number = float(value)
-        if not (math.isfinite(number) and number > 0):
-            self.fail(node, f"expected a positive number of seconds for {what}, got {value}")
-        return number
 
     def choice(self, node: Node, what: str, valid: Sequence[str]) -> str:
         value = self.string(node, what)
@@ -383,15 +393,16 @@ class _Converter:
 
     def path(self, node: Node, what: str, *, resolve: bool) -> str:
         value = self.string(node, what)
-        problem = option_like(value, what)
-        if problem is not None:
-            self.fail(node, f"{problem}, got {_clip(value)}")
-        match = _CONTROL.search(value)
-        if match:
+        try:
+            values.node_path(value)
+        except values.BadValue as exc:
+            if value.startswith("-"):
+                self.fail(node, f"{what} may not start with '-', got {_clip(value)}")
+            assert exc.index is not None
             self.fail(
                 node,
-                f"unexpected control character {match.group()!r} in {what} {_clip(value)}",
-                match.start(),
+                f"unexpected control character {value[exc.index]!r} in {what} {_clip(value)}",
+                exc.index,
             )
         return _resolve(value, self.base_dir) if resolve else value
 
@@ -630,7 +641,9 @@ class _Converter:
         for hop in value.split(","):
             match = _HOP.fullmatch(hop)
             port = match.group("port") if match else None
-            if match is None or (port is not None and not 1 <= int(port) <= MAX_PORT):
+            name = match.group("host") if match else ""
+            if (match is None or (port is not None and not 1 <= int(port) <= MAX_PORT)
+                    or (not name.startswith("[") and _hostfile.dns_name_problem(name))):
                 self.fail(
                     node,
                     f"expected jump_host as [user@]host[:port], hops separated by ',', "
@@ -719,16 +732,16 @@ class _Converter:
 
     def nnodes(self, node: Node, name: str) -> str:
         text = self.scalar(node, name, "N or MIN:MAX")
-        low_s, colon, high_s = text.partition(":")
-        parts = [low_s, high_s] if colon else [low_s]
-        if not all(p.isascii() and p.isdigit() and len(p) <= 9 for p in parts):
+        try:
+            low, high = values.nnodes(text, MAX_HOSTS)
+        except values.BadValue as exc:
+            if exc.kind == "low":
+                self.fail(node, f"expected N or MIN:MAX with 1 <= MIN <= MAX for {name}, "
+                                f"got {_clip(text)}")
+            if exc.kind == "high":
+                self.fail(node, f"expected {exc.reason} for {name}, got {_clip(text)}")
             self.fail(node, f"expected N or MIN:MAX for {name}, got {_describe(node)}")
-        numbers = [int(p) for p in parts]
-        if min(numbers) < 1 or numbers[0] > numbers[-1]:
-            self.fail(
-                node, f"expected N or MIN:MAX with 1 <= MIN <= MAX for {name}, got {_clip(text)}"
-            )
-        return ":".join(str(n) for n in numbers)
+        return f"{low}:{high}" if ":" in text else str(low)
 
     def endpoint(self, node: Node, name: str) -> str:
         text = self.string(node, name)
@@ -772,15 +785,14 @@ class _Converter:
         self, node: Node, text: str, index: int | None, what: str, *, value_part: bool = False
     ) -> None:
         if value_part:
-            bad = next((j for j, ch in enumerate(text) if ch in ",=" or ch.isspace()), None)
-            if bad is not None or _CONTROL.search(text):
+            if values.conf_value_problem(text) is not None:
                 self.fail(
                     node,
                     f"unexpected character in {what} {_clip(text)}: ',', '=', spaces and "
                     "control characters cannot be passed",
                     index,
                 )
-        elif not _CONF_KEY.fullmatch(text):
+        elif not values.CONF_KEY.fullmatch(text):
             self.fail(
                 node,
                 f"expected {what} of letters, digits, '_', '.' or '-', got {_clip(text)}",

@@ -107,7 +107,7 @@ import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from sshrun.configfile import read_config_text
+from sshrun.configfile import read_config_text, split_lines
 from sshrun.errors import ConfigError, LocationError
 from sshrun.plan import REDACTED, SECRET_NAME
 from sshrun.redact import Redactor
@@ -488,8 +488,8 @@ def parse_env_file(text: str, source: str) -> list[tuple[str, str]]:
     if text.startswith("\ufeff"):
         text = text[1:]
     out: dict[str, str] = {}
-    for number, raw in enumerate(text.split("\n"), start=1):
-        line = raw[:-1] if raw.endswith("\r") else raw
+    # Line breaks as in hostfiles: \n, \r\n and an old Mac's lone \r.
+    for number, line in enumerate(split_lines(text), start=1):
         try:
             entry = _parse_line(line)
         except _LineError as err:

@@ -30,6 +30,11 @@ EXIT_PIPE = 141
 EXIT_SSH = 255
 
 
+def shown(name: str) -> str:
+    """A file name (or any text from the user) as one printable line: quoted when it is not."""
+    return name if name.isprintable() else repr(name)
+
+
 class SshrunError(Exception):
     """Base of every error sshrun reports; ``exit_code`` is sshrun's status."""
 
@@ -50,7 +55,7 @@ class LocationError(ConfigError):
         self.line = line
         self.column = column
         self.message = message
-        super().__init__(f"{source}:{line}:{column}: {message}")
+        super().__init__(f"{shown(source)}:{line}:{column}: {message}")
 
 
 class NodeSetupError(ConfigError):

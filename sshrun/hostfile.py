@@ -53,7 +53,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from sshrun.configfile import read_config_text
-from sshrun.errors import ConfigError, LocationError
+from sshrun.errors import ConfigError, LocationError, shown
 
 __all__ = [
     "MAX_COLON_SLOTS",
@@ -62,6 +62,7 @@ __all__ = [
     "HostSpec",
     "HostlistError",
     "expand_hostlist",
+    "hostlist_size",
     "load_hostfile",
     "parse_host_list",
     "parse_hostfile",
@@ -88,7 +89,12 @@ _KEY_HELP = "slots=N, port=P, user=NAME, max_slots=N"
 # Bounds of a range longer than this are typos; the cap also keeps int() far
 # from Python's limit on converting very long digit strings.
 _MAX_RANGE_DIGITS = 18
+_MAX_COUNT = 10**36
 _TOKEN = re.compile(r"\S+")
+# DNS limits (RFC 1035): what name lookup accepts; a longer or empty label
+# would pass here and fail later, inside the resolver, without a line number.
+MAX_LABEL = 63
+MAX_NAME = 253
 
 
 @dataclass(frozen=True)
@@ -146,6 +152,40 @@ def expand_hostlist(pattern: str) -> list[str]:
     nested, empty, non-numeric or reversed range, or one expanding to more
     than ``MAX_HOSTS`` names.
     """
+    parts = _parse_pattern(pattern)
+    count = _count(parts)
+    if count > MAX_HOSTS:
+        size_text = str(count) if count <= _MAX_COUNT else "more than 10**36"
+        raise HostlistError(
+            0, f"{pattern!r} expands to {size_text} hosts, more than the limit of {MAX_HOSTS}"
+        )
+    choices = [
+        [part] if isinstance(part, str) else [v for r in part for v in r.values()] for part in parts
+    ]
+    return ["".join(combo) for combo in itertools.product(*choices)]
+
+
+def hostlist_size(pattern: str) -> int:
+    """How many names ``expand_hostlist(pattern)`` gives, computed without building them."""
+    return _count(_parse_pattern(pattern))
+
+
+def _count(parts: list[str | list[_Range]]) -> int:
+    """The product of the groups' sizes, saturating above ``_MAX_COUNT``.
+
+    Many wide groups would otherwise make a number too long to print.
+    """
+    count = 1
+    for part in parts:
+        if not isinstance(part, str):
+            count *= sum(len(r) for r in part)
+            if count > _MAX_COUNT:
+                return _MAX_COUNT + 1
+    return count
+
+
+def _parse_pattern(pattern: str) -> list[str | list[_Range]]:
+    """Literal text and range groups, in order; raises HostlistError."""
     parts: list[str | list[_Range]] = []
     literal_start = 0
     i = 0
@@ -165,19 +205,7 @@ def expand_hostlist(pattern: str) -> list[str]:
         parts.append(_parse_group(pattern, i, close))
         i = literal_start = close + 1
     parts.append(pattern[literal_start:])
-
-    count = 1
-    for part in parts:
-        if not isinstance(part, str):
-            count *= sum(len(r) for r in part)
-    if count > MAX_HOSTS:
-        raise HostlistError(
-            0, f"{pattern!r} expands to {count} hosts, more than the limit of {MAX_HOSTS}"
-        )
-    choices = [
-        [part] if isinstance(part, str) else [v for r in part for v in r.values()] for part in parts
-    ]
-    return ["".join(combo) for combo in itertools.product(*choices)]
+    return parts
 
 
 def _parse_group(pattern: str, start: int, close: int) -> list[_Range]:
@@ -325,9 +353,33 @@ def _check_host_pattern(pattern: str, at: int, token: str) -> list[str]:
                 "digits, '-', '.', '_' or a range like node[01-16]",
             )
     try:
-        return expand_hostlist(pattern)
+        names = expand_hostlist(pattern)
     except HostlistError as err:
         raise _LineError(at + err.offset, err.message) from None
+    for name in names:
+        _check_dns_name(name, at)
+    return names
+
+
+def dns_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be looked up (DNS label and name lengths), or None."""
+    body = name[:-1] if name.endswith(".") else name  # an absolute name's final dot
+    if len(body) > MAX_NAME:
+        return f"a host name is at most {MAX_NAME} characters, got {len(body)}"
+    for label in body.split("."):
+        if not label:
+            return "a host name has no empty labels (no leading, trailing or double '.')"
+        if len(label) > MAX_LABEL:
+            return (f"each dot-separated label of a host name is at most {MAX_LABEL} "
+                    f"characters, got one of {len(label)}")
+    return None
+
+
+def _check_dns_name(name: str, at: int) -> None:
+    problem = dns_name_problem(name)
+    if problem is not None:
+        text = name if len(name) <= 60 else name[:60] + "..."
+        raise _LineError(at, f"invalid host name {text!r}: {problem}")
 
 
 def _check_bracketed_host(inner: str, at: int, token: str) -> None:
@@ -342,6 +394,7 @@ def _check_bracketed_host(inner: str, at: int, token: str) -> None:
             _HOST_CHARS,
             "letters, digits, '-', '.' or '_' (no ranges inside [host]:PORT)",
         )
+        _check_dns_name(inner, at)
         return
     _check_name(inner, at, "IPv6 address", _IPV6_CHARS, "hex digits, ':' or '.'")
     try:
@@ -611,7 +664,7 @@ def load_hostfile(path: str | os.PathLike[str]) -> list[HostSpec]:
     text = read_config_text(name, "hostfile")
     hosts = parse_hostfile(text, name)
     if not hosts:
-        raise ConfigError(f"{name}: no hosts")
+        raise ConfigError(f"{shown(name)}: no hosts")
     return hosts
 
 
@@ -639,6 +692,9 @@ def _spec_problem(spec: HostSpec) -> str | None:
             _check_name(spec.host, 0, "host name", _HOST_CHARS, "a plain host name")
             if not spec.host:
                 return "empty host name"
+            dns = dns_name_problem(spec.host)
+            if dns is not None:
+                return dns
         if spec.user is not None:
             _check_user(spec.user, 0, spec.user)
     except _LineError as err:

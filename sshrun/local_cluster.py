@@ -30,6 +30,11 @@ from sshrun.hostfile import HostSpec
 MAX_NODES = 250  # 127.0.0.2 .. 127.0.0.251
 
 
+def local_cluster_hosts(n: int) -> tuple[HostSpec, ...]:
+    """The embedded cluster's node names (``node1`` ... ``nodeN``), known before it starts."""
+    return tuple(HostSpec(f"node{k + 1}", where="--local-cluster") for k in range(n))
+
+
 @dataclass(frozen=True)
 class LocalCluster:
     hosts: tuple[HostSpec, ...]
@@ -152,7 +157,7 @@ async def local_cluster(n: int) -> AsyncIterator[LocalCluster]:
             known.write_text("\n".join(known_lines) + "\n")
             config = Path(tmp, "ssh_config")
             config.write_text("\n".join(config_lines))
-            hosts = tuple(HostSpec(f"node{k + 1}", where="--local-cluster") for k in range(n))
+            hosts = local_cluster_hosts(n)
             yield LocalCluster(hosts, str(config), str(known), str(key_path))
         finally:
             for server in servers:

@@ -20,8 +20,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from sshrun import values
 from sshrun.errors import ConfigError
-from sshrun.hostfile import HostSpec
+from sshrun.hostfile import MAX_SLOTS, HostSpec
 from sshrun.membership import Membership
 from sshrun.redact import REDACTED as REDACTED  # shown for secret names
 
@@ -35,6 +36,14 @@ SECRET_NAME = re.compile(
 )
 
 NPROC_WORDS = ("auto", "cpu", "gpu", "xpu")
+
+# Linux refuses to exec a program when one argument or one "NAME=value"
+# environment string is longer than MAX_ARG_STRLEN (32 pages), and when all of
+# them together pass ARG_MAX (a quarter of the stack limit, 2 MiB by default).
+# What sshrun adds is held to half of that, leaving room for the node's login
+# environment and torchrun's own arguments.
+MAX_ARG_STRLEN = 131072
+MAX_EXEC_TOTAL = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -82,7 +91,10 @@ class RestartPolicy:
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait before starting attempt ``attempt + 1``."""
-        return float(min(self.backoff_max, self.backoff * 2 ** attempt))
+        # A float power: 2 ** 1024 as an int overflows when multiplied by a
+        # float; 2.0 ** 1023 times any bounded back-off is at worst inf, and
+        # min() turns that into backoff_max.
+        return float(min(self.backoff_max, self.backoff * 2.0 ** min(max(attempt, 0), 1023)))
 
     def allows(self, attempt: int, exit_code: int, reason: str | None) -> bool:
         # A configuration problem on a node (reason "error") fails the same way again.
@@ -149,32 +161,10 @@ class JobPlan:
 
 def parse_nproc(value: str, source: str = "--nproc-per-node") -> str:
     value = value.strip()
-    if value in NPROC_WORDS:
-        return value
-    if re.fullmatch(r"[0-9]+", value) and int(value) >= 1:
-        return str(int(value))
-    raise ConfigError(f"{source}: expected a positive integer or one of "
-                      f"{', '.join(NPROC_WORDS)}, got {value!r}")
-
-
-def option_like(value: str, what: str) -> str | None:
-    """The one check of a node path given by the user (``--python``, YAML paths).
-
-    A leading ``-`` would reach the node's shell as an option (``exec -c``):
-    refused on the command line and in the YAML file alike. Returns the
-    problem, or None.
-    """
-    return f"{what} may not start with '-'" if value.startswith("-") else None
-
-
-def parse_python(value: str | None, source: str = "--python") -> str | None:
-    """``--python PATH``: the interpreter on the nodes, checked (None: the default)."""
-    if value is not None:
-        problem = option_like(value, source)
-        if problem is not None:
-            raise ConfigError(f"{problem} (the node's shell would read it as an option), "
-                              f"got {value!r}")
-    return value
+    try:
+        return values.nproc(value, MAX_SLOTS)
+    except values.BadValue as exc:
+        raise ConfigError(f"{source}: expected {exc.reason}, got {values.clip(value)}") from None
 
 
 def parse_endpoint(value: str, source: str = "--rdzv-endpoint") -> tuple[str, int | None]:
@@ -187,9 +177,13 @@ def parse_endpoint(value: str, source: str = "--rdzv-endpoint") -> tuple[str, in
         raise ConfigError(f"{source}: expected HOST[:PORT], got {value!r}")
     host = match.group(1) or match.group(3)
     port_text = match.group(2) or match.group(4)
-    port = int(port_text) if port_text else None
-    if port is not None and not 1 <= port <= 65535:
-        raise ConfigError(f"{source}: port {port} is out of range 1-65535")
+    port: int | None = None
+    if port_text:
+        try:
+            port = values.whole_number(port_text, 1, values.MAX_PORT)
+        except values.BadValue:
+            raise ConfigError(f"{source}: port {values.clip(port_text, 20)[1:-1]} is out of "
+                              f"range 1-{values.MAX_PORT}") from None
     return host, port
 
 
@@ -227,12 +221,45 @@ def plan_job(config: JobConfig, job_id: str, attempt: int = 0) -> JobPlan:
             ("SSHRUN_HOST", host.label),
             ("SSHRUN_ATTEMPT", str(attempt)),
         )
+        _check_exec_size(env, config.target, host.label)
         nodes.append(NodePlan(
             index, host, nproc, first, env, f"{job_id}.{index}.{attempt}",
             python=config.python or host.python or config.default_python,
             workdir=config.workdir or host.workdir or config.default_workdir,
         ))
     return JobPlan(config, job_id, attempt, tuple(nodes))
+
+
+def _size(text: str) -> int:
+    """Bytes of ``text`` in an exec'd string, its NUL included."""
+    return len(text.encode("utf-8", "surrogatepass")) + 1
+
+
+def _check_exec_size(env: tuple[tuple[str, str], ...], target: tuple[str, ...],
+                     label: str) -> None:
+    """Refuse, before anything starts, what the node's exec would refuse (E2BIG)."""
+    sizes = [(_size(f"{name}={value}"), name) for name, value in env]
+    for size, name in sizes:
+        if size > MAX_ARG_STRLEN:
+            raise ConfigError(
+                f"environment variable {name} is {size} bytes as NAME=value, more than "
+                f"Linux's limit of {MAX_ARG_STRLEN} bytes (MAX_ARG_STRLEN) for one "
+                "variable; pass large data in a file"
+            )
+    for position, arg in enumerate(target, start=1):
+        if _size(arg) > MAX_ARG_STRLEN:
+            raise ConfigError(
+                f"argument {position} of the command is {_size(arg)} bytes, more than "
+                f"Linux's limit of {MAX_ARG_STRLEN} bytes (MAX_ARG_STRLEN) for one argument"
+            )
+    total = sum(size for size, _ in sizes) + sum(_size(arg) for arg in target)
+    if total > MAX_EXEC_TOTAL:
+        largest = max(sizes, default=(0, ""))[1]
+        raise ConfigError(
+            f"{label}: the environment and arguments sshrun passes are {total} bytes, more "
+            f"than the limit of {MAX_EXEC_TOTAL} bytes (half of Linux's default ARG_MAX)"
+            + (f"; the largest variable is {largest}" if largest else "")
+        )
 
 
 def torchrun_args(

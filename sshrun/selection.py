@@ -24,30 +24,53 @@ import re
 from collections.abc import Mapping, Sequence
 
 from sshrun.errors import ConfigError
-from sshrun.hostfile import HostlistError, HostSpec, expand_hostlist, parse_host_list
+from sshrun.hostfile import (
+    MAX_HOSTS,
+    MAX_SLOTS,
+    HostlistError,
+    HostSpec,
+    expand_hostlist,
+    hostlist_size,
+    parse_host_list,
+)
+from sshrun.values import BadValue, clip, whole_number
 
 Filter = dict[str, tuple[int, ...] | None]  # host -> chosen slots, or None for the whole host
 
 
 def parse_filter(value: str, flag: str) -> Filter:
     chosen: Filter = {}
+    shown = clip(value)
+    total = 0
     for part in value.split("@"):
         part = part.strip()
         if not part:
-            raise ConfigError(f"{flag} {value!r}: empty host between '@' separators")
+            raise ConfigError(f"{flag} {shown}: empty host between '@' separators")
         name, sep, slots_text = part.partition(":")
         try:
+            # Counted before anything is built: many short ranges would
+            # otherwise expand to millions of names from a short flag.
+            total += hostlist_size(name)
+            if total > MAX_HOSTS:
+                raise ConfigError(
+                    f"{flag} {shown}: names more than the limit of {MAX_HOSTS} hosts"
+                )
             names = expand_hostlist(name)
         except HostlistError as exc:
-            raise ConfigError(f"{flag} {value!r}: {exc.message}") from None
+            raise ConfigError(f"{flag} {shown}: {exc.message}") from None
         slots: tuple[int, ...] | None = None
         if sep:
-            if not re.fullmatch(r"[0-9]+(,[0-9]+)*", slots_text):
+            try:
+                if not re.fullmatch(r"[0-9]+(,[0-9]+)*", slots_text):
+                    raise BadValue("slot indices")
+                slots = tuple(sorted({whole_number(s, 0, MAX_SLOTS - 1)
+                                      for s in slots_text.split(",")}))
+            except BadValue as exc:
                 raise ConfigError(
-                    f"{flag} {value!r}: expected HOST:SLOT[,SLOT...] with slot indices, "
-                    f"got {part!r}"
-                )
-            slots = tuple(sorted({int(s) for s in slots_text.split(",")}))
+                    f"{flag} {shown}: expected HOST:SLOT[,SLOT...] with slot indices "
+                    f"0-{MAX_SLOTS - 1}, got {clip(part)}"
+                    + ("" if exc.kind != "high" else ": a slot index is too large")
+                ) from None
         for host in names:
             if host in chosen:
                 raise ConfigError(f"{flag} {value!r}: {host} is named twice")
@@ -111,6 +134,13 @@ def slurm_hosts(environ: Mapping[str, str]) -> tuple[HostSpec, ...] | None:
         return None
     hosts = parse_host_list(nodelist, source="SLURM_JOB_NODELIST")
     per_node = environ.get("SLURM_NTASKS_PER_NODE", "")
-    if re.fullmatch(r"[0-9]+", per_node) and int(per_node) > 0:
-        hosts = [dataclasses.replace(h, slots=int(per_node)) for h in hosts]
+    if re.fullmatch(r"[0-9]+", per_node):
+        try:
+            slots = whole_number(per_node, 1, MAX_SLOTS)
+        except BadValue as exc:
+            raise ConfigError(
+                f"SLURM_NTASKS_PER_NODE: expected {exc.reason} (slots per node), "
+                f"got {clip(per_node)}"
+            ) from None
+        hosts = [dataclasses.replace(h, slots=slots) for h in hosts]
     return tuple(dataclasses.replace(h, where="SLURM_JOB_NODELIST") for h in hosts)

@@ -19,7 +19,9 @@ Every failure becomes an ``SSHError`` that names the host and says what to do.
 from __future__ import annotations
 
 import asyncio
+import getpass
 import os
+import shlex
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,7 +30,8 @@ from typing import Literal
 
 import asyncssh
 
-from sshrun.errors import AuthError, ConnectError, HostKeyError, SSHError
+from sshrun.configfile import read_config_bytes, read_config_text
+from sshrun.errors import AuthError, ConfigError, ConnectError, HostKeyError, SSHError
 from sshrun.hostfile import HostSpec
 from sshrun.plan import Timeouts
 
@@ -58,20 +61,26 @@ class _Client(asyncssh.SSHClient):
         self.known_hosts = known_hosts
         self.offered: asyncssh.SSHKey | None = None
         self.known_keys: list[asyncssh.SSHKey] = []
+        self.known_in: list[str] = []  # the files that hold a key for this host
+        self.entry = ""  # how known_hosts names this host: host, or [host]:port
 
     def validate_host_public_key(
         self, host: str, addr: str, port: int, key: asyncssh.SSHKey
     ) -> bool:
         self.offered = key
-        existing = [p for p in self.known_hosts if os.path.isfile(p)]
-        if existing:
-            matched = asyncssh.read_known_hosts(existing).match(
+        self.entry = host if port == 22 else f"[{host}]:{port}"
+        for path in self.known_hosts:
+            if not os.path.isfile(path):
+                continue
+            matched = asyncssh.read_known_hosts(path).match(
                 host, addr, port if port != 22 else None
             )
-            self.known_keys = list(matched[0])
+            if matched[0]:
+                self.known_keys += matched[0]
+                self.known_in.append(path)
         if self.policy != "accept-new" or self.known_keys:
             return False
-        entry_host = host if port == 22 else f"[{host}]:{port}"
+        entry_host = self.entry
         target = Path(self.known_hosts[0]).expanduser()
         target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         with target.open("a") as f:
@@ -133,6 +142,87 @@ async def _options(
         files = configured if isinstance(configured, list | tuple) and configured else None
         known = _known_hosts_files([str(f) for f in files] if files else None)
     return options, known
+
+
+def check_ssh_files(hosts: Sequence[HostSpec], settings: SSHSettings) -> None:
+    """Check the ssh config and every identity file once, before any connection.
+
+    A missing, unreadable, non-regular or garbage file is a ``ConfigError``
+    (exit 2) naming it; without this, each host would fail on its own with
+    exit 255. The config is parsed as asyncssh parses it for each distinct
+    host (options under a ``Host`` block are read only where it matches), and
+    each identity file is read through the same bounded reader as every
+    other configuration file and decoded as a private key.
+    """
+    from asyncssh.config import SSHClientConfig
+
+    if settings.config_paths is not None:
+        paths = [os.path.expanduser(p) for p in settings.config_paths]
+        for path in paths:
+            read_config_text(path, "ssh config")
+    else:
+        default = DEFAULT_SSH_CONFIG.expanduser()
+        paths = [str(default)] if default.is_file() else []
+    checked: set[str] = set()
+    explicit = [(p, "ssh.identity_file") for p in settings.identity_files or ()]
+    for path, where in explicit:
+        _check_identity(path, where, checked, encrypted_ok=False)
+    local_user = _local_user()
+    seen: set[tuple[str, str | None, int | None]] = set()
+    for host in hosts:
+        key = (host.host, host.user, host.port)
+        if key in seen:
+            continue
+        seen.add(key)
+        if host.identity_file is not None:
+            _check_identity(host.identity_file, f"identity_file of {host.label}", checked,
+                            encrypted_ok=False)
+        if not paths:
+            continue
+        try:
+            config = SSHClientConfig.load(
+                None, paths, False, False, False, local_user,
+                host.user if host.user else (), host.host, host.port if host.port else (),
+            )
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"bad ssh config ({', '.join(paths)}): {exc}") from None
+        if host.identity_file is not None or settings.identity_files is not None:
+            continue  # the config's IdentityFile is not used for this host
+        identity = config.get("IdentityFile", ())
+        for path in identity if isinstance(identity, list | tuple) else ():
+            # asyncssh skips an encrypted key from the config (an agent may
+            # hold it) but fails on a missing or unreadable one.
+            _check_identity(str(path), f"IdentityFile in the ssh config, for {host.label}",
+                            checked, encrypted_ok=True)
+
+
+def _local_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""
+
+
+def _check_identity(path: str, where: str, checked: set[str], *, encrypted_ok: bool) -> None:
+    full = os.path.expanduser(path)
+    if full in checked:
+        return
+    checked.add(full)
+    data = read_config_bytes(full, f"identity file ({where})")
+    try:
+        asyncssh.import_private_key(data)
+    except asyncssh.KeyImportError as exc:
+        encrypted = "passphrase" in str(exc).lower()
+        if encrypted and encrypted_ok:
+            return
+        if encrypted:
+            raise ConfigError(
+                f"identity file {path} ({where}) is encrypted, and sshrun never prompts "
+                "for a passphrase: load the key into ssh-agent and leave identity_file out"
+            ) from None
+        raise ConfigError(
+            f"identity file {path} ({where}) is not a private key sshrun can read: {exc}"
+        ) from None
 
 
 @dataclass
@@ -203,20 +293,31 @@ async def _connect_one(
             # The jump connection closes with the node's.
             conn.set_tunnel(tunnel)
     except asyncssh.HostKeyNotVerifiable:
+        entry = client.entry or (
+            str(options.host) if options.port == 22 else f"[{options.host}]:{options.port}")
         if client.known_keys:
+            # Name the file that holds the old key and the entry as it is
+            # written there ([host]:port off port 22), so the command works.
+            removals = "; ".join(
+                f"`ssh-keygen -R {shlex.quote(entry)} -f {shlex.quote(path)}`"
+                for path in client.known_in
+            )
             raise HostKeyError(
                 host.label,
                 f"host key has CHANGED (offered {_fingerprint(client.offered)}, "
-                f"known_hosts has {', '.join(_fingerprint(k) for k in client.known_keys)}); "
-                "if the node was reinstalled, remove its old line with "
-                f"`ssh-keygen -R {host.host}` and connect once to check the new key",
+                f"{', '.join(client.known_in)} has "
+                f"{', '.join(_fingerprint(k) for k in client.known_keys)}); "
+                f"if the node was reinstalled, remove its old entry with {removals} "
+                "and connect once to check the new key",
             ) from None
+        target = known[0] if known else str(DEFAULT_KNOWN_HOSTS[0])
+        port_flag = f"-p {options.port} " if options.port != 22 else ""
         raise HostKeyError(
             host.label,
             f"host key {_fingerprint(client.offered)} is not in known_hosts "
             f"({', '.join(known) or 'none'}); check it and add it with "
-            f"`ssh-keyscan {'-p ' + str(options.port) + ' ' if options.port != 22 else ''}"
-            f"{options.host} >> ~/.ssh/known_hosts`, or run with --host-key-policy accept-new",
+            f"`ssh-keyscan {port_flag}{shlex.quote(str(options.host))} >> "
+            f"{shlex.quote(target)}`, or run with --host-key-policy accept-new",
         ) from None
     except asyncssh.PermissionDenied:
         raise AuthError(
@@ -228,7 +329,21 @@ async def _connect_one(
         raise ConnectError(
             host.label, f"timed out after {settings.timeouts.connect:.0f}s connecting or logging in"
         ) from None
-    except (OSError, socket.gaierror) as exc:
+    except socket.gaierror as exc:
+        # errno -3 (EAI_AGAIN) reads "Unknown error -3" through os.strerror;
+        # the resolver's own words name the problem.
+        raise ConnectError(
+            host.label, f"cannot resolve host name {options.host}: "
+            f"{exc.strerror or 'name lookup failed'} (check the name, or HostName "
+            "in the ssh config)",
+        ) from None
+    except UnicodeError:
+        # The IDNA codec refuses a name with an empty or over-long label.
+        raise ConnectError(
+            host.label, f"cannot resolve host name {options.host}: not a valid DNS name "
+            "(labels of 1-63 characters)",
+        ) from None
+    except OSError as exc:
         # asyncio words a refused connect as "Connect call failed (addr, port)";
         # the errno says it plainly.
         reason = (os.strerror(exc.errno) if isinstance(exc.errno, int) and exc.errno

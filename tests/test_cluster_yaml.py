@@ -20,7 +20,7 @@ from sshrun.cluster_yaml import (
     render_cluster_yaml,
 )
 from sshrun.errors import ConfigError, LocationError
-from sshrun.hostfile import HostSpec, parse_hostfile
+from sshrun.hostfile import HostSpec, dns_name_problem, parse_hostfile
 from sshrun.transport import HOST_KEY_POLICIES
 
 HOSTFILES = Path(__file__).resolve().parent.parent / "hostfiles"
@@ -817,7 +817,10 @@ _NAME = st.text(
     min_size=1,
     max_size=12,
 ).filter(lambda s: not s.startswith("-"))
-_HOSTS = _NAME | st.sampled_from(["::1", "fd00::5", "2001:db8::1"])
+# Host names follow DNS label rules (no empty label, none over 63 characters).
+_HOSTS = _NAME.filter(lambda s: dns_name_problem(s) is None) | st.sampled_from(
+    ["::1", "fd00::5", "2001:db8::1"]
+)
 _PATH = st.text(
     st.characters(codec="utf-8", exclude_categories=["Cc", "Cs"]), min_size=1, max_size=20
 ).filter(lambda s: not s.startswith("-"))

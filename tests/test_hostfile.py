@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sshrun import configfile
 from sshrun.errors import ConfigError, LocationError
 from sshrun.hostfile import (
     MAX_HOSTS,
@@ -399,10 +400,11 @@ def test_load_hostfile_directory(tmp_path: Path) -> None:
 
 def test_load_hostfile_unreadable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Patched rather than chmod 0, which root (as in CI containers) reads anyway.
-    def deny(self: Path) -> bytes:
-        raise PermissionError(13, "Permission denied", str(self))
+    # The reader opens with os.open (non-blocking, so that a FIFO cannot hang it).
+    def deny(path: str, *args: object) -> int:
+        raise PermissionError(13, "Permission denied", path)
 
-    monkeypatch.setattr(Path, "read_bytes", deny)
+    monkeypatch.setattr(configfile.os, "open", deny)
     path = tmp_path / "hosts"
     with pytest.raises(ConfigError) as info:
         load_hostfile(path)
@@ -551,7 +553,10 @@ def test_parse_host_list_only_raises_config_errors(text: str) -> None:
 
 
 NAMES = st.from_regex(r"[A-Za-z0-9_.][A-Za-z0-9._-]{0,15}", fullmatch=True)
-HOSTS = st.one_of(NAMES, st.ip_addresses(v=4).map(str), st.ip_addresses(v=6).map(str))
+# Host names follow DNS label rules (labels of 1-63 characters), user names do not.
+DNS_NAMES = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,7}(\.[A-Za-z0-9_-]{1,7}){0,2}\.?",
+                          fullmatch=True)
+HOSTS = st.one_of(DNS_NAMES, st.ip_addresses(v=4).map(str), st.ip_addresses(v=6).map(str))
 SPECS = st.builds(
     HostSpec,
     host=HOSTS,
