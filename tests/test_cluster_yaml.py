@@ -870,7 +870,9 @@ def torchrun_options(draw: st.DrawFn) -> tuple[tuple[str, str], ...]:
     )
 
 
-_HOP = st.tuples(st.none() | _NAME, _NAME, st.none() | st.integers(1, 65535)).map(
+# A jump host's name follows the same DNS rules as a node's.
+_HOP = st.tuples(st.none() | _NAME, _NAME.filter(lambda s: dns_name_problem(s) is None),
+                 st.none() | st.integers(1, 65535)).map(
     lambda t: (f"{t[0]}@" if t[0] else "") + t[1] + (f":{t[2]}" if t[2] else "")
 )
 
