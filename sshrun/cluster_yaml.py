@@ -427,7 +427,10 @@ class _Converter:
             first = firsts.get(value)
             if first is not None:
                 self.fail(
-                    item, f"{_clip(value)} listed twice in {what} (first at {self.ref(first)})"
+                    item,
+                    # The name part only: an entry with a value may hold a secret.
+                    f"{refused_name(value, 60)} listed twice in {what} "
+                    f"(first at {self.ref(first)})",
                 )
             firsts[value] = item
             result.append((item, value))
