@@ -145,8 +145,9 @@ async def run_job(inv: Invocation, runtime: Runtime = Runtime()) -> JobResult:
     """Run the job to its end; the result, or the :class:`SshrunError` that kept it
     from starting. Cancelling the task stops every node as Ctrl-C does, reports it
     to the readers, and then raises ``CancelledError``."""
-    out = ConsoleOutput(runtime.stdout or _binary(sys.stdout),
-                        runtime.stderr or _binary(sys.stderr))
+    out = ConsoleOutput(
+        binary_stream(sys.stdout) if runtime.stdout is None else runtime.stdout,
+        binary_stream(sys.stderr) if runtime.stderr is None else runtime.stderr)
     interrupts = _Interrupts()
     readers: list[OnEvent] = []
     if runtime.console_report:
@@ -394,7 +395,7 @@ class _Interrupts:
             self.pending = True
 
 
-def _binary(stream: object) -> BinaryIO:
+def binary_stream(stream: object) -> BinaryIO:
     """A binary file for the console: a text stream's buffer, or the text stream
     itself behind a UTF-8 decoder (io.StringIO, a notebook's output)."""
     if isinstance(stream, io.TextIOBase) or hasattr(stream, "encoding"):

@@ -173,7 +173,7 @@ def _text(value: object, name: str) -> str:
         else str(value)
 
 
-def _check_shape(opts: Options) -> None:
+def check_options(opts: Options) -> None:
     """What argparse checks for the CLI, checked again for the API's keywords."""
     for f in dataclasses.fields(Options):
         value = getattr(opts, f.name)
@@ -222,7 +222,7 @@ def resolve(opts: Options, environ: Mapping[str, str] | None = None,
     """
     env = dict(os.environ if environ is None else environ)
     say = notice or _stderr
-    _check_shape(opts)
+    check_options(opts)
     mode = opts.mode
     local_count = (None if opts.local_cluster is None else
                    _number(_text(opts.local_cluster, "local_cluster"), "--local-cluster", 1,
