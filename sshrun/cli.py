@@ -98,6 +98,13 @@ empty value is an error, and a variable too large for the nodes' exec is
 named with Linux's limit. ``sshrun`` alone prints this help; a subcommand
 goes first (``sshrun exec -H f -- cmd``, not ``sshrun -H f exec``).
 ``--host-key-policy insecure`` warns on stderr.
+
+This module is the command line's door only: argparse, then
+:func:`sshrun.settings.resolve` (one precedence table for flags, the YAML
+file, the environment and defaults), then :func:`sshrun.launcher.run_job`
+(attempts, restarts, the elastic pool), whose result's exit status is the
+process's. The Python API (``sshrun.launch``, docs/api.md) is the other door
+onto the same two.
 """
 
 from __future__ import annotations
