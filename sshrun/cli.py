@@ -98,6 +98,13 @@ empty value is an error, and a variable too large for the nodes' exec is
 named with Linux's limit. ``sshrun`` alone prints this help; a subcommand
 goes first (``sshrun exec -H f -- cmd``, not ``sshrun -H f exec``).
 ``--host-key-policy insecure`` warns on stderr.
+
+This module is the command line's door only: argparse, then
+:func:`sshrun.settings.resolve` (one precedence table for flags, the YAML
+file, the environment and defaults), then :func:`sshrun.launcher.run_job`
+(attempts, restarts, the elastic pool), whose result's exit status is the
+process's. The Python API (``sshrun.launch``, docs/api.md) is the other door
+onto the same two.
 """
 
 from __future__ import annotations
@@ -106,41 +113,18 @@ import argparse
 import asyncio
 import contextlib
 import os
-import secrets
-import signal
 import sys
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from typing import TypeVar, cast
-
-from rich.console import Console
-from rich.text import Text
+from collections.abc import Sequence
+from dataclasses import replace
 
 from sshrun import errors, values
-from sshrun.cluster_yaml import EnvFileSettings, SSHFileSettings, load_cluster_yaml
-from sshrun.console import ConsoleOutput
-from sshrun.environment import (
-    DEFAULT_FORWARD,
-    is_secret_name,
-    load_env_file,
-    redact_env,
-    resolve_env,
-)
-from sshrun.errors import ConfigError, ConnectError, SshrunError
-from sshrun.hostfile import MAX_HOSTS, HostSpec, load_hostfile, parse_host_list
-from sshrun.local_cluster import MAX_NODES as MAX_LOCAL_NODES
-from sshrun.local_cluster import local_cluster_hosts
-from sshrun.membership import HostPool, Membership
-from sshrun.output import Printer
+from sshrun.environment import redact_env
+from sshrun.errors import ConfigError, SshrunError
 from sshrun.plan import (
-    JobConfig,
     JobPlan,
-    RestartPolicy,
     Timeouts,
     format_endpoint,
     parse_endpoint,
-    parse_nproc,
     plan_job,
     target_args,
     torchrun_args,
@@ -148,22 +132,18 @@ from sshrun.plan import (
 from sshrun.redact import Redactor
 from sshrun.sanitize import sanitize, shown_plain
 from sshrun.sanitize import shown as shell_word
-from sshrun.selection import apply_filters, slurm_hosts
-from sshrun.supervisor import Failure, Outcome, Supervisor
-from sshrun.transport import HOST_KEY_POLICIES, HostKeyPolicy, SSHSettings, check_ssh_files
+from sshrun.settings import (
+    Invocation,
+    new_job_id,
+    options_from_namespace,
+    parse_nnodes,
+    resolve,
+    secret_values,
+)
+from sshrun.transport import HOST_KEY_POLICIES
 
-
-@dataclass(frozen=True)
-class Invocation:
-    """Everything the command line asked for, checked."""
-
-    config: JobConfig
-    ssh: SSHSettings
-    local_cluster: int | None
-    dry_run: bool
-    colour: bool | None
-    job_id: str
-    secret_values: frozenset[str] = frozenset()
+__all__ = ["Invocation", "build_parser", "main", "new_job_id", "parse_invocation",
+           "parse_nnodes", "render_dry_run", "run", "secret_values"]
 
 
 def _positive_float(value: str, high: float = values.MAX_SECONDS) -> float:
@@ -261,24 +241,8 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _hosts(args: argparse.Namespace, environ: dict[str, str]) -> tuple[HostSpec, ...]:
-    if args.hostfile is not None:
-        return tuple(load_hostfile(args.hostfile))
-    if args.hosts is not None:
-        return tuple(parse_host_list(args.hosts))
-    slurm = slurm_hosts(environ)
-    if slurm is not None:
-        nodelist = environ.get("SLURM_JOB_NODELIST") or environ.get("SLURM_NODELIST")
-        print(f"sshrun: no hosts given; using the Slurm allocation {nodelist} "
-              f"({len(slurm)} hosts)", file=sys.stderr)
-        return slurm
-    raise ConfigError(
-        "no cluster given: use -H/--hostfile PATH, --hosts LIST or --local-cluster N"
-    )
-
-
 def parse_invocation(argv: Sequence[str], environ: dict[str, str] | None = None) -> Invocation:
-    environ = dict(os.environ if environ is None else environ)
+    """The command line, as the job it asks for (sshrun.settings has the precedence)."""
     argv = list(argv)
     mode = "run"
     if argv and argv[0] in ("run", "exec"):
@@ -296,136 +260,19 @@ def parse_invocation(argv: Sequence[str], environ: dict[str, str] | None = None)
             f"{args.script!r} is a subcommand: put it first, as in `sshrun {args.script} "
             "[OPTIONS] ...` (to run a script of that name, write ./" + args.script + ")"
         )
-    local_count = (None if args.local_cluster is None else
-                   _number(args.local_cluster, "--local-cluster", 1, MAX_LOCAL_NODES,
-                           " node", " nodes (one per loopback address 127.0.0.2-251)"))
-    max_handshakes = _number(args.max_handshakes, "--max-handshakes", 1, 100_000)
     if mode == "exec":
         target = list(args.command)
         if target and target[0] == "--":
             target.pop(0)
-        if not target:
-            raise ConfigError("sshrun exec: no command given (sshrun exec [OPTIONS] -- COMMAND)")
     else:
         target = [args.script, *args.script_args]
-    cf = load_cluster_yaml(args.config) if args.config is not None else None
-    torch_opts = dict(cf.torchrun) if cf is not None else {}
-    if local_count is not None:
-        # The embedded nodes' names, so that every check below (--nnodes,
-        # --include) applies to them as to any cluster, in the dry run too.
-        hosts: tuple[HostSpec, ...] = local_cluster_hosts(local_count)
-        hosts = apply_filters(hosts, args.include, args.exclude)
-    else:
-        found = cf.hosts if cf is not None else _hosts(args, environ)
-        hosts = apply_filters(found, args.include, args.exclude)
-    ssh_file = cf.ssh if cf is not None else SSHFileSettings()
-    timeouts = Timeouts.for_liveness(
-        args.heartbeat_timeout,
-        connect=args.connect_timeout or ssh_file.connect_timeout or Timeouts.connect,
-        grace=args.grace_period,
-    )
-    env_file = cf.env if cf is not None else EnvFileSettings()
-    files = [entry for path in (*([env_file.file] if env_file.file else []), *args.env_file)
-             for entry in load_env_file(path)]
-    secrets = (*env_file.secret, *args.secret)
-    forward = (*DEFAULT_FORWARD, *env_file.forward)
-    # Checked as a whole (a secret must get a value somewhere), then split so
-    # that each host's own env sits above the file's and below -x flags.
-    everything = resolve_env(environ, forward=forward, flags=args.env, files=files,
-                             set_values=env_file.set, secrets=secrets)
-    flags = resolve_env(environ, forward=(), flags=args.env)
-    from_flags = {name for name, _ in flags.values}
-    base = resolve_env(environ, forward=forward, files=files, set_values=env_file.set,
-                       secrets=[s for s in secrets if s not in from_flags])
-    secret_names = frozenset(everything.secrets)
-    config = JobConfig(
-        hosts=hosts,
-        target=tuple(target),
-        mode="exec" if mode == "exec" else "torchrun",
-        python=_checked(values.node_path, args.python, "--python"),
-        default_python="python3" if args.local_cluster is None else sys.executable,
-        workdir=_checked(values.node_path, args.workdir, "--workdir"),
-        default_workdir=os.getcwd(),
-        env=base.values,
-        env_flags=flags.values,
-        secrets=secret_names,
-        timeouts=timeouts,
-    )
-    if mode == "run":
-        def opt(flag: str | None, key: str) -> str | None:
-            """A flag overrides the config file's torchrun section."""
-            return flag if flag is not None else torch_opts.get(key)
-
-        nnodes_text = opt(args.nnodes, "nnodes")
-        nnodes = parse_nnodes(nnodes_text) if nnodes_text is not None else None
-        if args.module and args.no_python:
-            raise ConfigError("-m/--module and --no-python cannot be used together "
-                              "(a module is run by Python)")
-        endpoint = opt(args.rdzv_endpoint, "rdzv-endpoint")
-        if endpoint is not None:
-            parse_endpoint(endpoint)
-        nproc = opt(args.nproc_per_node, "nproc-per-node")
-        config = replace(
-            config,
-            nproc_per_node=parse_nproc(nproc) if nproc else None,
-            rdzv_backend=opt(args.rdzv_backend, "rdzv-backend") or "static",
-            rdzv_endpoint=endpoint,
-            rdzv_id=_checked(values.word, opt(args.rdzv_id, "rdzv-id"), "--rdzv-id"),
-            rdzv_conf=_checked(values.rdzv_conf, opt(args.rdzv_conf, "rdzv-conf"),
-                               "--rdzv-conf"),
-            module=args.module,
-            no_python=args.no_python,
-        )
-        if nnodes is not None and nnodes[0] < nnodes[1]:
-            low, high = nnodes
-            if hosts and low > len(hosts):
-                raise ConfigError(f"--nnodes {nnodes_text}: only {len(hosts)} hosts given")
-            config = replace(config, membership=Membership(low, high, args.host_cooldown))
-        elif nnodes is not None and hosts:
-            if nnodes[0] > len(hosts):
-                raise ConfigError(f"--nnodes {nnodes[0]}: only {len(hosts)} hosts given")
-            config = replace(config, hosts=hosts[:nnodes[0]])
-    policy_text = args.host_key_policy or ssh_file.host_key_policy or "strict"
-    if policy_text not in HOST_KEY_POLICIES:
-        raise ConfigError(f"host_key_policy: expected one of {', '.join(HOST_KEY_POLICIES)}")
-    policy = cast(HostKeyPolicy, policy_text)
-    ssh_config = args.ssh_config or ssh_file.config
-    ssh = SSHSettings(
-        config_paths=(ssh_config,) if ssh_config else None,
-        host_key_policy=policy,
-        identity_files=(ssh_file.identity_file,) if ssh_file.identity_file else None,
-        jump_host=ssh_file.jump_host,
-        timeouts=timeouts,
-        max_handshakes=max_handshakes,
-    )
-    if policy == "insecure":
-        print("sshrun: warning: --host-key-policy insecure: host keys are not checked, so "
-              "anyone on the network path can pose as a node and see the job's secrets",
-              file=sys.stderr)
-    if local_count is None:
-        # Once, before any connection, in the dry run as in the real run.
-        check_ssh_files(config.hosts, ssh)
-    restarts_text = args.max_restarts if args.max_restarts is not None else (
-        torch_opts.get("max-restarts", "0"))
-    max_restarts = _number(restarts_text, "--max-restarts", 0, values.MAX_RESTARTS)
-    codes_text = args.no_restart_on if args.no_restart_on is not None else ""
-    codes = _checked(values.exit_codes, codes_text, "--no-restart-on") or frozenset()
-    config = replace(config, restarts=RestartPolicy(
-        max_restarts=max_restarts, backoff=args.restart_backoff,
-        backoff_max=args.restart_backoff_max, no_restart_on=codes,
-    ))
-    colour = {"auto": None, "always": True, "never": False}[args.color]
-    # Never the user's --rdzv-id: the job id tags every process for teardown,
-    # and two jobs that share a rendezvous id must not share tags.
-    job_id = new_job_id()
-    return Invocation(config, ssh, local_count, args.dry_run, colour, job_id,
-                      secret_values(config))
+    opts = options_from_namespace(args, "exec" if mode == "exec" else "run", target)
+    return resolve(opts, environ)
 
 
 SUBCOMMANDS = ("run", "exec")
 # Options whose own parser already refuses '' with its usual message.
 _OWN_EMPTY_CHECK = frozenset({"nnodes"})
-T = TypeVar("T")
 
 
 def _refuse_empty(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -439,57 +286,6 @@ def _refuse_empty(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
             flag = next((o for o in action.option_strings if o.startswith("--")),
                         action.option_strings[0])
             raise ConfigError(f"{flag}: expected a value, got an empty string")
-
-
-def _number(text: str, flag: str, low: int, high: int, unit: str = "",
-            units: str | None = None) -> int:
-    """A whole-number flag, checked as the YAML file checks its numbers."""
-    try:
-        return values.whole_number(text.strip(), low, high, unit)
-    except values.BadValue as exc:
-        reason = exc.reason
-        if exc.kind == "high" and units is not None:
-            reason = f"at most {high}{units}"
-        raise ConfigError(f"{flag}: expected {reason}, got {values.clip(text)}") from None
-
-
-def _checked(check: Callable[[str], T], text: str | None, flag: str) -> T | None:
-    """``check(text)`` with its complaint worded for ``flag``; None stays None."""
-    if text is None:
-        return None
-    try:
-        return check(text)
-    except values.BadValue as exc:
-        if exc.kind == "option":
-            # ssh and the node's ``exec`` would read it as one of their options.
-            raise ConfigError(f"{flag} may not start with '-' (the node's shell would read it "
-                              f"as an option), got {values.clip(text)}") from None
-        if exc.index is not None:
-            raise ConfigError(
-                f"{flag}: unexpected character {text[exc.index]!r} at {exc.index + 1} in "
-                f"{values.clip(text)}: expected {exc.reason}"
-            ) from None
-        raise ConfigError(f"{flag}: expected {exc.reason}, got {values.clip(text)}") from None
-
-
-def secret_values(config: JobConfig) -> frozenset[str]:
-    """Values never to print: of named secrets and of secret-looking names."""
-    pairs = [*config.env, *config.env_flags, *(kv for h in config.hosts for kv in h.env)]
-    return frozenset(v for k, v in pairs if v and is_secret_name(k, config.secrets))
-
-
-def parse_nnodes(value: str) -> tuple[int, int]:
-    """``N`` (fixed), or torchrun's ``MIN:MAX`` (elastic when MIN < MAX)."""
-    try:
-        return values.nnodes(value, MAX_HOSTS)
-    except values.BadValue as exc:
-        if exc.reason == "MIN <= MAX":
-            raise ConfigError(f"--nnodes {value}: MIN is larger than MAX") from None
-        raise ConfigError(f"--nnodes: expected {exc.reason}, got {values.clip(value)}") from None
-
-
-def new_job_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
 
 
 def render_dry_run(plan: JobPlan) -> str:
@@ -546,182 +342,18 @@ def render_dry_run(plan: JobPlan) -> str:
     return redact("\n".join(out) + "\n")
 
 
-async def _launch(inv: Invocation) -> int:
-    """The job, with the console written by threads: nothing on the event loop
-    waits for the terminal or a pipe (sshrun.console)."""
-    out = ConsoleOutput(sys.stdout.buffer, sys.stderr.buffer)
-    interrupts = _Interrupts()
-    loop = asyncio.get_running_loop()
-    # One handler for the whole run, so that no Ctrl-C ever falls between
-    # two phases and becomes a KeyboardInterrupt traceback.
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, interrupts)
-    try:
-        try:
-            code = await _launch_attempts(inv, out, interrupts)
-        finally:
-            # The last output and the report reach a slow reader, however
-            # slowly; a Ctrl-C meanwhile gives up on them.
-            interrupts.pending = False
-            complete = await out.finish(lambda: interrupts.pending)
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-    if not complete:
-        return errors.EXIT_INTERRUPTED
-    if out.stdout.closed and code == errors.EXIT_OK:
-        return errors.EXIT_PIPE  # part of the output never reached its reader
-    return code
-
-
-async def _launch_attempts(inv: Invocation, out: ConsoleOutput, interrupts: _Interrupts) -> int:
-    from sshrun import report
-    from sshrun.local_cluster import local_cluster
-
-    console = Console(file=out.text(), highlight=False, soft_wrap=True,
-                      force_terminal=inv.colour, no_color=inv.colour is False)
-    config, ssh = inv.config, inv.ssh
-    redactor = Redactor(inv.secret_values)
-    async with contextlib.AsyncExitStack() as stack:
-        if inv.local_cluster is not None:
-            cluster = await stack.enter_async_context(local_cluster(inv.local_cluster))
-            # config.hosts already name these nodes (as --nnodes and --include chose).
-            ssh = replace(ssh, config_paths=(cluster.ssh_config,),
-                          known_hosts=(cluster.known_hosts,), host_key_policy="strict")
-        pool = HostPool(config.hosts, config.membership) if config.membership else None
-        outcomes = []
-        attempt = 0
-        while True:
-            if interrupts.pending:
-                return errors.EXIT_INTERRUPTED
-            if out.stdout.closed:
-                return errors.EXIT_PIPE
-            hosts = config.hosts if pool is None else pool.available(time.monotonic())
-            policy = config.restarts
-            try:
-                outcome = await _attempt(inv, replace(config, hosts=hosts), ssh, attempt,
-                                         interrupts, out)
-            except ConnectError as exc:
-                # A node that is rebooting may answer by the next attempt; a
-                # key or login problem (AuthError, HostKeyError) would not.
-                if not policy.allows(attempt, errors.EXIT_SSH, "unreachable"):
-                    raise
-                outcome = _unreachable(exc, hosts)
-            outcomes.append(outcome)
-            failure = outcome.first_failure
-            if (outcome.exit_code == 0 or outcome.interrupted or outcome.output_closed
-                    or not policy.allows(attempt, outcome.exit_code,
-                                         failure.reason if failure else None)):
-                break
-            delay = policy.delay(attempt)
-            why = ""
-            if pool is not None:
-                wait = _leave_out(pool, outcome, attempt, console)
-                if wait > delay:
-                    delay = wait
-                    why = (f"; waiting for cool-downs to end: {pool.membership.min_nodes} "
-                           "nodes are needed")
-            console.print(Text(
-                f"sshrun: attempt {attempt} failed ({redactor(report.describe(failure))}"
-                if failure
-                else f"sshrun: attempt {attempt} failed (exit status {outcome.exit_code}"
-            ) + Text(f"); restarting every node in {delay:.1f}s "
-                     f"(restart {attempt + 1} of {policy.max_restarts}{why})", style="yellow"))
-            if await _interruptible_sleep(delay, interrupts, out):
-                if out.stdout.closed:
-                    return errors.EXIT_PIPE
-                console.print(Text("sshrun: interrupted while waiting to restart"))
-                return errors.EXIT_INTERRUPTED
-            attempt += 1
-        report.render(outcomes[-1], console, previous=outcomes[:-1],
-                      left_out=pool.history if pool is not None else (), redact=redactor)
-        return outcomes[-1].exit_code
-
-
-def _leave_out(pool: HostPool, outcome: Outcome, attempt: int, console: Console) -> float:
-    """Elastic: the attempt's failed hosts cool down; seconds until enough are back."""
-    from sshrun import report
-
-    now = time.monotonic()
-    for host, reason in outcome.left_out:
-        pool.leave_out(host, attempt, reason, now, at_start=True)
-    failure = outcome.first_failure
-    if failure is not None:
-        pool.leave_out(failure.host, attempt, report.describe(failure), now)
-        console.print(Text(f"sshrun: leaving {failure.host} out for "
-                           f"{pool.membership.cooldown:g}s", style="yellow"))
-    return pool.wait_needed(now)
-
-
-def _unreachable(exc: ConnectError, hosts: Sequence[HostSpec]) -> Outcome:
-    """An attempt that could not start because a node could not be reached."""
-    labels = [h.label for h in hosts]
-    node = labels.index(exc.host) if exc.host in labels else 0
-    failure = Failure(node, exc.host, "lost", message=f"unreachable: {exc.message}")
-    return Outcome(errors.EXIT_SSH, failure, [], interrupted=False, elapsed=0.0)
-
-
-class _Interrupts:
-    """Ctrl-C and SIGTERM go to whatever the run is doing at the moment."""
-
-    def __init__(self) -> None:
-        self.target: Callable[[], None] | None = None
-        self.pending = False
-
-    def __call__(self) -> None:
-        if self.target is not None:
-            self.target()
-        else:
-            self.pending = True
-
-
-async def _attempt(inv: Invocation, config: JobConfig, ssh: SSHSettings, attempt: int,
-                   interrupts: _Interrupts, out: ConsoleOutput) -> Outcome:
-    plan = plan_job(config, inv.job_id, attempt)
-    printer = Printer(
-        secrets=inv.secret_values,
-        colour=inv.colour, host_width=max(len(n.host.label) for n in plan.nodes),
-        rank_width=len(f"r{(plan.world_size or 1) - 1}"),
-        launcher_label="torchrun" if config.mode == "torchrun" else "",
-        stdout=out.stdout, stderr=out.stderr,
-    )
-    supervisor = Supervisor(plan, ssh, printer, out)
-    interrupts.target = supervisor.interrupt
-    out.on_stdout_closed = supervisor.stdout_closed
-    if out.stdout.closed:
-        supervisor.stdout_closed()
-    try:
-        return await supervisor.run()
-    finally:
-        interrupts.target = None
-        out.on_stdout_closed = None
-
-
-async def _interruptible_sleep(seconds: float, interrupts: _Interrupts,
-                               out: ConsoleOutput) -> bool:
-    """Sleep; True when Ctrl-C (or SIGTERM), or the closing of stdout, came first."""
-    interrupted = asyncio.Event()
-    interrupts.target = interrupted.set
-    out.on_stdout_closed = interrupted.set
-    try:
-        async with asyncio.timeout(seconds):
-            await interrupted.wait()
-        return True
-    except TimeoutError:
-        return False
-    finally:
-        interrupts.target = None
-        out.on_stdout_closed = None
-
-
 def run(argv: Sequence[str]) -> int:
+    from sshrun.launcher import Runtime, run_job
+
     try:
         inv = parse_invocation(argv)
         if inv.dry_run:
             sys.stdout.write(render_dry_run(plan_job(inv.config, inv.job_id)))
             sys.stdout.flush()
             return errors.EXIT_OK
-        return asyncio.run(_launch(inv))
+        runtime = Runtime(stdout=sys.stdout.buffer, stderr=sys.stderr.buffer,
+                          handle_signals=True)
+        return asyncio.run(run_job(inv, runtime)).exit_code
     except BrokenPipeError:
         # ``sshrun --dry-run | head``: quiet, as a classic tool killed by SIGPIPE.
         _drop_stdout()

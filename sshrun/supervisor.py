@@ -83,6 +83,8 @@ class NodeStatus:
     session: AgentSession | None = None
     exit_code: int | None = None
     swept: dict[str, int] = field(default_factory=dict)
+    # Global rank -> (local rank, shell-style exit status; None: unknown).
+    rank_exits: dict[int, tuple[int, int | None]] = field(default_factory=dict)
 
 
 @dataclass
@@ -417,6 +419,7 @@ class Supervisor:
         label = node.plan.host.label
         if kind == "rank_exit":
             code = event.get("code")
+            node.rank_exits[int(event["rank"])] = (int(event["local_rank"]), code)
             if code != 0:
                 self._fail(Failure(
                     index, label, "exit" if code is not None else "signal",

@@ -1,0 +1,100 @@
+"""The job's events: typed, timestamped, one stream that every reader subscribes to.
+
+Each event is a frozen dataclass whose ``name`` is the event's name in
+DESIGN.md §3 (``job_started``, ``attempt_failed``, ...). The launcher emits
+them to every ``on_event`` callback in turn: the console report
+(sshrun.console_report) is one reader, the Python API's callbacks are
+others. A callback runs in the event loop: it must return quickly and never
+block (hand slow work to a thread or a queue).
+
+So far the launcher's own events: a job starting and finishing, an attempt
+failing, a restart, a host left out. Every event carries the job id, the
+attempt number (0 for the first) and the wall-clock time it happened
+(``time.time()``, Unix seconds).
+
+Remote text inside an event (a failure's message, traceback or last lines)
+is as the supervisor keeps it: sanitized and redacted by the job's secrets;
+the event itself holds no secret values.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from sshrun.launcher import JobResult
+    from sshrun.supervisor import Failure
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    """What every event has."""
+
+    name: ClassVar[str] = "event"
+    job: str
+    attempt: int
+    time: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobStarted(Event):
+    """The job begins: its mode and the hosts it may run on (the pool, when elastic)."""
+
+    name: ClassVar[str] = "job_started"
+    mode: str  # "torchrun" or "exec"
+    hosts: tuple[str, ...]
+    max_restarts: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttemptFailed(Event):
+    """An attempt ended with a failure (not a stop the user asked for)."""
+
+    name: ClassVar[str] = "attempt_failed"
+    exit_code: int
+    failure: Failure | None  # None: the attempt failed without one (exit status only)
+
+
+@dataclass(frozen=True, kw_only=True)
+class HostLeftOut(Event):
+    """Elastic: a host sits out the next attempts for ``cooldown`` seconds.
+
+    ``at_start``: it could not be reached or set up when the attempt started
+    (the attempt ran without it); otherwise the attempt's first failure was on it.
+    """
+
+    name: ClassVar[str] = "host_left_out"
+    host: str
+    reason: str
+    cooldown: float
+    at_start: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class Restarting(Event):
+    """Every node starts again after ``delay`` seconds, as attempt ``attempt + 1``."""
+
+    name: ClassVar[str] = "restarting"
+    delay: float
+    restart: int  # 1 for the first restart
+    max_restarts: int
+    # Elastic: the delay is the wait for cool-downs to end, since this many
+    # nodes are needed (None when the back-off alone decided it).
+    nodes_needed: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobFinished(Event):
+    """The job is over; ``result`` says everything about it."""
+
+    name: ClassVar[str] = "job_finished"
+    exit_code: int
+    elapsed: float
+    result: JobResult
+
+
+AnyEvent = JobStarted | AttemptFailed | HostLeftOut | Restarting | JobFinished
+OnEvent = Callable[[Event], None]

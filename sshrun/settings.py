@@ -1,0 +1,440 @@
+"""Settings: one resolver from (options, YAML file, environment, defaults) to the job.
+
+The command line and the Python API are two doors onto this one resolver:
+the CLI turns argparse's namespace into :class:`Options`, the API builds
+:class:`Options` from its keywords, and :func:`resolve` applies every check
+(sshrun.values) and every precedence rule, so that both doors accept and
+refuse exactly the same things with the same one-line messages.
+
+Precedence, per key: the option (a flag, or the API's keyword) beats the YAML
+file (``-c``), which beats the environment, which beats the default. "-" means
+that layer has no say::
+
+    key               option                  YAML file                  default
+    ----------------  ----------------------  -------------------------  --------------------
+    hosts             -H, --hosts, -c,        (the file is the option)   $SLURM_JOB_NODELIST
+                      --local-cluster (one)                              (or $SLURM_NODELIST)
+                                                                         with slots from
+                                                                         $SLURM_NTASKS_PER_NODE;
+                                                                         else an error
+    host selection    --include, --exclude    -                          every host
+    python            --python (every host)   hosts[].python, then       python3 (this one on
+                                              defaults.python            --local-cluster)
+    workdir           --workdir (every host)  hosts[].workdir, then      the current directory
+                                              defaults.workdir
+    ssh config        --ssh-config            ssh.config                 ~/.ssh/config
+    identity file     -                       hosts[].identity_file,     the ssh config's
+                                              then ssh.identity_file
+    jump host         -                       ssh.jump_host              the ssh config's
+    host key policy   --host-key-policy       ssh.host_key_policy        strict
+    connect timeout   --connect-timeout       ssh.connect_timeout        15 s
+    env               -x (top layer)          env.set, hosts[].env       the head's variables
+                                              (below -x)                 on the allow-list
+    forwarded names   -x NAME, -x 'PAT_*'     env.forward (added)        DEFAULT_FORWARD
+    env files         --env-file (after)      env.file (first)           none
+    secrets           --secret (added)        env.secret (added)         none
+    nproc_per_node    --nproc-per-node        torchrun.nproc_per_node    the host's slots, or 1
+    nnodes            --nnodes                torchrun.nnodes            every host
+    max_restarts      --max-restarts          torchrun.max_restarts      0
+    rdzv_backend      --rdzv-backend          torchrun.rdzv_backend      static
+    rdzv_endpoint     --rdzv-endpoint         torchrun.rdzv_endpoint     the first node
+    rdzv_id           --rdzv-id               torchrun.rdzv_id           the job id
+    rdzv_conf         --rdzv-conf             torchrun.rdzv_conf         none
+    grace period      --grace-period          -                          10 s
+    heartbeat         --heartbeat-timeout     -                          15 s
+    back-off          --restart-backoff,      -                          1 s, at most 60 s
+                      --restart-backoff-max
+    no_restart_on     --no-restart-on         -                          none
+    host cool-down    --host-cooldown         -                          60 s
+    handshakes        --max-handshakes        -                          32
+    colour            --color                 -                          auto (a terminal)
+
+Within the environment, layers stack (a later one wins): the allow-list and
+``env.forward`` from the head, env files, ``env.set``, each host's own
+``env``, then ``-x``. docs/configuration.md has the same table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import secrets
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Literal, TypeVar
+
+from sshrun import values
+from sshrun.cluster_yaml import EnvFileSettings, SSHFileSettings, load_cluster_yaml
+from sshrun.environment import DEFAULT_FORWARD, is_secret_name, load_env_file, resolve_env
+from sshrun.errors import ConfigError
+from sshrun.hostfile import MAX_HOSTS, HostSpec, load_hostfile, parse_host_list
+from sshrun.local_cluster import MAX_NODES as MAX_LOCAL_NODES
+from sshrun.local_cluster import local_cluster_hosts
+from sshrun.membership import Membership
+from sshrun.plan import JobConfig, RestartPolicy, Timeouts, parse_endpoint, parse_nproc
+from sshrun.selection import apply_filters, slurm_hosts
+from sshrun.transport import HOST_KEY_POLICIES, HostKeyPolicy, SSHSettings, check_ssh_files
+
+T = TypeVar("T")
+Mode = Literal["run", "exec"]
+Number = str | int | float
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the user asked for: one field per long option of the command line.
+
+    Values are as given (text from the command line; text, numbers or bools
+    from the API); :func:`resolve` checks every one of them.
+    """
+
+    mode: Mode = "run"
+    target: tuple[str, ...] = ()  # SCRIPT and its args, or exec's COMMAND and its args
+    # cluster (one of)
+    hostfile: str | None = None
+    hosts: str | None = None
+    local_cluster: Number | None = None
+    config: str | None = None
+    include: str | None = None
+    exclude: str | None = None
+    # torchrun (run mode only)
+    nproc_per_node: Number | None = None
+    nnodes: Number | None = None
+    rdzv_backend: str | None = None
+    rdzv_endpoint: str | None = None
+    rdzv_id: str | None = None
+    rdzv_conf: str | None = None
+    module: bool = False
+    no_python: bool = False
+    # on the nodes
+    python: str | None = None
+    workdir: str | None = None
+    env: tuple[str, ...] = ()
+    env_file: tuple[str, ...] = ()
+    secret: tuple[str, ...] = ()
+    # ssh
+    ssh_config: str | None = None
+    host_key_policy: str | None = None
+    connect_timeout: Number | None = None
+    max_handshakes: Number = "32"
+    # job
+    grace_period: Number = Timeouts.grace
+    heartbeat_timeout: Number = Timeouts.heartbeat_timeout
+    max_restarts: Number | None = None
+    restart_backoff: Number = 1.0
+    restart_backoff_max: Number = 60.0
+    no_restart_on: str | None = None
+    host_cooldown: Number = 60.0
+    dry_run: bool = False
+    color: str = "auto"
+
+
+# Options that only `sshrun run` has (torchrun's own).
+RUN_ONLY = ("nproc_per_node", "nnodes", "rdzv_backend", "rdzv_endpoint", "rdzv_id",
+            "rdzv_conf", "module", "no_python")
+CLUSTER_OPTIONS = ("hostfile", "hosts", "local_cluster", "config")
+# The flag each option is named by in messages (the long option, or its first).
+FLAG = {f.name: "--" + f.name.replace("_", "-") for f in dataclasses.fields(Options)}
+FLAG.update({"hostfile": "-H/--hostfile", "config": "-c/--config", "env": "-x/--env"})
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """Everything the command line (or the API) asked for, checked."""
+
+    config: JobConfig
+    ssh: SSHSettings
+    local_cluster: int | None
+    dry_run: bool
+    colour: bool | None
+    job_id: str
+    secret_values: frozenset[str] = frozenset()
+
+
+def options_from_namespace(args: argparse.Namespace, mode: Mode,
+                           target: Sequence[str]) -> Options:
+    """argparse's namespace as :class:`Options` (what exec lacks keeps its default)."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Options)
+             if f.name not in ("mode", "target") and hasattr(args, f.name)}
+    for name in ("env", "env_file", "secret"):
+        given[name] = tuple(given.get(name) or ())
+    return Options(mode=mode, target=tuple(target), **given)
+
+
+def _text(value: object, name: str) -> str:
+    """An option's value as the command line would have given it."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ConfigError(f"{FLAG[name]}: expected a string or a number, got "
+                          f"{type(value).__name__}")
+    return value if isinstance(value, str) else repr(value) if isinstance(value, float) \
+        else str(value)
+
+
+def check_options(opts: Options) -> None:
+    """What argparse checks for the CLI, checked again for the API's keywords."""
+    for f in dataclasses.fields(Options):
+        value = getattr(opts, f.name)
+        if f.name in ("module", "no_python", "dry_run"):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{FLAG[f.name]}: expected True or False, got {value!r}")
+            continue
+        if f.name in ("env", "env_file", "secret", "target"):
+            if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
+                what = "SCRIPT and its arguments" if f.name == "target" else FLAG[f.name]
+                raise ConfigError(f"{what}: expected a list of strings")
+            items = value if f.name != "target" else ()
+        elif value is None:
+            continue
+        else:
+            items = (_text(value, f.name),)
+        # An empty value is an error, never a silent default.
+        if f.name != "nnodes" and any(not v.strip() for v in items):
+            raise ConfigError(f"{FLAG[f.name]}: expected a value, got an empty string")
+    given = [name for name in CLUSTER_OPTIONS if getattr(opts, name) is not None]
+    if len(given) > 1:
+        raise ConfigError(f"{FLAG[given[0]]} and {FLAG[given[1]]} cannot be used together "
+                          "(give one cluster)")
+    if opts.mode not in ("run", "exec"):
+        raise ConfigError(f"mode: expected 'run' or 'exec', got {opts.mode!r}")
+    if opts.mode == "exec":
+        for name in RUN_ONLY:
+            if getattr(opts, name) not in (None, False):
+                raise ConfigError(f"{FLAG[name]}: a torchrun option, not one of sshrun exec")
+    choices = {"rdzv_backend": ("static", "c10d"), "color": ("auto", "always", "never")}
+    for name, allowed in choices.items():
+        value = getattr(opts, name)
+        if value is not None and value not in allowed:
+            raise ConfigError(f"{FLAG[name]}: expected one of {', '.join(allowed)}, "
+                              f"got {values.clip(str(value))}")
+
+
+def resolve(opts: Options, environ: Mapping[str, str] | None = None,
+            notice: Callable[[str], None] | None = None, cwd: str | None = None) -> Invocation:
+    """The job that ``opts`` ask for, every value checked (see the table above).
+
+    ``environ`` is the head's environment (default ``os.environ``): forwarded
+    variables and the Slurm allocation come from it. ``notice`` gets the
+    lines sshrun says on stderr while resolving (the Slurm allocation it
+    uses, the insecure host-key warning).
+    """
+    env = dict(os.environ if environ is None else environ)
+    say = notice or _stderr
+    check_options(opts)
+    mode = opts.mode
+    local_count = (None if opts.local_cluster is None else
+                   _number(_text(opts.local_cluster, "local_cluster"), "--local-cluster", 1,
+                           MAX_LOCAL_NODES, " node",
+                           " nodes (one per loopback address 127.0.0.2-251)"))
+    max_handshakes = _number(_text(opts.max_handshakes, "max_handshakes"),
+                             "--max-handshakes", 1, 100_000)
+    target = list(opts.target)
+    if not target:
+        raise ConfigError("sshrun exec: no command given (sshrun exec [OPTIONS] -- COMMAND)"
+                          if mode == "exec" else "no script given (SCRIPT [SCRIPT_ARGS...])")
+    cf = load_cluster_yaml(opts.config) if opts.config is not None else None
+    torch_opts = dict(cf.torchrun) if cf is not None else {}
+    if local_count is not None:
+        # The embedded nodes' names, so that every check below (--nnodes,
+        # --include) applies to them as to any cluster, in the dry run too.
+        hosts: tuple[HostSpec, ...] = local_cluster_hosts(local_count)
+        hosts = apply_filters(hosts, opts.include, opts.exclude)
+    else:
+        found = cf.hosts if cf is not None else _hosts(opts, env, say)
+        hosts = apply_filters(found, opts.include, opts.exclude)
+    ssh_file = cf.ssh if cf is not None else SSHFileSettings()
+    connect = (_seconds(opts.connect_timeout, "connect_timeout")
+               if opts.connect_timeout is not None else None)
+    timeouts = Timeouts.for_liveness(
+        _seconds(opts.heartbeat_timeout, "heartbeat_timeout"),
+        connect=connect or ssh_file.connect_timeout or Timeouts.connect,
+        grace=_seconds(opts.grace_period, "grace_period"),
+    )
+    env_file = cf.env if cf is not None else EnvFileSettings()
+    files = [entry for path in (*([env_file.file] if env_file.file else []), *opts.env_file)
+             for entry in load_env_file(path)]
+    secret_names_given = (*env_file.secret, *opts.secret)
+    forward = (*DEFAULT_FORWARD, *env_file.forward)
+    # Checked as a whole (a secret must get a value somewhere), then split so
+    # that each host's own env sits above the file's and below -x flags.
+    everything = resolve_env(env, forward=forward, flags=list(opts.env), files=files,
+                             set_values=env_file.set, secrets=secret_names_given)
+    flags = resolve_env(env, forward=(), flags=list(opts.env))
+    from_flags = {name for name, _ in flags.values}
+    base = resolve_env(env, forward=forward, files=files, set_values=env_file.set,
+                       secrets=[s for s in secret_names_given if s not in from_flags])
+    config = JobConfig(
+        hosts=hosts,
+        target=tuple(target),
+        mode="exec" if mode == "exec" else "torchrun",
+        python=_checked(values.node_path, opts.python, "--python"),
+        default_python="python3" if local_count is None else sys.executable,
+        workdir=_checked(values.node_path, opts.workdir, "--workdir"),
+        default_workdir=cwd if cwd is not None else os.getcwd(),
+        env=base.values,
+        env_flags=flags.values,
+        secrets=frozenset(everything.secrets),
+        timeouts=timeouts,
+    )
+    if mode == "run":
+        config = _torchrun(config, opts, torch_opts, hosts)
+    policy_text = opts.host_key_policy or ssh_file.host_key_policy or "strict"
+    if policy_text not in HOST_KEY_POLICIES:
+        raise ConfigError(f"host_key_policy: expected one of {', '.join(HOST_KEY_POLICIES)}")
+    policy: HostKeyPolicy = policy_text
+    ssh_config = opts.ssh_config or ssh_file.config
+    ssh = SSHSettings(
+        config_paths=(ssh_config,) if ssh_config else None,
+        host_key_policy=policy,
+        identity_files=(ssh_file.identity_file,) if ssh_file.identity_file else None,
+        jump_host=ssh_file.jump_host,
+        timeouts=timeouts,
+        max_handshakes=max_handshakes,
+    )
+    if policy == "insecure":
+        say("sshrun: warning: --host-key-policy insecure: host keys are not checked, so "
+            "anyone on the network path can pose as a node and see the job's secrets")
+    if local_count is None:
+        # Once, before any connection, in the dry run as in the real run.
+        check_ssh_files(config.hosts, ssh)
+    restarts_text = (_text(opts.max_restarts, "max_restarts") if opts.max_restarts is not None
+                     else torch_opts.get("max-restarts", "0"))
+    max_restarts = _number(restarts_text, "--max-restarts", 0, values.MAX_RESTARTS)
+    codes_text = opts.no_restart_on if opts.no_restart_on is not None else ""
+    codes = _checked(values.exit_codes, codes_text, "--no-restart-on") or frozenset()
+    config = replace(config, restarts=RestartPolicy(
+        max_restarts=max_restarts,
+        backoff=_seconds(opts.restart_backoff, "restart_backoff", values.MAX_BACKOFF),
+        backoff_max=_seconds(opts.restart_backoff_max, "restart_backoff_max",
+                             values.MAX_BACKOFF),
+        no_restart_on=codes,
+    ))
+    colour = {"auto": None, "always": True, "never": False}[opts.color]
+    # Never the user's --rdzv-id: the job id tags every process for teardown,
+    # and two jobs that share a rendezvous id must not share tags.
+    return Invocation(config, ssh, local_count, opts.dry_run, colour, new_job_id(),
+                      secret_values(config))
+
+
+def _torchrun(config: JobConfig, opts: Options, torch_opts: dict[str, str],
+              hosts: tuple[HostSpec, ...]) -> JobConfig:
+    """torchrun's options: a flag overrides the config file's torchrun section."""
+    def opt(name: str, key: str) -> str | None:
+        flag = getattr(opts, name)
+        return _text(flag, name) if flag is not None else torch_opts.get(key)
+
+    nnodes_text = opt("nnodes", "nnodes")
+    nnodes = parse_nnodes(nnodes_text) if nnodes_text is not None else None
+    if opts.module and opts.no_python:
+        raise ConfigError("-m/--module and --no-python cannot be used together "
+                          "(a module is run by Python)")
+    endpoint = opt("rdzv_endpoint", "rdzv-endpoint")
+    if endpoint is not None:
+        parse_endpoint(endpoint)
+    nproc = opt("nproc_per_node", "nproc-per-node")
+    config = replace(
+        config,
+        nproc_per_node=parse_nproc(nproc) if nproc else None,
+        rdzv_backend=opt("rdzv_backend", "rdzv-backend") or "static",
+        rdzv_endpoint=endpoint,
+        rdzv_id=_checked(values.word, opt("rdzv_id", "rdzv-id"), "--rdzv-id"),
+        rdzv_conf=_checked(values.rdzv_conf, opt("rdzv_conf", "rdzv-conf"), "--rdzv-conf"),
+        module=opts.module,
+        no_python=opts.no_python,
+    )
+    if nnodes is not None and nnodes[0] < nnodes[1]:
+        low, high = nnodes
+        if hosts and low > len(hosts):
+            raise ConfigError(f"--nnodes {nnodes_text}: only {len(hosts)} hosts given")
+        cooldown = _seconds(opts.host_cooldown, "host_cooldown")
+        config = replace(config, membership=Membership(low, high, cooldown))
+    elif nnodes is not None and hosts:
+        if nnodes[0] > len(hosts):
+            raise ConfigError(f"--nnodes {nnodes[0]}: only {len(hosts)} hosts given")
+        config = replace(config, hosts=hosts[:nnodes[0]])
+    return config
+
+
+def _hosts(opts: Options, environ: dict[str, str],
+           say: Callable[[str], None]) -> tuple[HostSpec, ...]:
+    if opts.hostfile is not None:
+        return tuple(load_hostfile(opts.hostfile))
+    if opts.hosts is not None:
+        return tuple(parse_host_list(opts.hosts))
+    slurm = slurm_hosts(environ)
+    if slurm is not None:
+        nodelist = environ.get("SLURM_JOB_NODELIST") or environ.get("SLURM_NODELIST")
+        say(f"sshrun: no hosts given; using the Slurm allocation {nodelist} "
+            f"({len(slurm)} hosts)")
+        return slurm
+    raise ConfigError(
+        "no cluster given: use -H/--hostfile PATH, --hosts LIST or --local-cluster N"
+    )
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def _seconds(value: Number, name: str, high: float = values.MAX_SECONDS) -> float:
+    """A duration, with the same check as the command line's and the YAML file's."""
+    text = _text(value, name)
+    try:
+        return values.seconds(text, high)
+    except values.BadValue as exc:
+        raise ConfigError(f"{FLAG[name]}: expected {exc.reason}, "
+                          f"got {values.clip(text)}") from None
+
+
+def _number(text: str, flag: str, low: int, high: int, unit: str = "",
+            units: str | None = None) -> int:
+    """A whole-number option, checked as the YAML file checks its numbers."""
+    try:
+        return values.whole_number(text.strip(), low, high, unit)
+    except values.BadValue as exc:
+        reason = exc.reason
+        if exc.kind == "high" and units is not None:
+            reason = f"at most {high}{units}"
+        raise ConfigError(f"{flag}: expected {reason}, got {values.clip(text)}") from None
+
+
+def _checked(check: Callable[[str], T], text: str | None, flag: str) -> T | None:
+    """``check(text)`` with its complaint worded for ``flag``; None stays None."""
+    if text is None:
+        return None
+    try:
+        return check(text)
+    except values.BadValue as exc:
+        if exc.kind == "option":
+            # ssh and the node's ``exec`` would read it as one of their options.
+            raise ConfigError(f"{flag} may not start with '-' (the node's shell would read it "
+                              f"as an option), got {values.clip(text)}") from None
+        if exc.index is not None:
+            raise ConfigError(
+                f"{flag}: unexpected character {text[exc.index]!r} at {exc.index + 1} in "
+                f"{values.clip(text)}: expected {exc.reason}"
+            ) from None
+        raise ConfigError(f"{flag}: expected {exc.reason}, got {values.clip(text)}") from None
+
+
+def secret_values(config: JobConfig) -> frozenset[str]:
+    """Values never to print: of named secrets and of secret-looking names."""
+    pairs = [*config.env, *config.env_flags, *(kv for h in config.hosts for kv in h.env)]
+    return frozenset(v for k, v in pairs if v and is_secret_name(k, config.secrets))
+
+
+def parse_nnodes(value: str) -> tuple[int, int]:
+    """``N`` (fixed), or torchrun's ``MIN:MAX`` (elastic when MIN < MAX)."""
+    try:
+        return values.nnodes(value, MAX_HOSTS)
+    except values.BadValue as exc:
+        if exc.reason == "MIN <= MAX":
+            raise ConfigError(f"--nnodes {value}: MIN is larger than MAX") from None
+        raise ConfigError(f"--nnodes: expected {exc.reason}, got {values.clip(value)}") from None
+
+
+def new_job_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
