@@ -128,6 +128,7 @@ from sshrun.environment import (
     resolve_env,
 )
 from sshrun.errors import ConfigError, ConnectError, SshrunError
+from sshrun.failure import FailureKind, exit_status
 from sshrun.hostfile import MAX_HOSTS, HostSpec, load_hostfile, parse_host_list
 from sshrun.local_cluster import MAX_NODES as MAX_LOCAL_NODES
 from sshrun.local_cluster import local_cluster_hosts
@@ -604,7 +605,7 @@ async def _launch_attempts(inv: Invocation, out: ConsoleOutput, interrupts: _Int
             except ConnectError as exc:
                 # A node that is rebooting may answer by the next attempt; a
                 # key or login problem (AuthError, HostKeyError) would not.
-                if not policy.allows(attempt, errors.EXIT_SSH, "unreachable"):
+                if not policy.allows(attempt, errors.EXIT_SSH, FailureKind.UNREACHABLE):
                     raise
                 outcome = _unreachable(exc, hosts)
             outcomes.append(outcome)
@@ -657,8 +658,9 @@ def _unreachable(exc: ConnectError, hosts: Sequence[HostSpec]) -> Outcome:
     """An attempt that could not start because a node could not be reached."""
     labels = [h.label for h in hosts]
     node = labels.index(exc.host) if exc.host in labels else 0
-    failure = Failure(node, exc.host, "lost", message=f"unreachable: {exc.message}")
-    return Outcome(errors.EXIT_SSH, failure, [], interrupted=False, elapsed=0.0)
+    failure = Failure(node, exc.host, FailureKind.UNREACHABLE,
+                      message=f"unreachable: {exc.message}")
+    return Outcome(exit_status(failure), failure, [], interrupted=False, elapsed=0.0)
 
 
 class _Interrupts:
