@@ -65,9 +65,9 @@ def _bundle_contents() -> tuple[dict[str, str], dict[str, str]]:
 
     values = {}
     for node in ast.parse(agent.BUNDLE).body:
-        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
-            if node.targets[0].id in ("_MODULES", "_SCRIPTS"):
-                values[node.targets[0].id] = dict(ast.literal_eval(node.value))
+        if (isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+                and node.targets[0].id in ("_MODULES", "_SCRIPTS")):
+            values[node.targets[0].id] = dict(ast.literal_eval(node.value))
     return values["_MODULES"], values["_SCRIPTS"]
 
 
