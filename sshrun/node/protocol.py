@@ -29,7 +29,7 @@ import struct
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 1
 
 # kind (1 byte), stream (1 byte), source (int32), payload length (uint32)
 HEADER = struct.Struct("!cBiI")
