@@ -1,10 +1,13 @@
 """The head's side of one node agent: start it, speak its protocol.
 
 ``AgentSession.start`` runs the constant bootstrap over SSH and sends the
-agent's own source on stdin, then waits for its ``hello``. ``pump`` reads
-frames until the channel closes, handing output and events to callbacks.
-Nothing user-controlled is ever part of the remote command line: only the
-interpreter path (``--python``), quoted.
+agent's bundle (``sshrun.agent.BUNDLE``) on stdin, then waits for its
+``hello`` and checks its protocol version. Messages both ways are the typed
+ones of ``sshrun.node.protocol``; one that breaks the protocol is an
+``AgentError`` naming the node. ``pump`` reads frames until the channel
+closes, handing output and events to callbacks. Nothing user-controlled is
+ever part of the remote command line: only the interpreter path
+(``--python``), quoted.
 
 What the node's login shell prints before the agent runs (a motd, rc files)
 is held back by :class:`sshrun.preamble.Preamble` on both streams, shown once
