@@ -52,13 +52,14 @@ from sshrun.events import (
     OnEvent,
     Restarting,
 )
+from sshrun.failure import Failure, FailureKind, exit_status
 from sshrun.hostfile import HostSpec
 from sshrun.membership import HostPool, LeftOut
 from sshrun.output import Printer
 from sshrun.plan import JobConfig, plan_job
 from sshrun.redact import Redactor
 from sshrun.settings import Invocation
-from sshrun.supervisor import Failure, Outcome, Supervisor
+from sshrun.supervisor import Outcome, Supervisor
 from sshrun.transport import SSHSettings
 
 Clock = Callable[[], float]
@@ -240,7 +241,7 @@ class _Job:
                 except ConnectError as exc:
                     # A node that is rebooting may answer by the next attempt; a
                     # key or login problem (AuthError, HostKeyError) would not.
-                    if not policy.allows(attempt, errors.EXIT_SSH, "unreachable"):
+                    if not policy.allows(attempt, errors.EXIT_SSH, FailureKind.UNREACHABLE):
                         raise
                     outcome = _unreachable(exc, hosts)
                 self.attempts.append(_attempt_result(attempt, outcome))
@@ -377,8 +378,9 @@ def _unreachable(exc: ConnectError, hosts: Sequence[HostSpec]) -> Outcome:
     """An attempt that could not start because a node could not be reached."""
     labels = [h.label for h in hosts]
     node = labels.index(exc.host) if exc.host in labels else 0
-    failure = Failure(node, exc.host, "lost", message=f"unreachable: {exc.message}")
-    return Outcome(errors.EXIT_SSH, failure, [], interrupted=False, elapsed=0.0)
+    failure = Failure(node, exc.host, FailureKind.UNREACHABLE,
+                      message=f"unreachable: {exc.message}")
+    return Outcome(exit_status(failure), failure, [], interrupted=False, elapsed=0.0)
 
 
 class _Interrupts:

@@ -3,7 +3,7 @@
 A login shell may write to the session's stdout or stderr before it execs the
 agent: a motd, an rc file's greeting, escapes, invalid UTF-8. On stdout that
 would be read as protocol frames. So the head sends a fresh random token with
-the agent's source, and the agent writes ``agent.SYNC_PREFIX + token + b"\\n"`` to
+the agent's source, and the agent writes ``protocol.SYNC_PREFIX + token + b"\\n"`` to
 its stdout and its stderr before anything else. ``Preamble`` (one per stream)
 holds back everything before that marker and passes on only what follows.
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import secrets
 
-from sshrun.agent import SYNC_PREFIX
+from sshrun.node.protocol import SYNC_PREFIX
 from sshrun.sanitize import sanitize
 
 KEEP = 4096

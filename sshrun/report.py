@@ -14,9 +14,10 @@ from collections.abc import Callable, Sequence
 from rich.console import Console
 from rich.text import Text
 
+from sshrun.failure import Failure, FailureKind
 from sshrun.membership import LeftOut
 from sshrun.sanitize import sanitize
-from sshrun.supervisor import Failure, Outcome
+from sshrun.supervisor import Outcome
 
 
 def _same(text: str) -> str:
@@ -26,13 +27,15 @@ def _same(text: str) -> str:
 def describe(failure: Failure) -> str:
     """One line: host, node rank, rank, and how it ended."""
     parts = [f"{failure.host} (node {failure.node})"]
-    if failure.rank is not None and failure.reason != "launcher":
+    kind = FailureKind(failure.reason)
+    if failure.rank is not None and kind != FailureKind.LAUNCHER:
         parts.append(f"rank {failure.rank}")
         if failure.local_rank is not None:
             parts[-1] += f" (local rank {failure.local_rank})"
-    if failure.reason == "lost":
-        how = failure.message or "connection lost"
-    elif failure.reason == "error":
+    if kind in (FailureKind.LOST, FailureKind.UNREACHABLE):
+        how = failure.message or ("connection lost" if kind == FailureKind.LOST
+                                  else "unreachable")
+    elif kind == FailureKind.ERROR:
         how = failure.message
     elif failure.signal_name:
         how = f"killed by {failure.signal_name} (exit status {failure.code})"

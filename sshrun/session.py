@@ -1,10 +1,13 @@
 """The head's side of one node agent: start it, speak its protocol.
 
 ``AgentSession.start`` runs the constant bootstrap over SSH and sends the
-agent's own source on stdin, then waits for its ``hello``. ``pump`` reads
-frames until the channel closes, handing output and events to callbacks.
-Nothing user-controlled is ever part of the remote command line: only the
-interpreter path (``--python``), quoted.
+agent's bundle (``sshrun.agent.BUNDLE``) on stdin, then waits for its
+``hello`` and checks its protocol version. Messages both ways are the typed
+ones of ``sshrun.node.protocol``; one that breaks the protocol is an
+``AgentError`` naming the node. ``pump`` reads frames until the channel
+closes, handing output and events to callbacks. Nothing user-controlled is
+ever part of the remote command line: only the interpreter path
+(``--python``), quoted.
 
 What the node's login shell prints before the agent runs (a motd, rc files)
 is held back by :class:`sshrun.preamble.Preamble` on both streams, shown once
@@ -20,23 +23,25 @@ import json
 import shlex
 import time
 from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import asyncssh
 
 from sshrun import agent, preamble
 from sshrun.errors import AgentError, NodeSetupError
+from sshrun.node import protocol
+from sshrun.node.protocol import PROTOCOL_VERSION, Hello, Message, Preflight, ProtocolError
 from sshrun.preamble import Preamble
 from sshrun.sanitize import sanitize
 
 if TYPE_CHECKING:
     from sshrun.console import ConsoleOutput
 
-AGENT_SOURCE = Path(agent.__file__).read_bytes()
+# What the bootstrap reads from stdin: the agent's modules and scripts.
+AGENT_BUNDLE = agent.BUNDLE
 
 OutputCallback = Callable[[int, int, bytes], None]  # rank, stream, data
-EventCallback = Callable[[dict[str, Any]], None]
+EventCallback = Callable[[Message], None]
 NoticeCallback = Callable[[str, list[str]], None]  # one line, and lines under it
 # The agent's own stderr kept for an error message: its last this many bytes.
 STDERR_KEEP = 8192
@@ -56,7 +61,7 @@ class AgentSession:
         self.label = label
         self.python = python
         self.process: asyncssh.SSHClientProcess[bytes] | None = None
-        self.hello: dict[str, Any] = {}
+        self.hello: Hello | None = None
         self._buf = bytearray()
         self._stderr = bytearray()  # the agent's own, after its marker; the last STDERR_KEEP
         self._notice = notice
@@ -64,14 +69,18 @@ class AgentSession:
         self._out_pre = Preamble(self._token)
         self._err_pre = Preamble(self._token)
         self._stderr_done: asyncio.Future[None] | None = None
-        self._events: list[dict[str, Any]] = []
+        self._events: list[Message] = []
         self.last_heard = time.monotonic()  # any byte from the agent counts
         # The head holds this channel back (its console is behind): the
         # node's silence meanwhile is ours, not the node's.
         self.held = False
 
-    async def start(self, timeout: float, workdir: str | None = None) -> dict[str, Any]:
-        """Run the agent on the node; return its hello (with the working directory checked)."""
+    async def start(self, timeout: float, workdir: str | None = None) -> Hello:
+        """Run the agent on the node; return its hello (with the working directory checked).
+
+        An agent that speaks another protocol version is an ``AgentError``
+        (exit 255) naming the node and both versions.
+        """
         try:
             self.process = await self.conn.create_process(
                 remote_command(self.python), encoding=None
@@ -81,13 +90,11 @@ class AgentSession:
         # Read all along, so that a login shell's flood on stderr cannot stall
         # the channel (its window is shared with stdout).
         self._stderr_done = asyncio.ensure_future(self._read_stderr())
-        preflight = json.dumps(
-            {"type": "preflight", "workdir": workdir, "sync": self._token}
-        ).encode() + b"\n"
+        preflight = protocol.encode_command(Preflight(workdir=workdir, sync=self._token))
         # The channel may already be closed (no such interpreter): the read
         # below then sees EOF and says why.
         with contextlib.suppress(asyncssh.Error, OSError):
-            self.process.stdin.write(b"%08x" % len(AGENT_SOURCE) + AGENT_SOURCE + preflight)
+            self.process.stdin.write(b"%08x" % len(AGENT_BUNDLE) + AGENT_BUNDLE + preflight)
         try:
             async with asyncio.timeout(timeout):
                 while not self._events:
@@ -107,10 +114,9 @@ class AgentSession:
                 self.label, f"agent did not start within {timeout:.0f}s ({self.python})"
             ) from None
         hello = self._events.pop(0)
-        if hello.get("type") != "hello":
-            raise AgentError(
-                self.label, f"unexpected first message from agent: {sanitize(repr(hello))[:200]}"
-            )
+        if not isinstance(hello, Hello):
+            raise AgentError(self.label, "unexpected first message from agent: "
+                                         f"{sanitize(repr(hello.to_dict()))[:200]}")
         self.hello = hello
         return hello
 
@@ -163,12 +169,12 @@ class AgentSession:
             self._notice(f"{self.label}: its login shell printed this on {stream} before "
                          "sshrun's agent started:", [f"  {line}" for line in lines])
 
-    def send(self, message: dict[str, Any]) -> None:
+    def send(self, message: Message) -> None:
         """Queue one control message; a closed channel is the caller's signal, not an error."""
         if self.process is None:
             return
         with contextlib.suppress(asyncssh.Error, OSError, BrokenPipeError):
-            self.process.stdin.write(json.dumps(message).encode() + b"\n")
+            self.process.stdin.write(protocol.encode_command(message))
 
     async def pump(self, on_output: OutputCallback, on_event: EventCallback,
                    console: ConsoleOutput | None = None) -> str | None:
@@ -207,24 +213,22 @@ class AgentSession:
 
     def _parse(self, on_output: OutputCallback | None, on_event: EventCallback | None) -> None:
         buf = self._buf
-        size = agent.HEADER.size
+        size = protocol.HEADER.size
         pos = 0
         while len(buf) - pos >= size:
-            kind, stream, source, length = agent.HEADER.unpack_from(buf, pos)
+            kind, stream, source, length = protocol.HEADER.unpack_from(buf, pos)
             end = pos + size + length
             if len(buf) < end:
                 break
             payload = bytes(buf[pos + size : end])
             pos = end
-            if kind == agent.KIND_OUTPUT:
+            if kind == protocol.KIND_OUTPUT:
                 if on_output is not None:
                     on_output(source, stream, payload)
-            elif kind == agent.KIND_EVENT:
-                try:
-                    event = json.loads(payload)
-                except ValueError:
-                    raise AgentError(self.label, "agent protocol error: an event that is "
-                                                 "not JSON") from None
+            elif kind == protocol.KIND_EVENT:
+                event = self._event(payload)
+                if event is None:
+                    continue  # a kind of event this head does not know: a newer agent's
                 if on_event is not None and not self._events:
                     on_event(event)
                 else:
@@ -232,6 +236,25 @@ class AgentSession:
             else:
                 raise AgentError(self.label, f"agent protocol error: frame kind {kind!r}")
         del buf[:pos]
+
+    def _event(self, payload: bytes) -> Message | None:
+        try:
+            data = json.loads(payload)
+        except ValueError:
+            raise AgentError(self.label, "agent protocol error: an event that is "
+                                         "not JSON") from None
+        if isinstance(data, dict) and data.get("type") == Hello.TYPE:
+            # Before its fields: another version may have other ones.
+            version = data.get("version")
+            if version != PROTOCOL_VERSION:
+                raise AgentError(self.label, sanitize(
+                    f"the agent speaks protocol version {version!r}, this head speaks "
+                    f"version {PROTOCOL_VERSION}: the agent that ran is not the one the head "
+                    "sent (check --python and the node's login shell)"))
+        try:
+            return protocol.decode(data, protocol.EVENTS)
+        except ProtocolError as exc:
+            raise AgentError(self.label, sanitize(f"agent protocol error: {exc}")) from None
 
     def close(self) -> None:
         if self.process is not None:

@@ -21,14 +21,25 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from sshrun import errors
 from sshrun.errors import AuthError, HostKeyError, NodeSetupError, SSHError
+from sshrun.failure import Failure as Failure  # where the report and the CLI find it
+from sshrun.failure import FailureKind, exit_status
+from sshrun.node.protocol import (
+    Error,
+    Exited,
+    Heartbeat,
+    Kill,
+    Message,
+    RankExit,
+    Spec,
+    Stop,
+    Stopping,
+)
 from sshrun.output import Printer
 from sshrun.plan import JobPlan, NodePlan, plan_job, target_args, torchrun_args
 from sshrun.sanitize import sanitize
@@ -49,30 +60,6 @@ class NodeState(enum.Enum):
     STOPPING = "stopping"
     EXITED = "exited"
     LOST = "lost"
-
-
-@dataclass
-class Failure:
-    """The first thing that went wrong, as the report shows it."""
-
-    node: int
-    host: str
-    reason: str  # "exit", "signal", "lost", "error", "launcher"
-    rank: int | None = None
-    local_rank: int | None = None
-    code: int | None = None  # shell-style status (128+N for a signal)
-    message: str = ""
-    traceback: str | None = None
-    tail: list[str] = field(default_factory=list)
-
-    @property
-    def signal_name(self) -> str | None:
-        if self.code is not None and self.code > 128:
-            try:
-                return signal.Signals(self.code - 128).name
-            except ValueError:
-                return None
-        return None
 
 
 @dataclass(eq=False)  # one per node: identity, not equal fields
@@ -129,7 +116,7 @@ class Supervisor:
             self._kill = True
             for node in self.nodes:
                 if node.session is not None:
-                    node.session.send({"type": "kill", "reason": "interrupted twice"})
+                    node.session.send(Kill(reason="interrupted twice"))
             return
         self.interrupted = True
         self.printer.message(
@@ -153,7 +140,7 @@ class Supervisor:
         for node in self.nodes:
             if node.session is not None and node.state in (NodeState.RUNNING, NodeState.STARTING):
                 node.state = NodeState.STOPPING
-                node.session.send({"type": "stop", "reason": reason})
+                node.session.send(Stop(reason=reason))
 
     # -- the run ------------------------------------------------------------------
 
@@ -168,11 +155,12 @@ class Supervisor:
         # including those that arrived after its exit status.
         self.printer.flush_all()
         failure = self.first_failure
-        if failure is not None and failure.reason != "lost":
+        if failure is not None and failure.reason != FailureKind.LOST:
             source = failure.rank if failure.rank is not None else -1
             failure.tail = self.printer.tail(failure.node, source)
         return Outcome(
-            self._exit_code(), self.first_failure, self.nodes, self.interrupted,
+            exit_status(failure, interrupted=self.interrupted, output_closed=self.output_closed),
+            self.first_failure, self.nodes, self.interrupted,
             time.monotonic() - self._started, self.left_out, self.output_closed,
         )
 
@@ -192,18 +180,6 @@ class Supervisor:
             # drop the connection; its agent tears down on its own.
             for conn in conns:
                 conn.abort()
-
-    def _exit_code(self) -> int:
-        if self.interrupted:
-            return errors.EXIT_INTERRUPTED
-        failure = self.first_failure
-        if failure is None:
-            return errors.EXIT_PIPE if self.output_closed else errors.EXIT_OK
-        if failure.reason == "lost":
-            return errors.EXIT_SSH
-        if failure.reason == "error":
-            return errors.EXIT_USAGE
-        return failure.code if failure.code else errors.EXIT_FAILURE
 
     async def _bring_up(self) -> None:
         """Connect to every node and start its agent, each node as soon as it can.
@@ -241,7 +217,7 @@ class Supervisor:
         if fatal() or len(up) < need:
             for node in self.nodes:
                 if node.session is not None:
-                    node.session.send({"type": "stop", "reason": "launch failed"})
+                    node.session.send(Stop(reason="launch failed"))
             error = self._many(fatal() or [exc for _, exc in failures])
             if not fatal():
                 error = type(error)(error.host, f"{error.message}; only {len(up)} of the "
@@ -260,14 +236,14 @@ class Supervisor:
         node.session = AgentSession(node.conn.conn, label, node.plan.python,
                                     notice=self.printer.message)
         hello = await node.session.start(self.plan.config.timeouts.hello, node.plan.workdir)
-        if not hello.get("workdir_ok", True):
+        if not hello.workdir_ok:
             raise NodeSetupError(
                 label, f"working directory {node.plan.workdir} does not exist on this node "
                 "(--workdir, or workdir in the config)",
             )
-        if self.plan.config.mode == "torchrun" and not hello.get("torch"):
+        if self.plan.config.mode == "torchrun" and not hello.torch:
             raise NodeSetupError(
-                label, f"torch is not installed for {sanitize(str(hello.get('python')))} "
+                label, f"torch is not installed for {sanitize(hello.python)} "
                 "on this node "
                 "(install it there, or point --python at an interpreter that has it)",
             )
@@ -289,30 +265,23 @@ class Supervisor:
             return host, port if port is not None else 29400
         first = self.nodes[0]
         assert first.conn is not None and first.session is not None
-        return first.conn.address, int(first.session.hello["free_port"])
+        assert first.session.hello is not None
+        return first.conn.address, first.session.hello.free_port
 
-    def spec(self, node: NodeStatus, endpoint: tuple[str, int | None]) -> dict[str, Any]:
+    def spec(self, node: NodeStatus, endpoint: tuple[str, int | None]) -> Spec:
         config = self.plan.config
         t = config.timeouts
-        spec: dict[str, Any] = {
-            "type": "spec",
-            "mode": config.mode,
-            "tag": node.plan.tag,
-            "env": dict(node.plan.env),
-            "cwd": node.plan.workdir,
-            "grace": t.grace,
-            "hb_timeout": t.heartbeat_timeout,
-            "hb_period": t.heartbeat,
-        }
+        spec = Spec(
+            mode=config.mode, tag=node.plan.tag, env=dict(node.plan.env),
+            cwd=node.plan.workdir, grace=t.grace, hb_timeout=t.heartbeat_timeout,
+            hb_period=t.heartbeat,
+        )
         if config.mode == "torchrun":
             assert node.conn is not None
-            spec["torchrun_args"] = torchrun_args(
+            return replace(spec, torchrun_args=tuple(torchrun_args(
                 self.plan, node.plan, endpoint, node.conn.address
-            )
-            spec["target"] = target_args(config)
-        else:
-            spec["argv"] = list(config.target)
-        return spec
+            )), target=tuple(target_args(config)))
+        return replace(spec, argv=tuple(config.target))
 
     async def _run_all(self) -> None:
         endpoint = self.endpoint()
@@ -345,7 +314,7 @@ class Supervisor:
                 if stalled > t.heartbeat:
                     node.session.last_heard = min(now, node.session.last_heard + stalled)
                 if node.state in (NodeState.RUNNING, NodeState.STOPPING):
-                    node.session.send({"type": "hb"})
+                    node.session.send(Heartbeat())
                 if node.session.held:
                     continue  # we hold it back: SSH keepalives still catch a dead link
                 silent = now - node.session.last_heard
@@ -356,7 +325,8 @@ class Supervisor:
 
     def _lose(self, node: NodeStatus, message: str) -> None:
         node.state = NodeState.LOST
-        self._fail(Failure(node.plan.index, node.plan.host.label, "lost", message=message))
+        self._fail(Failure(node.plan.index, node.plan.host.label, FailureKind.LOST,
+                           message=message))
         if node.conn is not None:
             # Nothing comes back from it, not even the end of a close handshake.
             node.conn.conn.abort()
@@ -369,7 +339,7 @@ class Supervisor:
         def on_output(rank: int, stream: int, data: bytes) -> None:
             self.printer.feed(index, label, rank, stream, data)
 
-        def on_event(event: dict[str, Any]) -> None:
+        def on_event(event: Message) -> None:
             self._on_event(node, event)
 
         stop_budget = self.plan.config.timeouts.grace + 15.0
@@ -394,7 +364,7 @@ class Supervisor:
             node.state = NodeState.LOST
             detail = f": {self.printer.redact(stderr.splitlines()[-1])}" if stderr else ""
             self._fail(Failure(
-                index, label, "lost", message=f"connection to the agent lost{detail}"
+                index, label, FailureKind.LOST, message=f"connection to the agent lost{detail}"
             ))
 
     async def _within(self, pump: asyncio.Future[Any], budget: float) -> bool:
@@ -413,55 +383,54 @@ class Supervisor:
             if done:
                 return True
 
-    def _on_event(self, node: NodeStatus, event: dict[str, Any]) -> None:
-        kind = event.get("type")
+    def _on_event(self, node: NodeStatus, event: Message) -> None:
         index = node.plan.index
         label = node.plan.host.label
-        if kind == "rank_exit":
-            code = event.get("code")
-            node.rank_exits[int(event["rank"])] = (int(event["local_rank"]), code)
-            if code != 0:
+        if isinstance(event, RankExit):
+            node.rank_exits[event.rank] = (event.local_rank, event.code)
+            if event.code != 0:
                 self._fail(Failure(
-                    index, label, "exit" if code is not None else "signal",
-                    rank=int(event["rank"]), local_rank=int(event["local_rank"]), code=code,
-                    traceback=sanitize(self.printer.redact(str(event["traceback"])),
+                    index, label,
+                    FailureKind.EXIT if event.code is not None else FailureKind.SIGNAL,
+                    rank=event.rank, local_rank=event.local_rank, code=event.code,
+                    traceback=sanitize(self.printer.redact(event.traceback),
                                        colour=True, multiline=True)
-                    if event.get("traceback") else None,
+                    if event.traceback else None,
                 ))
-        elif kind == "error":
-            self._fail(Failure(index, label, "error",
-                               message=sanitize(self.printer.redact(str(event.get("message"))))))
-        elif kind == "stopping":
-            self._agent_stopped(node, event.get("reason"))
-        elif kind == "exited":
+        elif isinstance(event, Error):
+            self._fail(Failure(index, label, FailureKind.ERROR,
+                               message=sanitize(self.printer.redact(event.message))))
+        elif isinstance(event, Stopping):
+            self._agent_stopped(node, event.reason)
+        elif isinstance(event, Exited):
             node.state = NodeState.EXITED
-            node.exit_code = int(event.get("code", 0))
-            node.swept = dict(event.get("swept") or {})
+            node.exit_code = event.code
+            node.swept = {"terminated": event.swept.terminated, "killed": event.swept.killed,
+                          "left": event.swept.left}
             self._on_exited(node, event)
 
-    def _on_exited(self, node: NodeStatus, event: dict[str, Any]) -> None:
+    def _on_exited(self, node: NodeStatus, event: Exited) -> None:
         index = node.plan.index
         label = node.plan.host.label
-        failures: dict[str, Any] = event.get("failures") or {}
         first = self.first_failure
-        if first is not None and first.node == index and first.code is None:
+        if (first is not None and first.node == index and first.code is None
+                and first.rank is not None):
             # A rank that died without reporting: torchrun knows its signal.
-            info = failures.get(str(first.rank))
-            if info and info.get("exitcode") is not None:
-                code = int(info["exitcode"])
-                first.code = 128 - code if code < 0 else code
-        stopped = event.get("stopped")
+            info = event.failures.get(first.rank)
+            if info is not None and info.exitcode is not None:
+                first.code = 128 - info.exitcode if info.exitcode < 0 else info.exitcode
+        stopped = event.stopped
         if stopped is not None and self._agent_stopped(node, stopped):
             return
         code = node.exit_code or 0
         if code != 0 and stopped is None:
             if self.plan.config.mode == "exec":
-                self._fail(Failure(index, label, "exit", code=code))
+                self._fail(Failure(index, label, FailureKind.EXIT, code=code))
             else:
-                self._fail(Failure(index, label, "launcher", code=code,
+                self._fail(Failure(index, label, FailureKind.LAUNCHER, code=code,
                                    message="torchrun failed before or outside the ranks"))
 
-    def _agent_stopped(self, node: NodeStatus, reason: object) -> bool:
+    def _agent_stopped(self, node: NodeStatus, reason: str) -> bool:
         """An agent stops its job: a failure unless the head asked for a stop.
 
         An agent stops on its own when it heard nothing from the head for
@@ -470,7 +439,7 @@ class Supervisor:
         """
         if self.stop_reason is not None:
             return False
-        self._fail(Failure(node.plan.index, node.plan.host.label, "lost", message=(
+        self._fail(Failure(node.plan.index, node.plan.host.label, FailureKind.LOST, message=(
             f"stopped by its agent: {sanitize(self.printer.redact(str(reason)))}")))
         return True
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -39,3 +40,134 @@ def test_agent_is_standard_library_only() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=60, cwd=REPO)
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+# -- what the head ships to the nodes ------------------------------------------------------
+
+def _shipped() -> dict[str, str]:
+    """Every text that runs on a node, by a name for messages: the parts as files, the
+    scripts as the agent writes them, the bundle and the bootstrap."""
+    from sshrun import agent
+
+    texts = {f"sshrun/node/{part}.py": agent.source(part)
+             for part in {*agent.MODULES, *(p for ps in agent.SCRIPTS.values() for p in ps)}}
+    texts.update(_bundle_contents()[1])
+    texts["BUNDLE"] = agent.BUNDLE.decode()
+    texts["BOOTSTRAP"] = agent.BOOTSTRAP
+    return texts
+
+
+def _bundle_contents() -> tuple[dict[str, str], dict[str, str]]:
+    """The modules and the scripts that ``sshrun.agent.BUNDLE`` carries, read from its text."""
+    import ast
+
+    from sshrun import agent
+
+    values = {}
+    for node in ast.parse(agent.BUNDLE).body:
+        if (isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+                and node.targets[0].id in ("_MODULES", "_SCRIPTS")):
+            values[node.targets[0].id] = dict(ast.literal_eval(node.value))
+    return values["_MODULES"], values["_SCRIPTS"]
+
+
+def _runtime_imports(text: str) -> set[str]:
+    """Modules a source imports when it runs (``if TYPE_CHECKING:`` blocks left out)."""
+    import ast
+
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            for child in node.orelse:
+                visit(child)
+            return
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(text))
+    return found
+
+
+def test_the_bundle_holds_exactly_the_declared_parts() -> None:
+    """What the node runs is the files in sshrun/node: all of them, each once, as they are."""
+    from sshrun import agent
+
+    modules, scripts = _bundle_contents()
+    assert list(modules) == [f"sshrun.node.{part}" for part in agent.MODULES]
+    for part in agent.MODULES:
+        assert modules[f"sshrun.node.{part}"] == agent.source(part)
+    assert set(scripts) == set(agent.SCRIPTS) == {"sshrun_rank.py", "sshrun_torchrun.py"}
+    for name, parts in agent.SCRIPTS.items():
+        assert scripts[name] == "\n".join(agent.source(p) for p in parts)
+    files = {p.stem for p in (REPO / "sshrun" / "node").glob("*.py")} - {"__init__"}
+    used = [*agent.MODULES, *(p for parts in agent.SCRIPTS.values() for p in parts)]
+    assert files == set(used), "a file in sshrun/node that is not shipped, or one missing"
+
+
+def test_shipped_files_are_python_3_8_syntax() -> None:
+    import ast
+
+    for name, text in _shipped().items():
+        try:
+            ast.parse(text, filename=name, feature_version=(3, 8))
+        except SyntaxError as exc:
+            raise AssertionError(f"{name} is not Python 3.8: {exc}") from None
+
+
+def test_shipped_files_import_only_the_standard_library() -> None:
+    """The agent's parts import the standard library and the parts shipped before them;
+    the scripts, the standard library (and the wrapper torch, which the nodes have)."""
+    from sshrun import agent
+
+    stdlib = set(sys.stdlib_module_names)
+    for index, part in enumerate(agent.MODULES):
+        earlier = {f"sshrun.node.{p}" for p in agent.MODULES[:index]}
+        for module in _runtime_imports(agent.source(part)):
+            assert module.split(".")[0] in stdlib or module in earlier, (
+                f"sshrun/node/{part}.py imports {module}")
+    for name, text in _bundle_contents()[1].items():
+        allowed = {"torch"} if name == "sshrun_torchrun.py" else set()
+        for module in _runtime_imports(text):
+            assert module.split(".")[0] in stdlib | allowed, f"{name} imports {module}"
+
+
+def _python_3_8() -> str:
+    import glob
+    import shutil
+
+    found = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.8*/bin/python3")))
+    path = found[0] if found else shutil.which("python3.8")
+    assert path, "no Python 3.8 on this machine to load the agent's bundle with"
+    return path
+
+
+def test_the_bundle_loads_and_speaks_on_python_3_8() -> None:
+    """Under a real 3.8: every module of the bundle runs, a message round-trips, and the
+    scripts compile."""
+    from sshrun import agent
+
+    check = (
+        "import json, sys\n"
+        "bundle = sys.stdin.read()\n"
+        "scope = {'__name__': 'sshrun_agent'}\n"
+        "exec(compile(bundle, '<bundle>', 'exec'), scope)\n"
+        "assert callable(scope['main'])\n"
+        "p = sys.modules['sshrun.node.protocol']\n"
+        "wire = {'type': 'exited', 'code': 1, 'failures': {'3': {'exitcode': -9}},"
+        " 'swept': {'left': 0}, 'new': 1}\n"
+        "event = p.decode(json.loads(json.dumps(wire)), p.EVENTS)\n"
+        "assert event.failures[3].exitcode == -9, event\n"
+        "assert p.decode(event.to_dict(), p.EVENTS) == event\n"
+        "assert p.Heartbeat().to_dict() == {'type': 'hb'}\n"  # TYPE is no field on 3.8 either
+        "for name, text in scope['_SCRIPTS']:\n"
+        "    compile(text, name, 'exec')\n"
+        "print('ok', sys.version_info[:2])\n"
+    )
+    result = subprocess.run([_python_3_8(), "-c", check], input=agent.BUNDLE.decode(),
+                            capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "ok (3, 8)", result.stdout + result.stderr

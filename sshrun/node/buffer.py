@@ -1,0 +1,95 @@
+"""The agent's output to the head: one queue, written to stdout as fast as the head reads.
+
+Everything the agent sends (frames of output, events) goes through here, in
+order. Above ``HIGH_WATER`` bytes queued the queue asks its readers to stop
+reading ranks' output (they block on write, as on a full pipe) while control
+goes on; below ``LOW_WATER`` they read again. Nothing is dropped while the
+head lives: ``drain`` waits for as long as the head's heartbeats keep coming.
+
+Runs on the node: standard library only, Python 3.8.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import time
+from collections.abc import Callable
+
+from sshrun.node.protocol import KIND_OUTPUT, Message, encode_event, encode_frame
+
+HIGH_WATER = 8 * 1024 * 1024
+LOW_WATER = 1024 * 1024
+WRITE_CHUNK = 1 << 20
+STDOUT = 1
+
+
+def registered(sel: selectors.BaseSelector, fd: int) -> bool:
+    try:
+        sel.get_key(fd)
+        return True
+    except KeyError:
+        return False
+
+
+class OutputBuffer:
+    """The queue for the head. ``on_pause(True)``: stop reading ranks; ``(False)``: resume."""
+
+    def __init__(self, sel: selectors.BaseSelector, on_pause: Callable[[bool], None]) -> None:
+        self.sel = sel
+        self.data = bytearray()
+        self.closed = False  # the head is gone: nobody reads output any more
+        self.paused = False
+        self._on_pause = on_pause
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def send(self, data: bytes) -> None:
+        if self.closed:
+            return
+        self.data += data
+        if not registered(self.sel, STDOUT):
+            self.sel.register(STDOUT, selectors.EVENT_WRITE)
+
+    def event(self, message: Message) -> None:
+        self.send(encode_event(message))
+
+    def output(self, stream: int, source: int, data: bytes) -> None:
+        """Bytes a rank (or torchrun) wrote; may pause the readers."""
+        self.send(encode_frame(KIND_OUTPUT, stream, source, data))
+        if len(self.data) > HIGH_WATER and not self.paused:
+            self._set_paused(True)
+
+    def flush_some(self) -> None:
+        """stdout can take more: write what it takes."""
+        try:
+            n = os.write(STDOUT, self.data[:WRITE_CHUNK])
+        except BlockingIOError:
+            return
+        except OSError:
+            self.closed = True
+            self.data.clear()
+            n = 0
+        del self.data[:n]
+        if not self.data and registered(self.sel, STDOUT):
+            self.sel.unregister(STDOUT)
+        if self.paused and len(self.data) < LOW_WATER:
+            self._set_paused(False)
+
+    def _set_paused(self, paused: bool) -> None:
+        self.paused = paused
+        self._on_pause(paused)
+
+    def drain(self, pump: Callable[[float], None], head_silent: Callable[[float], bool],
+              tick: float) -> None:
+        """Last output to the head, for as long as the head lives, however slowly it reads.
+
+        ``pump(seconds)`` serves the agent meanwhile; ``head_silent(since)``
+        is true once the head is gone or silent for the heartbeat timeout
+        (counted from ``since`` at the earliest), so that a frozen head
+        cannot keep the agent alive.
+        """
+        start = time.monotonic()
+        while self.data and not head_silent(start):
+            pump(tick)

@@ -1,0 +1,336 @@
+"""The head/agent protocol, declared once: frames, message names, their fields, the version.
+
+Shipped to every node with the agent (standard library only, Python 3.8) and
+imported by the head, so that both sides build and read the same messages.
+
+Agent to head (the session's stdout): frames of ``HEADER`` (kind, stream,
+source, payload length) and a payload. ``KIND_OUTPUT``: bytes a rank wrote
+(``stream`` 1 or 2, ``source`` its global rank, or ``SOURCE_LAUNCHER`` for
+torchrun or the command itself). ``KIND_EVENT``: one JSON object, an
+``Event``. Before any frame the agent writes ``SYNC_PREFIX`` and the head's
+token on stdout and stderr (see ``sshrun.preamble``).
+
+Head to agent (the session's stdin): one JSON object per line, a ``Command``;
+the first one (``preflight``) follows the agent's source.
+
+Every message is a frozen dataclass whose ``TYPE`` is its ``"type"`` on the
+wire. ``to_dict`` gives the JSON object; ``from_dict`` reads one, ignores
+fields it does not know (a newer peer may send more) and raises
+``ProtocolError``, one line naming the message and the field, when a field is
+missing or of the wrong type. ``PROTOCOL_VERSION`` changes whenever a message
+changes; the head checks the agent's at ``hello``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import struct
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
+
+PROTOCOL_VERSION = 1
+
+# kind (1 byte), stream (1 byte), source (int32), payload length (uint32)
+HEADER = struct.Struct("!cBiI")
+KIND_OUTPUT = b"O"
+KIND_EVENT = b"E"
+SOURCE_LAUNCHER = -1  # torchrun itself, or the command of ``sshrun exec``
+# Written with the head's token to stdout and stderr before anything else:
+# what a login shell printed before the agent ran comes before it, and the
+# head skips (and shows) that instead of reading it as frames.
+SYNC_PREFIX = b"\nsshrun-agent-sync "
+
+
+class ProtocolError(ValueError):
+    """A message that breaks the protocol: its ``str()`` says which message and field."""
+
+
+M = TypeVar("M", bound="Message")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda value: value is None or check(value)
+
+
+def _is_number(value: Any) -> bool:
+    return _is_int(value) or isinstance(value, float)
+
+
+def _is_str(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _is_strings(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+
+
+def _is_str_map(value: Any) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+
+
+def _is_mapping(value: Any) -> bool:
+    return isinstance(value, dict)
+
+
+# What each field annotation accepts on the wire (annotations are strings here:
+# ``from __future__ import annotations``, so they read the same on Python 3.8).
+# Each: what it is called in an error, the check, and the value as the field holds it.
+_CHECKS: dict[str, tuple[str, Callable[[Any], bool], Callable[[Any], Any]]] = {
+    "int": ("an integer", _is_int, int),
+    "int | None": ("an integer or null", _optional(_is_int), lambda value: value),
+    "float": ("a number", _is_number, float),
+    "str": ("a string", _is_str, str),
+    "str | None": ("a string or null", _optional(_is_str), lambda value: value),
+    "bool": ("true or false", lambda value: isinstance(value, bool), bool),
+    "tuple[str, ...]": ("a list of strings", _is_strings, tuple),
+    "dict[str, str]": ("an object of strings", _is_str_map, dict),
+    "Swept": ("an object", _is_mapping, lambda value: _swept(value)),
+    "dict[int, RankFailure]": ("an object", _is_mapping, lambda value: rank_failures(value)),
+}
+
+
+def _plain(value: Any) -> Any:
+    """A field's value as JSON takes it."""
+    if isinstance(value, Message):
+        return value.to_dict()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+class Message:
+    """A protocol message; subclasses are frozen dataclasses with a ``TYPE``."""
+
+    TYPE: ClassVar[str] = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"type": self.TYPE}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            data[f.name] = _plain(getattr(self, f.name))
+        return data
+
+    @classmethod
+    def from_dict(cls: type[M], data: dict[str, Any]) -> M:
+        """The message in ``data``; unknown fields ignored, a missing or bad one refused."""
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if f.name not in data:
+                if (f.default is dataclasses.MISSING
+                        and f.default_factory is dataclasses.MISSING):
+                    raise ProtocolError(f"{cls.TYPE!r} message without its {f.name!r} field")
+                continue
+            value = data[f.name]
+            expected, check, convert = _CHECKS[str(f.type)]
+            if not check(value):
+                raise ProtocolError(f"{cls.TYPE!r} message: {f.name!r} is not {expected}: "
+                                    f"{json.dumps(value)[:80]}")
+            values[f.name] = convert(value)
+        return cls(**values)
+
+
+# -- head to agent ------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Preflight(Message):
+    """Sent with the agent's source: what to check before hello, and the sync token."""
+
+    TYPE: ClassVar[str] = "preflight"
+    sync: str | None = None
+    workdir: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec(Message):
+    """What to run. ``mode`` "torchrun": ``torchrun_args`` and ``target`` (the shim's
+    arguments: script or module, then the user's); "exec": ``argv``."""
+
+    TYPE: ClassVar[str] = "spec"
+    mode: str
+    tag: str
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+    cwd: str | None = None
+    grace: float = 10.0
+    hb_timeout: float = 30.0
+    hb_period: float = 0.0
+    torchrun_args: tuple[str, ...] = ()
+    target: tuple[str, ...] = ()
+    argv: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Heartbeat(Message):
+    """The head lives; also the agent's, when it has nothing else to send."""
+
+    TYPE: ClassVar[str] = "hb"
+
+
+@dataclasses.dataclass(frozen=True)
+class Stop(Message):
+    """Stop the job: SIGTERM, the grace period, SIGKILL."""
+
+    TYPE: ClassVar[str] = "stop"
+    reason: str = "stopped by the head"
+
+
+@dataclasses.dataclass(frozen=True)
+class Kill(Message):
+    """Stop the job at once: SIGKILL without a grace period."""
+
+    TYPE: ClassVar[str] = "kill"
+    reason: str = "killed by the head"
+
+
+# -- agent to head ------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Hello(Message):
+    """The agent is up: who and where it is, and what it can run."""
+
+    TYPE: ClassVar[str] = "hello"
+    version: int
+    pid: int
+    hostname: str
+    python: str
+    python_version: str
+    torch: bool
+    free_port: int
+    cwd: str
+    workdir_ok: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class Started(Message):
+    TYPE: ClassVar[str] = "started"
+    pid: int
+    argv0: str
+
+
+@dataclasses.dataclass(frozen=True)
+class RankStarted(Message):
+    TYPE: ClassVar[str] = "rank_started"
+    rank: int
+    local_rank: int
+    pid: int
+
+
+@dataclasses.dataclass(frozen=True)
+class RankExit(Message):
+    """A rank ended. ``code`` None: it died without a status (its shim was killed)."""
+
+    TYPE: ClassVar[str] = "rank_exit"
+    rank: int
+    local_rank: int
+    code: int | None = None
+    signal: int | None = None
+    traceback: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Stopping(Message):
+    """Teardown began, and why: the head's reason, or the agent's own."""
+
+    TYPE: ClassVar[str] = "stopping"
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Error(Message):
+    """The node cannot run the job as configured (no working directory, no program)."""
+
+    TYPE: ClassVar[str] = "error"
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Swept:
+    """How many of the job's processes needed SIGTERM, then SIGKILL; how many are left."""
+
+    terminated: int = 0
+    killed: int = 0
+    left: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class RankFailure:
+    """torchrun's record of one failed rank (its ``ChildFailedError``)."""
+
+    local_rank: int | None = None
+    pid: int | None = None
+    exitcode: int | None = None  # negative: killed by that signal
+    timestamp: int | None = None
+
+
+def rank_failures(value: Any) -> dict[int, RankFailure]:
+    """torchrun's failure records (rank -> fields), as the wrapper writes them."""
+    if not isinstance(value, dict):
+        raise ProtocolError("'exited' message: 'failures' is not an object")
+    failures = {}
+    for rank, info in value.items():
+        if not (isinstance(info, dict) and rank.lstrip("-").isdigit()):
+            raise ProtocolError(f"'exited' message: bad failure record for rank {rank!r}")
+        known = {f.name for f in dataclasses.fields(RankFailure)}
+        fields = {k: v for k, v in info.items() if k in known}
+        if not all(v is None or _is_int(v) for v in fields.values()):
+            raise ProtocolError(f"'exited' message: bad failure record for rank {rank!r}")
+        failures[int(rank)] = RankFailure(**fields)
+    return failures
+
+
+def _swept(value: dict[str, Any]) -> Swept:
+    known = {f.name for f in dataclasses.fields(Swept)}
+    counts = {k: v for k, v in value.items() if k in known}
+    if not all(_is_int(v) for v in counts.values()):
+        raise ProtocolError("'exited' message: 'swept' holds a count that is not an integer")
+    return Swept(**counts)
+
+
+@dataclasses.dataclass(frozen=True)
+class Exited(Message):
+    """The job on this node is over and swept; all of its output was sent before this."""
+
+    TYPE: ClassVar[str] = "exited"
+    code: int  # shell-style: 128+N for death by signal N
+    failures: dict[int, RankFailure] = dataclasses.field(default_factory=dict)
+    stopped: str | None = None  # why teardown began; None: the job ended by itself
+    swept: Swept = dataclasses.field(default_factory=Swept)
+
+
+EVENTS: dict[str, type[Message]] = {
+    cls.TYPE: cls
+    for cls in (Hello, Started, RankStarted, RankExit, Stopping, Error, Exited, Heartbeat)
+}
+COMMANDS: dict[str, type[Message]] = {
+    cls.TYPE: cls for cls in (Preflight, Spec, Heartbeat, Stop, Kill)
+}
+
+
+def decode(data: Any, table: dict[str, type[Message]]) -> Message | None:
+    """The message ``data`` holds; None for a type this side does not know (newer peers)."""
+    if not isinstance(data, dict):
+        raise ProtocolError(f"a message that is not a JSON object: {json.dumps(data)[:80]}")
+    cls = table.get(data.get("type"))  # type: ignore[arg-type]
+    return cls.from_dict(data) if cls is not None else None
+
+
+def encode_frame(kind: bytes, stream: int, source: int, payload: bytes) -> bytes:
+    return HEADER.pack(kind, stream, source, len(payload)) + payload
+
+
+def encode_event(event: Message) -> bytes:
+    return encode_frame(KIND_EVENT, 0, 0, json.dumps(event.to_dict()).encode())
+
+
+def encode_command(command: Message) -> bytes:
+    return json.dumps(command.to_dict()).encode() + b"\n"
