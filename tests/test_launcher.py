@@ -133,7 +133,7 @@ def test_unreachable_host_is_a_failed_attempt(make_sshd_cluster: MakeSshdCluster
     first = result.attempts[0]
     assert first.exit_code == 255 and first.hosts == ()
     assert first.first_failure is not None
-    assert (first.first_failure.host, first.first_failure.reason) == ("node1", "lost")
+    assert (first.first_failure.host, first.first_failure.reason) == ("node1", "unreachable")
     assert first.first_failure.message.startswith("unreachable: cannot connect to ")
     assert result.attempts[1].hosts == ("node0", "node1")
     assert sorted(out.getvalue().decode().splitlines()) == ["node0 | back", "node1 | back"]
