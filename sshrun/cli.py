@@ -120,13 +120,8 @@ from rich.text import Text
 from sshrun import errors, values
 from sshrun.cluster_yaml import EnvFileSettings, SSHFileSettings, load_cluster_yaml
 from sshrun.console import ConsoleOutput
-from sshrun.environment import (
-    DEFAULT_FORWARD,
-    is_secret_name,
-    load_env_file,
-    redact_env,
-    resolve_env,
-)
+from sshrun.envfile import load_env_file
+from sshrun.environment import DEFAULT_FORWARD, resolve_env
 from sshrun.errors import ConfigError, ConnectError, SshrunError
 from sshrun.hostfile import MAX_HOSTS, HostSpec, load_hostfile, parse_host_list
 from sshrun.local_cluster import MAX_NODES as MAX_LOCAL_NODES
@@ -145,7 +140,7 @@ from sshrun.plan import (
     target_args,
     torchrun_args,
 )
-from sshrun.redact import Redactor
+from sshrun.redact import Redactor, is_secret_name, redact_env
 from sshrun.sanitize import sanitize, shown_plain
 from sshrun.sanitize import shown as shell_word
 from sshrun.selection import apply_filters, slurm_hosts
