@@ -118,7 +118,6 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from sshrun import errors, values
-from sshrun.environment import redact_env
 from sshrun.errors import ConfigError, SshrunError
 from sshrun.plan import (
     JobPlan,
@@ -129,7 +128,7 @@ from sshrun.plan import (
     target_args,
     torchrun_args,
 )
-from sshrun.redact import Redactor
+from sshrun.redact import Redactor, redact_env
 from sshrun.sanitize import sanitize, shown_plain
 from sshrun.sanitize import shown as shell_word
 from sshrun.settings import (

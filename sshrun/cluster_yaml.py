@@ -1,4 +1,4 @@
-"""YAML cluster configs (``sshrun -c cluster.yaml``): load, check, render.
+"""YAML cluster configs (``sshrun -c cluster.yaml``): load and check.
 
 A cluster config describes the nodes of a job and how to reach them::
 
@@ -63,15 +63,14 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from sshrun import hostfile as _hostfile
-from sshrun import values
+from sshrun import hostfile, values
 from sshrun.configfile import read_config_text
 from sshrun.environment import refused_name
 from sshrun.errors import LocationError
@@ -88,7 +87,6 @@ __all__ = [
     "SSHFileSettings",
     "load_cluster_yaml",
     "parse_cluster_yaml",
-    "render_cluster_yaml",
 ]
 
 
@@ -409,8 +407,8 @@ class _Converter:
     def user(self, node: Node, what: str) -> str:
         value = self.string(node, what)
         try:
-            _hostfile._check_user(value, 0, value)
-        except _hostfile._LineError as err:
+            hostfile.check_user(value)
+        except hostfile.HostEntryError as err:
             self.fail(node, err.message, err.index)
         return value
 
@@ -555,7 +553,7 @@ class _Converter:
                     identity_file=own.get("identity_file", defaults.identity_file),
                     env=tuple(env.items()),
                 )
-                key = _hostfile._host_key(spec.host, spec.port)
+                key = hostfile.host_identity(spec.host, spec.port)
                 first = seen.get(key)
                 if first is not None:
                     self.fail(
@@ -571,8 +569,8 @@ class _Converter:
     ) -> tuple[list[str], Node, int | None, dict[str, Any]]:
         text = self.string(node, section, empty_ok=True)
         try:
-            entry = _hostfile._parse_line(text, 0)
-        except _hostfile._LineError as err:
+            entry = hostfile.parse_host_entry(text)
+        except hostfile.HostEntryError as err:
             self.fail(node, err.message, err.index)
         if entry is None:
             self.fail(node, f"expected a host entry such as 'node01 slots=8' for {section}")
@@ -580,7 +578,7 @@ class _Converter:
         for name in ("user", "port", "slots"):
             if getattr(entry, name) is not None:
                 own[name] = getattr(entry, name)
-        return entry.hosts, node, entry.host_at, own
+        return list(entry.hosts), node, entry.host_at, own
 
     def host_mapping(
         self, node: MappingNode, section: str
@@ -602,14 +600,13 @@ class _Converter:
                 at,
             )
         inner = text
-        offset = 0
         if text.startswith("[") and text.endswith("]") and ":" in text:
-            inner, offset = text[1:-1], 1
+            inner = text[1:-1]
         try:
             if ":" in inner:
                 try:
-                    _hostfile._check_bracketed_host(inner, offset, text)
-                except _hostfile._LineError:
+                    hostfile.check_single_host(inner)
+                except hostfile.HostEntryError:
                     self.fail(
                         node,
                         f"expected a host name or IPv6 address for host, got {_clip(text)}: "
@@ -617,8 +614,8 @@ class _Converter:
                         text.find(":"),
                     )
                 return [inner]
-            return _hostfile._check_host_pattern(text, 0, text)
-        except _hostfile._LineError as err:
+            return hostfile.expand_host_name(text)
+        except hostfile.HostEntryError as err:
             self.fail(node, err.message, err.index)
 
     def ssh(self, node: Node | None) -> SSHFileSettings:
@@ -646,7 +643,7 @@ class _Converter:
             port = match.group("port") if match else None
             name = match.group("host") if match else ""
             if (match is None or (port is not None and not 1 <= int(port) <= MAX_PORT)
-                    or (not name.startswith("[") and _hostfile.dns_name_problem(name))):
+                    or (not name.startswith("[") and hostfile.dns_name_problem(name))):
                 self.fail(
                     node,
                     f"expected jump_host as [user@]host[:port], hops separated by ',', "
@@ -848,70 +845,3 @@ def load_cluster_yaml(path: str | os.PathLike[str]) -> ClusterFile:
     name = os.fspath(path)
     text = read_config_text(name, "cluster config")
     return parse_cluster_yaml(text, name, os.path.dirname(os.path.abspath(name)))
-
-
-def _render_host(spec: HostSpec) -> dict[str, object]:
-    out: dict[str, object] = {"host": spec.host}
-    for name in ("user", "port", "slots", "python", "workdir", "identity_file"):
-        value = getattr(spec, name)
-        if value is not None:
-            out[name] = value
-    if spec.env:
-        out["env"] = dict(spec.env)
-    return out
-
-
-def _nonempty(pairs: Iterable[tuple[str, object]]) -> dict[str, object]:
-    return {k: v for k, v in pairs if v is not None and v != () and v != {}}
-
-
-class _Dumper(yaml.SafeDumper):
-    """SafeDumper that double-quotes strings holding Unicode line breaks.
-
-    PyYAML may write U+0085, U+2028 or U+2029 raw inside a single-quoted or
-    block scalar, where reading it back folds it into a space.
-    """
-
-
-def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    if any(ch in value for ch in "\x85\u2028\u2029"):
-        return dumper.represent_scalar(_STR, value, style='"')
-    return dumper.represent_str(value)
-
-
-_Dumper.add_representer(str, _represent_str)
-
-
-def _plain(value: str) -> str | int:
-    """A canonical decimal number as an int (written unquoted), else the string."""
-    if value.isascii() and value.isdigit() and len(value) < 19 and value == str(int(value)):
-        return int(value)
-    return value
-
-
-def render_cluster_yaml(cf: ClusterFile) -> str:
-    """Write ``cf`` as YAML that parses back to an equal ClusterFile.
-
-    Every host is written as a mapping with its merged settings (no
-    ``defaults`` section); ``where`` and ``source`` are not kept.
-    """
-    doc: dict[str, object] = {"hosts": [_render_host(h) for h in cf.hosts]}
-    ssh = _nonempty((name, getattr(cf.ssh, name)) for name in SSH_KEYS)
-    if ssh:
-        doc["ssh"] = ssh
-    env = _nonempty(
-        [
-            ("forward", list(cf.env.forward) or None),
-            ("set", dict(cf.env.set) or None),
-            ("secret", list(cf.env.secret) or None),
-            ("file", cf.env.file),
-        ]
-    )
-    if env:
-        doc["env"] = env
-    if cf.torchrun:
-        doc["torchrun"] = {name.replace("-", "_"): _plain(value) for name, value in cf.torchrun}
-    body = yaml.dump(
-        doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False
-    )
-    return f"# sshrun cluster config\n{body}"

@@ -1,6 +1,6 @@
 """The environment policy: which variables reach the ranks, and which are secret.
 
-Pure functions over values: no I/O except :func:`load_env_file`.
+Pure functions over values, no I/O.
 
 Where a node's variables come from (a later layer wins over an earlier one)::
 
@@ -74,57 +74,30 @@ friends are appended by the planner after everything else, so they always win.
 Head variables whose names are not valid names (``BASH_FUNC_f%%``) are never
 copied by a pattern.
 
-Env files (``--env-file``), dotenv style, one assignment per line::
-
-    # a comment line; blank lines are skipped
-    NCCL_DEBUG=INFO               # unquoted: ends at whitespace + '#', stripped
-    export OMP_NUM_THREADS=4      # an optional 'export ' prefix
-    URL=http://x/#frag            # '#' not after whitespace is part of the value
-    GREETING="hello\\n\\"world\\""   # double quotes: \\n \\r \\t \\" \\\\ \\$ escapes,
-                                  #   any other backslash is kept as written
-    PATTERN='C:\\dir\\*.txt'        # single quotes: literal, no escapes
-    EMPTY=
-
-Whitespace around ``=`` is allowed; a quoted value ends on its own line (write
-a newline as ``\\n`` inside double quotes) and may be followed only by
-whitespace and a comment.  Values are literal: no ``$VAR`` expansion.  A name
-given twice keeps its first position and its last value.  A NUL character is
-an error anywhere.  Every error is a :class:`~sshrun.errors.LocationError`
-with the file, the 1-based line and the 1-based column (a tab is one column).
-
-Secrets: a name is secret when it was named with ``--secret`` / ``env.secret``
-or looks like one (:data:`sshrun.plan.SECRET_NAME`: ``*_KEY``, ``*TOKEN*``,
-``*PASSWORD*``, ...).  :func:`redact_env` shows such values as ``<redacted>``;
-:func:`redact_text` removes the secret values from any text (values shorter than
-four characters are left alone in free text, where they would match far too
-much; they are still hidden by :func:`redact_env`).
+Env files (``--env-file``, YAML ``env.file``) are read by
+:mod:`sshrun.envfile`; which names are secret, and how their values are
+hidden, is :mod:`sshrun.redact`'s.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from sshrun.configfile import read_config_text, split_lines
-from sshrun.errors import ConfigError, LocationError
-from sshrun.plan import REDACTED, SECRET_NAME
-from sshrun.redact import Redactor
+from sshrun.errors import ConfigError
+from sshrun.redact import is_secret_name
 
 __all__ = [
     "DEFAULT_FORWARD",
+    "NAME",
     "NEVER_FORWARD",
-    "REDACTED",
+    "SESSION_ONLY",
     "EnvPlan",
     "is_pattern",
-    "is_secret_name",
     "is_valid_name",
-    "load_env_file",
-    "parse_env_file",
-    "redact_env",
-    "redact_text",
-    "render_env_file",
+    "refused_name",
     "resolve_env",
 ]
 
@@ -189,7 +162,8 @@ SESSION_ONLY: tuple[str, ...] = (
     "EUID", "UID", "PPID", "GROUPS",
 )
 
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# A variable's name, here and in env files (sshrun.envfile).
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PATTERN = re.compile(r"[A-Za-z0-9_*?\[\]!-]+")
 _GLOB_CHARS = "*?["
 
@@ -201,16 +175,12 @@ class EnvPlan:
     values: tuple[tuple[str, str], ...]  # each name once, in a stable order
     secrets: frozenset[str]  # explicit secrets, and names in values that look secret
 
-    def secret_values(self) -> frozenset[str]:
-        """The non-empty values of the secret names (what to redact from text)."""
-        return frozenset(v for k, v in self.values if k in self.secrets and v)
-
 
 # --- names and patterns -------------------------------------------------------------------
 
 
 def is_valid_name(name: str) -> bool:
-    return _NAME.fullmatch(name) is not None
+    return NAME.fullmatch(name) is not None
 
 
 def is_pattern(text: str) -> bool:
@@ -342,181 +312,3 @@ def resolve_env(
 
     secret_names = frozenset(secrets) | {k for k in out if is_secret_name(k, ())}
     return EnvPlan(tuple(out.items()), frozenset(secret_names))
-
-
-# --- secrets ------------------------------------------------------------------------------
-
-
-def is_secret_name(name: str, secrets: Collection[str]) -> bool:
-    """Named as a secret, or a name that looks secret (``*_KEY``, ``*TOKEN*``, ...)."""
-    return name in secrets or SECRET_NAME.search(name) is not None
-
-
-def redact_env(
-    values: Mapping[str, str] | Iterable[tuple[str, str]], secrets: Collection[str]
-) -> list[tuple[str, str]]:
-    """The same pairs, in order, with every secret name's value shown as ``<redacted>``."""
-    items = values.items() if isinstance(values, Mapping) else values
-    return [(k, REDACTED if is_secret_name(k, secrets) else v) for k, v in items]
-
-
-def redact_text(text: str, secret_values: Collection[str]) -> str:
-    """``text`` with every occurrence of each secret value (4 characters or more) redacted.
-
-    A value that contains or overlaps another is removed whole; a multi-line
-    value also line by line (:class:`sshrun.redact.Redactor`).
-    """
-    return Redactor(secret_values).redact(text)
-
-
-# --- env files ----------------------------------------------------------------------------
-
-_WS = " \t"
-_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\", "$": "$"}
-_EXPECTED = "expected NAME=VALUE"
-
-
-class _LineError(Exception):
-    def __init__(self, index: int, message: str) -> None:
-        super().__init__(message)
-        self.index = index
-        self.message = message
-
-
-def _skip_ws(line: str, i: int) -> int:
-    while i < len(line) and line[i] in _WS:
-        i += 1
-    return i
-
-
-def _rest_is_comment(line: str, i: int) -> None:
-    i = _skip_ws(line, i)
-    if i < len(line) and line[i] != "#":
-        # One character, never the rest of the line: that may be the rest of a secret.
-        raise _LineError(
-            i, f"{_EXPECTED}: unexpected {line[i]!r} after the closing quote "
-               "(only a # comment may follow)"
-        )
-
-
-def _double_quoted(line: str, start: int) -> tuple[str, int]:
-    """The value of a double-quoted string opening at ``start``, and the index after it."""
-    out: list[str] = []
-    i = start + 1
-    while i < len(line):
-        c = line[i]
-        if c == '"':
-            return "".join(out), i + 1
-        if c == "\\" and i + 1 < len(line):
-            nxt = line[i + 1]
-            out.append(_ESCAPES.get(nxt, "\\" + nxt))
-            i += 2
-            continue
-        out.append(c)
-        i += 1
-    raise _LineError(
-        start, f"{_EXPECTED}: unterminated '\"' quote (a quoted value ends on its line; "
-               "write a newline as \\n)"
-    )
-
-
-def _single_quoted(line: str, start: int) -> tuple[str, int]:
-    end = line.find("'", start + 1)
-    if end < 0:
-        raise _LineError(
-            start, f"{_EXPECTED}: unterminated \"'\" quote (a quoted value ends on its line)"
-        )
-    return line[start + 1:end], end + 1
-
-
-def _unquoted(line: str, start: int) -> str:
-    """An unquoted value starting at a non-blank ``start``: up to whitespace + '#'."""
-    end = len(line)
-    for k in range(start + 1, len(line)):
-        if line[k] == "#" and line[k - 1] in _WS:
-            end = k
-            break
-    return line[start:end].strip(_WS)
-
-
-def _parse_line(line: str) -> tuple[str, str] | None:
-    nul = line.find("\0")
-    if nul >= 0:
-        raise _LineError(nul, f"{_EXPECTED}: a NUL character cannot appear in an env file")
-    i = _skip_ws(line, 0)
-    if i == len(line) or line[i] == "#":
-        return None
-    if line.startswith("export", i) and i + 6 < len(line) and line[i + 6] in _WS:
-        j = _skip_ws(line, i + 6)
-        if j < len(line) and _NAME.match(line, j):
-            i = j
-    match = _NAME.match(line, i)
-    if match is None:
-        raise _LineError(
-            i, f"{_EXPECTED}: a name starts with a letter or '_', not {line[i]!r}"
-        )
-    name = match.group()
-    i = match.end()
-    if i < len(line) and line[i] not in _WS and line[i] != "=":
-        raise _LineError(i, f"{_EXPECTED}: {line[i]!r} cannot appear in a name")
-    i = _skip_ws(line, i)
-    if i == len(line) or line[i] != "=":
-        raise _LineError(i, f"{_EXPECTED}: missing '=' after {name}")
-    after_eq = i + 1
-    i = _skip_ws(line, after_eq)
-    if i == len(line):
-        return name, ""
-    if line[i] == '"':
-        value, end = _double_quoted(line, i)
-        _rest_is_comment(line, end)
-        return name, value
-    if line[i] == "'":
-        value, end = _single_quoted(line, i)
-        _rest_is_comment(line, end)
-        return name, value
-    if line[i] == "#" and i > after_eq:
-        return name, ""  # "A= # comment"; "A=#x" is the value "#x"
-    return name, _unquoted(line, i)
-
-
-def parse_env_file(text: str, source: str) -> list[tuple[str, str]]:
-    """The assignments of an env file, each name once (first position, last value).
-
-    Raises :class:`~sshrun.errors.LocationError` (a ``ConfigError``) naming
-    ``source``, the line and the column of the first problem.
-    """
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    out: dict[str, str] = {}
-    # Line breaks as in hostfiles: \n, \r\n and an old Mac's lone \r.
-    for number, line in enumerate(split_lines(text), start=1):
-        try:
-            entry = _parse_line(line)
-        except _LineError as err:
-            raise LocationError(source, number, err.index + 1, err.message) from None
-        if entry is not None:
-            out[entry[0]] = entry[1]
-    return list(out.items())
-
-
-def load_env_file(path: str) -> list[tuple[str, str]]:
-    """Read and parse an env file; errors name ``path`` as given."""
-    text = read_config_text(path, "env file")
-    return parse_env_file(text, path)
-
-
-def render_env_file(entries: Iterable[tuple[str, str]]) -> str:
-    """An env file that :func:`parse_env_file` reads back as ``entries``.
-
-    Every value is double-quoted with ``\\\\``, ``\\"``, ``\\n`` and ``\\r``
-    escaped.
-    """
-    lines: list[str] = []
-    for name, value in entries:
-        if not is_valid_name(name):
-            raise ConfigError(f"env file: {name!r}: expected a NAME")
-        _check_value(name, value, "env file")
-        escaped = (value.replace("\\", "\\\\").replace('"', '\\"')
-                   .replace("\n", "\\n").replace("\r", "\\r"))
-        lines.append(f'{name}="{escaped}"\n')
-    return "".join(lines)

@@ -1,4 +1,4 @@
-"""Hostfiles and ``--hosts`` lists: parse, expand, render.
+"""Hostfiles and ``--hosts`` lists: parse, expand.
 
 A hostfile names one host per line, in the dialects that DeepSpeed, Open MPI,
 MPICH and Horovod users already have::
@@ -40,6 +40,12 @@ stripped (blank lines are skipped)::
 
 Every error is a :class:`~sshrun.errors.LocationError` naming source, line and
 1-based column (tabs count as one column) and saying what was expected.
+
+Other loaders that hold host entries (the YAML cluster config,
+:mod:`sshrun.cluster_yaml`) check them with the same grammar through
+:func:`parse_host_entry`, :func:`expand_host_name`, :func:`check_single_host`,
+:func:`check_user` and :func:`host_identity`, which raise
+:class:`HostEntryError` with a column index for the caller to locate.
 """
 
 from __future__ import annotations
@@ -49,7 +55,7 @@ import itertools
 import os
 import re
 import string
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from sshrun.configfile import read_config_text
@@ -59,14 +65,21 @@ __all__ = [
     "MAX_COLON_SLOTS",
     "MAX_HOSTS",
     "MAX_SLOTS",
+    "HostEntry",
+    "HostEntryError",
     "HostSpec",
     "HostlistError",
+    "check_single_host",
+    "check_user",
+    "dns_name_problem",
+    "expand_host_name",
     "expand_hostlist",
+    "host_identity",
     "hostlist_size",
     "load_hostfile",
+    "parse_host_entry",
     "parse_host_list",
     "parse_hostfile",
-    "render_hostfile",
 ]
 
 # A range such as node[0-9999999] would otherwise build millions of strings
@@ -258,8 +271,9 @@ def _parse_item(pattern: str, item: str, offset: int) -> _Range:
     return _Range(low, high, len(low_s))
 
 
-class _LineError(Exception):
-    """An error at a 0-based column of the line (or ``--hosts`` value)."""
+class HostEntryError(ValueError):
+    """A fault at the 0-based ``index`` of a host entry's text; ``message`` says what
+    was expected (the caller adds the file and line)."""
 
     def __init__(self, index: int, message: str) -> None:
         super().__init__(message)
@@ -282,7 +296,7 @@ class _Entry:
     def set(self, key: str, value: int | str | None, at: int, how: str) -> None:
         if key in self.given:
             first_at, first_how = self.given[key]
-            raise _LineError(
+            raise HostEntryError(
                 at, f"{key} given twice: {how} here, {first_how} at column {first_at + 1}"
             )
         self.given[key] = (at, how)
@@ -315,28 +329,28 @@ def _check_name(name: str, at: int, what: str, allowed: frozenset[str], hint: st
     # The leading '-' first: "-oProxyCommand=..." is an injection attempt,
     # and naming its '=' would hide that.
     if name.startswith("-"):
-        raise _LineError(
+        raise HostEntryError(
             at, f"{what} may not start with '-' (ssh would read it as an option), got {name!r}"
         )
     for j, ch in enumerate(name):
         if ch not in allowed:
-            raise _LineError(
+            raise HostEntryError(
                 at + j, f"invalid character {ch!r} in {what} {name!r}: expected {hint}"
             )
 
 
 def _check_user(name: str, at: int, token: str) -> None:
     if not name:
-        raise _LineError(at, f"expected a user name, got {token!r}")
+        raise HostEntryError(at, f"expected a user name, got {token!r}")
     _check_name(name, at, "user name", _USER_CHARS, "letters, digits, '.', '_' or '-'")
 
 
 def _check_host_pattern(pattern: str, at: int, token: str) -> list[str]:
     """Validate a host name that may hold ranges, and expand it."""
     if not pattern:
-        raise _LineError(at, f"expected a host name, got {token!r}")
+        raise HostEntryError(at, f"expected a host name, got {token!r}")
     if pattern.startswith("-"):
-        raise _LineError(
+        raise HostEntryError(
             at,
             f"host name may not start with '-' (ssh would read it as an option), got {pattern!r}",
         )
@@ -347,7 +361,7 @@ def _check_host_pattern(pattern: str, at: int, token: str) -> list[str]:
         elif ch == "]":
             depth = max(0, depth - 1)
         elif depth == 0 and ch not in _HOST_CHARS:
-            raise _LineError(
+            raise HostEntryError(
                 at + j,
                 f"invalid character {ch!r} in host name {pattern!r}: expected letters, "
                 "digits, '-', '.', '_' or a range like node[01-16]",
@@ -355,7 +369,7 @@ def _check_host_pattern(pattern: str, at: int, token: str) -> list[str]:
     try:
         names = expand_hostlist(pattern)
     except HostlistError as err:
-        raise _LineError(at + err.offset, err.message) from None
+        raise HostEntryError(at + err.offset, err.message) from None
     for name in names:
         _check_dns_name(name, at)
     return names
@@ -379,13 +393,15 @@ def _check_dns_name(name: str, at: int) -> None:
     problem = dns_name_problem(name)
     if problem is not None:
         text = name if len(name) <= 60 else name[:60] + "..."
-        raise _LineError(at, f"invalid host name {text!r}: {problem}")
+        raise HostEntryError(at, f"invalid host name {text!r}: {problem}")
 
 
 def _check_bracketed_host(inner: str, at: int, token: str) -> None:
     """Validate the name or IPv6 address written inside ``[...]``."""
     if not inner:
-        raise _LineError(at, f"expected a host name or IPv6 address inside [...], got {token!r}")
+        raise HostEntryError(
+            at, f"expected a host name or IPv6 address inside [...], got {token!r}"
+        )
     if ":" not in inner:
         _check_name(
             inner,
@@ -400,20 +416,20 @@ def _check_bracketed_host(inner: str, at: int, token: str) -> None:
     try:
         ipaddress.IPv6Address(inner)
     except ValueError:
-        raise _LineError(at, f"expected an IPv6 address inside [...], got {inner!r}") from None
+        raise HostEntryError(at, f"expected an IPv6 address inside [...], got {inner!r}") from None
 
 
 def _parse_hostpart(token: str, at: int) -> _Entry:
     key = token.partition("=")[0]
     if key in _KEYS:
-        raise _LineError(at, f"expected a host name before {token!r}")
+        raise HostEntryError(at, f"expected a host name before {token!r}")
     rest, rest_at = token, at
     user: str | None = None
     user_at = token.find("@")
     if user_at >= 0:
         user = token[:user_at]
         if not user:
-            raise _LineError(at, f"expected a user name before '@', got {token!r}")
+            raise HostEntryError(at, f"expected a user name before '@', got {token!r}")
         _check_user(user, at, token)
         rest, rest_at = token[user_at + 1 :], at + user_at + 1
 
@@ -429,7 +445,7 @@ def _parse_hostpart(token: str, at: int) -> _Entry:
 def _parse_bracketed(rest: str, at: int, token: str) -> _Entry:
     close = rest.find("]")
     if close < 0:
-        raise _LineError(at, f"expected ']' to close '[' as in [host]:PORT, got {token!r}")
+        raise HostEntryError(at, f"expected ']' to close '[' as in [host]:PORT, got {token!r}")
     inner = rest[1:close]
     _check_bracketed_host(inner, at + 1, token)
     entry = _Entry(hosts=[inner], host_at=at)
@@ -438,17 +454,17 @@ def _parse_bracketed(rest: str, at: int, token: str) -> _Entry:
     if not after:
         return entry
     if after[0] != ":":
-        raise _LineError(after_at, f"expected ':PORT' or nothing after ']', got {token!r}")
+        raise HostEntryError(after_at, f"expected ':PORT' or nothing after ']', got {token!r}")
     port_text = after[1:]
     extra = port_text.find(":")
     if extra >= 0:
-        raise _LineError(
+        raise HostEntryError(
             after_at + 1 + extra,
             f"'[host]:PORT:N' is not accepted, got {token!r}: write '[host]:PORT slots=N'",
         )
     port = _number(port_text)
     if port is None or not 1 <= port <= MAX_PORT:
-        raise _LineError(
+        raise HostEntryError(
             after_at + 1,
             f"expected [host]:PORT with PORT a port number 1-{MAX_PORT}, got {token!r}",
         )
@@ -472,7 +488,7 @@ def _parse_plain(rest: str, at: int, token: str) -> _Entry:
     # Before the host check, so that a bare IPv6 address such as ::1 gets
     # this hint rather than "expected a host name".
     if colon >= 0 and ":" in slots_text:
-        raise _LineError(
+        raise HostEntryError(
             at + colon,
             f"expected host:N with N the number of slots, got {token!r}: an IPv6 address "
             "or a port is written in brackets, as in [::1] or [host]:2222",
@@ -485,7 +501,7 @@ def _parse_plain(rest: str, at: int, token: str) -> _Entry:
     slots_at = at + colon + 1
     slots = _number(slots_text)
     if slots is None or slots < 1:
-        raise _LineError(
+        raise HostEntryError(
             slots_at,
             f"expected host:N with N a positive integer (the number of slots), got {token!r}",
         )
@@ -494,7 +510,7 @@ def _parse_plain(rest: str, at: int, token: str) -> _Entry:
         fix = f"'{pattern} port={slots_text}'"
         if "[" not in pattern:
             fix = f"'[{pattern}]:{slots_text}' or {fix}"
-        raise _LineError(
+        raise HostEntryError(
             slots_at,
             f"':N' gives the number of slots, and {slots_text} in {token!r} is more than "
             f"{MAX_COLON_SLOTS}; to give port {slots_text}, write {fix}",
@@ -507,16 +523,18 @@ def _apply_option(entry: _Entry, token: str, at: int) -> None:
     key, eq, value = token.partition("=")
     if not eq:
         if token in _KEYS:
-            raise _LineError(at, f"expected {token}=VALUE without spaces around '=', got {token!r}")
-        raise _LineError(
+            raise HostEntryError(
+                at, f"expected {token}=VALUE without spaces around '=', got {token!r}"
+            )
+        raise HostEntryError(
             at,
             f"expected key=value ({_KEY_HELP}) after the host, got {token!r}; "
             "write one host per line",
         )
     if not key:
-        raise _LineError(at, f"expected key=value ({_KEY_HELP}), got {token!r}")
+        raise HostEntryError(at, f"expected key=value ({_KEY_HELP}), got {token!r}")
     if key not in _KEYS:
-        raise _LineError(
+        raise HostEntryError(
             at, f"unknown key {key!r} in {token!r}: expected one of {', '.join(_KEYS)}"
         )
     how = f"{key + '='!r}"
@@ -527,15 +545,15 @@ def _apply_option(entry: _Entry, token: str, at: int) -> None:
     number = _number(value)
     if key == "port":
         if number is None or not 1 <= number <= MAX_PORT:
-            raise _LineError(
+            raise HostEntryError(
                 at, f"expected port=P with P a port number 1-{MAX_PORT}, got {token!r}"
             )
         entry.set("port", number, at, how)
     elif key == "slots":
         if number is None or number < 1:
-            raise _LineError(at, f"expected slots=N with N a positive integer, got {token!r}")
+            raise HostEntryError(at, f"expected slots=N with N a positive integer, got {token!r}")
         if number > MAX_SLOTS:
-            raise _LineError(
+            raise HostEntryError(
                 at, f"expected slots=N with N a positive integer up to {MAX_SLOTS}, got {token!r}"
             )
         entry.set("slots", number, at, how)
@@ -543,7 +561,7 @@ def _apply_option(entry: _Entry, token: str, at: int) -> None:
         # Open MPI's oversubscription bound: meaningless to torchrun, but a
         # typo in it is still worth reporting.
         if number is None:
-            raise _LineError(
+            raise HostEntryError(
                 at, f"expected max_slots=N with N a non-negative integer, got {token!r}"
             )
         entry.set("max_slots", None, at, how)
@@ -610,7 +628,7 @@ def parse_hostfile(text: str, source: str) -> list[HostSpec]:
         body = line.split("#", 1)[0]
         try:
             entry = _parse_line(body, 0)
-        except _LineError as err:
+        except HostEntryError as err:
             raise LocationError(source, number, err.index + 1, err.message) from None
         if entry is not None:
             where = f"{source}:{number}"
@@ -645,7 +663,7 @@ def parse_host_list(value: str, source: str = "--hosts") -> list[HostSpec]:
     for start, piece in _split_entries(value):
         try:
             entry = _parse_line(piece, start)
-        except _LineError as err:
+        except HostEntryError as err:
             raise LocationError(source, 1, err.index + 1, err.message) from None
         if entry is None:
             raise LocationError(
@@ -668,56 +686,47 @@ def load_hostfile(path: str | os.PathLike[str]) -> list[HostSpec]:
     return hosts
 
 
-def _render_one(spec: HostSpec) -> str:
-    problem = _spec_problem(spec)
-    if problem:
-        raise ValueError(f"cannot render {spec!r}: {problem}")
-    user = f"{spec.user}@" if spec.user is not None else ""
-    if spec.port is not None:
-        hostpart = f"[{spec.host}]:{spec.port}"
-    elif ":" in spec.host:
-        hostpart = f"[{spec.host}]"
-    else:
-        hostpart = spec.host
-    slots = f" slots={spec.slots}" if spec.slots is not None else ""
-    return f"{user}{hostpart}{slots}"
+# --- host entries for other loaders (sshrun.cluster_yaml) ---------------------------------
 
 
-def _spec_problem(spec: HostSpec) -> str | None:
-    """Why ``spec`` cannot be written so that it reads back, or None."""
-    try:
-        if ":" in spec.host:
-            _check_bracketed_host(spec.host, 0, spec.host)
-        else:
-            _check_name(spec.host, 0, "host name", _HOST_CHARS, "a plain host name")
-            if not spec.host:
-                return "empty host name"
-            dns = dns_name_problem(spec.host)
-            if dns is not None:
-                return dns
-        if spec.user is not None:
-            _check_user(spec.user, 0, spec.user)
-    except _LineError as err:
-        return err.message
-    if spec.port is not None and not 1 <= spec.port <= MAX_PORT:
-        return f"port {spec.port} outside 1-{MAX_PORT}"
-    if spec.slots is not None and not 1 <= spec.slots <= MAX_SLOTS:
-        return f"slots {spec.slots} outside 1-{MAX_SLOTS}"
-    return None
+@dataclass(frozen=True)
+class HostEntry:
+    """One host entry as a hostfile line writes it: its hosts share user, port and slots."""
+
+    hosts: tuple[str, ...]  # the host part, ranges expanded
+    host_at: int  # 0-based index of the host name (after any user@) in the text
+    user: str | None = None
+    port: int | None = None
+    slots: int | None = None
 
 
-def render_hostfile(hosts: Sequence[HostSpec]) -> str:
-    """Write ``hosts`` as a canonical hostfile that parses back to equal specs.
+def parse_host_entry(text: str) -> HostEntry | None:
+    """One hostfile line's text, its comment already removed; None when blank.
 
-    Raises ``ValueError`` for a spec that no hostfile line can express (bad
-    characters, out-of-range numbers) or for a duplicate host.
+    Raises :class:`HostEntryError` at the column of the first fault.
     """
-    seen: set[tuple[str, int | None]] = set()
-    lines: list[str] = []
-    for spec in hosts:
-        key = _host_key(spec.host, spec.port)
-        if key in seen:
-            raise ValueError(f"cannot render duplicate host {spec.label}")
-        seen.add(key)
-        lines.append(_render_one(spec))
-    return "".join(f"{line}\n" for line in lines)
+    entry = _parse_line(text, 0)
+    if entry is None:
+        return None
+    return HostEntry(tuple(entry.hosts), entry.host_at, entry.user, entry.port, entry.slots)
+
+
+def expand_host_name(pattern: str) -> list[str]:
+    """A host name that may hold hostlist ranges, checked and expanded."""
+    return _check_host_pattern(pattern, 0, pattern)
+
+
+def check_single_host(name: str) -> None:
+    """One host name (no ranges) or IPv6 address, as written inside ``[...]``."""
+    _check_bracketed_host(name, 0, name)
+
+
+def check_user(name: str) -> None:
+    """A user name as ``user@`` and ``user=`` take it."""
+    _check_user(name, 0, name)
+
+
+def host_identity(host: str, port: int | None) -> tuple[str, int | None]:
+    """What makes two entries the same host (for duplicates): DNS names ignore case,
+    an IPv6 address is compared in its compressed form."""
+    return _host_key(host, port)

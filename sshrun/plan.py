@@ -28,13 +28,6 @@ from sshrun.redact import REDACTED as REDACTED  # shown for secret names
 
 Mode = Literal["torchrun", "exec"]
 
-# Variable names whose values sshrun never prints (dry run, reports).
-SECRET_NAME = re.compile(
-    r"KEY|TOKEN|SECRET|PASSW(OR)?D|CREDENTIAL|AUTH|COOKIE|PRIVATE|SESSION"
-    r"|(^|_)PASS($|_)|_PWD$",  # DB_PASS, MYSQL_PWD; not the shell's own PWD
-    re.IGNORECASE,
-)
-
 NPROC_WORDS = ("auto", "cpu", "gpu", "xpu")
 
 # Linux refuses to exec a program when one argument or one "NAME=value"

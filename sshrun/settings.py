@@ -68,13 +68,15 @@ from typing import Literal, TypeVar
 
 from sshrun import values
 from sshrun.cluster_yaml import EnvFileSettings, SSHFileSettings, load_cluster_yaml
-from sshrun.environment import DEFAULT_FORWARD, is_secret_name, load_env_file, resolve_env
+from sshrun.envfile import load_env_file
+from sshrun.environment import DEFAULT_FORWARD, resolve_env
 from sshrun.errors import ConfigError
 from sshrun.hostfile import MAX_HOSTS, HostSpec, load_hostfile, parse_host_list
 from sshrun.local_cluster import MAX_NODES as MAX_LOCAL_NODES
 from sshrun.local_cluster import local_cluster_hosts
 from sshrun.membership import Membership
 from sshrun.plan import JobConfig, RestartPolicy, Timeouts, parse_endpoint, parse_nproc
+from sshrun.redact import is_secret_name
 from sshrun.selection import apply_filters, slurm_hosts
 from sshrun.transport import HOST_KEY_POLICIES, HostKeyPolicy, SSHSettings, check_ssh_files
 

@@ -21,7 +21,7 @@ import pytest
 from sshrun.cli import parse_invocation, run
 from sshrun.cluster_yaml import parse_cluster_yaml
 from sshrun.configfile import MAX_CONFIG_BYTES, read_config_text
-from sshrun.environment import parse_env_file
+from sshrun.envfile import parse_env_file
 from sshrun.errors import ConfigError, LocationError
 from sshrun.hostfile import (
     MAX_HOSTS,

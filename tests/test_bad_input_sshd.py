@@ -31,6 +31,7 @@ def node_config(cluster: SshdCluster, tmp_path: Path, extra: str = "",
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dry", [True, False])
 @pytest.mark.parametrize(
     ("make", "message"),
@@ -51,6 +52,7 @@ def test_missing_or_directory_ssh_config_is_exit_2(sshd_cluster: SshdCluster, tm
     assert head.stdout == ""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dry", [True, False])
 def test_garbage_ssh_config_is_exit_2_with_its_line(sshd_cluster: SshdCluster, tmp_path: Path,
                                                     dry: bool) -> None:
@@ -64,6 +66,7 @@ def test_garbage_ssh_config_is_exit_2_with_its_line(sshd_cluster: SshdCluster, t
     assert len(head.err) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dry", [True, False])
 @pytest.mark.parametrize("kind", ["missing", "directory", "garbage", "fifo"])
 def test_bad_identity_file_is_exit_2_naming_it(sshd_cluster: SshdCluster, tmp_path: Path,
@@ -113,6 +116,7 @@ def test_unresolvable_host_names_the_host(sshd_cluster: SshdCluster, tmp_path: P
     assert "Traceback" not in head.stderr
 
 
+@pytest.mark.slow
 def test_changed_key_hint_names_the_right_file_and_entry(sshd_cluster: SshdCluster,
                                                          tmp_path: Path) -> None:
     """The key lives in the cluster's own known_hosts, at [127.0.0.2]:PORT."""
@@ -133,6 +137,7 @@ def test_changed_key_hint_names_the_right_file_and_entry(sshd_cluster: SshdClust
     assert "~/.ssh/known_hosts" not in head.stderr
 
 
+@pytest.mark.slow
 def test_unknown_key_hint_names_the_configured_file(sshd_cluster: SshdCluster,
                                                     tmp_path: Path) -> None:
     known = tmp_path / "empty_known_hosts"
@@ -146,6 +151,7 @@ def test_unknown_key_hint_names_the_configured_file(sshd_cluster: SshdCluster,
             in head.stderr)
 
 
+@pytest.mark.slow
 def test_insecure_policy_warns_and_connects(sshd_cluster: SshdCluster, tmp_path: Path) -> None:
     code, head = run_sshrun(["exec", *cluster_args(sshd_cluster), "--host-key-policy",
                              "insecure", "--", "true"])
@@ -155,6 +161,7 @@ def test_insecure_policy_warns_and_connects(sshd_cluster: SshdCluster, tmp_path:
                            "the job's secrets")
 
 
+@pytest.mark.slow
 def test_workdir_tilde_is_the_nodes_home(sshd_cluster: SshdCluster) -> None:
     code, head = run_sshrun(["exec", "--hosts", "node0", "--ssh-config",
                              str(sshd_cluster.ssh_config), "--workdir", "~", "--", "pwd"])

@@ -29,7 +29,7 @@ from jobprocs import assert_no_leftovers, canary_pids, describe, new_canary
 from netns_node import NetnsNode
 from sshd_cluster import SshdCluster, pick_port
 
-pytestmark = pytest.mark.sshd
+pytestmark = [pytest.mark.sshd, pytest.mark.netns, pytest.mark.slow]
 
 HEARTBEAT_TIMEOUT = 4.0
 GRACE = 3.0

@@ -31,7 +31,7 @@ from jobprocs import (
 )
 from sshd_cluster import SshdCluster, cluster_args
 
-pytestmark = pytest.mark.sshd
+pytestmark = [pytest.mark.sshd, pytest.mark.slow]
 
 READY_TIMEOUT = 90.0
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from renderers import render_cluster_yaml
 
 from sshrun.cluster_yaml import (
     TORCHRUN_KEYS,
@@ -17,7 +18,6 @@ from sshrun.cluster_yaml import (
     SSHFileSettings,
     load_cluster_yaml,
     parse_cluster_yaml,
-    render_cluster_yaml,
 )
 from sshrun.errors import ConfigError, LocationError
 from sshrun.hostfile import HostSpec, dns_name_problem, parse_hostfile

@@ -26,7 +26,8 @@ from sshrun.hostfile import load_hostfile
 
 # The first test also pays for the setup: installing Docker, a base image and the torch
 # layer on a fresh machine (about 5 minutes here); a warm run needs well under a minute.
-pytestmark = [pytest.mark.timeout(1500), pytest.mark.torch]
+pytestmark = [pytest.mark.timeout(1500), pytest.mark.docker, pytest.mark.torch,
+              pytest.mark.slow]
 
 HOSTFILE = "hostfiles/compose.txt"
 CONFIG = "hostfiles/compose.yaml"

@@ -60,6 +60,7 @@ def write_yaml(cluster: SshdCluster, tmp_path: Path, extra_host: str = "") -> Pa
     return config
 
 
+@pytest.mark.slow
 def test_yaml_config_env_policy_and_secret_canary(sshd_cluster: SshdCluster,
                                                   tmp_path: Path) -> None:
     config = write_yaml(sshd_cluster, tmp_path)
@@ -128,6 +129,7 @@ def test_yaml_unknown_key_names_line_and_suggests(tmp_path: Path,
     assert "'slots'" in err
 
 
+@pytest.mark.slow
 def test_yaml_jump_host_reaches_nodes_through_a_bastion(sshd_cluster: SshdCluster,
                                                         tmp_path: Path) -> None:
     """ssh.jump_host: node1 and node2 reached through node0, with the same strict keys."""

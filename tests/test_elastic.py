@@ -16,6 +16,7 @@ from jobprocs import assert_no_leftovers, new_canary
 pytestmark = pytest.mark.sshd
 
 
+@pytest.mark.slow
 def test_unreachable_host_is_left_out_and_a_spare_fills_in(
         make_sshd_cluster: MakeSshdCluster) -> None:
     """node1 is down: node0, node2, node3 start; then node2's rank fails, and the restart
@@ -60,6 +61,8 @@ def test_too_few_hosts_fail_naming_them(make_sshd_cluster: MakeSshdCluster) -> N
         r"only 1 of the 2 nodes needed \(--nnodes\) could start", head.stderr), head.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.torch
 def test_frozen_first_host_is_left_out_and_the_job_goes_on(
         make_sshd_cluster: MakeSshdCluster) -> None:
     """The rendezvous host itself freezes: the next attempt rendezvous on node1."""
@@ -89,6 +92,7 @@ def test_frozen_first_host_is_left_out_and_the_job_goes_on(
     assert_no_leftovers(canary, timeout=30)
 
 
+@pytest.mark.slow
 def test_cooled_down_host_comes_back() -> None:
     """Pool node1..node3, MIN 2: node2 fails, then node3 (rank 1 fails on attempts 0
     and 1); attempt 2 waits for node2's cool-down and runs on node1 and node2."""

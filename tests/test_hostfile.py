@@ -10,19 +10,26 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from renderers import render_hostfile
 
 from sshrun import configfile
 from sshrun.errors import ConfigError, LocationError
 from sshrun.hostfile import (
     MAX_HOSTS,
     MAX_SLOTS,
+    HostEntry,
+    HostEntryError,
     HostlistError,
     HostSpec,
+    check_single_host,
+    check_user,
+    expand_host_name,
     expand_hostlist,
+    host_identity,
     load_hostfile,
+    parse_host_entry,
     parse_host_list,
     parse_hostfile,
-    render_hostfile,
 )
 
 HOSTFILES = Path(__file__).resolve().parent.parent / "hostfiles"
@@ -469,6 +476,52 @@ def test_load_hostfile_errors_name_the_path(tmp_path: Path) -> None:
 )
 def test_example_hostfiles(name: str, expected: list[HostSpec]) -> None:
     assert strip_where(load_hostfile(HOSTFILES / name)) == expected
+
+
+# --- host entries for other loaders ----------------------------------------------
+
+
+def test_parse_host_entry_reads_one_line() -> None:
+    assert parse_host_entry("  alice@gpu[1-2]:4") == HostEntry(
+        ("gpu1", "gpu2"), 8, "alice", None, 4)
+    assert parse_host_entry("[::1]:2222 slots=2") == HostEntry(("::1",), 0, None, 2222, 2)
+    assert parse_host_entry(" \t") is None
+
+
+@pytest.mark.parametrize(("text", "index", "message"), [
+    ("node slots=0", 5, "expected slots=N with N a positive integer"),
+    ("a@b user=c", 4, "user given twice"),
+    ("-oProxyCommand=x", 0, "host name may not start with '-'"),
+])
+def test_parse_host_entry_errors_carry_the_index(text: str, index: int, message: str) -> None:
+    with pytest.raises(HostEntryError, match=message) as info:
+        parse_host_entry(text)
+    assert info.value.index == index
+    # The same fault, at the same column, as a hostfile line.
+    with pytest.raises(LocationError) as located:
+        parse(text)
+    assert (located.value.column, located.value.message) == (index + 1, info.value.message)
+
+
+def test_expand_host_name_and_check_single_host() -> None:
+    assert expand_host_name("n[08-10]") == ["n08", "n09", "n10"]
+    with pytest.raises(HostEntryError, match="invalid character ' '") as info:
+        expand_host_name("a b")
+    assert info.value.index == 1
+    check_single_host("fe80::1")
+    check_single_host("node.example")
+    for bad in ("n[1-2]", "1::2::3", "", "-n", "a" * 64):
+        with pytest.raises(HostEntryError):
+            check_single_host(bad)
+
+
+def test_check_user_and_host_identity() -> None:
+    check_user("alice.b-c_d")
+    for bad in ("", "-u", "a b", "ö"):
+        with pytest.raises(HostEntryError):
+            check_user(bad)
+    assert host_identity("Node1", 22) == host_identity("node1", 22) != host_identity("node1", None)
+    assert host_identity("0:0::1", None) == host_identity("::1", None)
 
 
 # --- render_hostfile ----------------------------------------------------------

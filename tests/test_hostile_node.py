@@ -150,6 +150,7 @@ def test_hostile_exec_failure_keeps_its_exit_status_and_clean_tail(
     assert "sshrun: exit status 5" in report
 
 
+@pytest.mark.slow
 def test_hostile_traceback_in_the_report(cluster: SshdCluster, tools: Path) -> None:
     code, out, err = sshrun("--hosts", "node0", "--ssh-config", str(cluster.ssh_config),
                             str(tools / "raise.py"))

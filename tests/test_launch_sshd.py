@@ -45,6 +45,7 @@ def test_every_rank_prints_with_node_and_rank_prefix(sshd_cluster: SshdCluster,
     assert_no_leftovers(canary)
 
 
+@pytest.mark.slow
 @pytest.mark.torch
 def test_ddp_gloo_three_nodes_two_procs_agree(sshd_cluster: SshdCluster, tmp_path: Path) -> None:
     canary = new_canary()
@@ -69,6 +70,7 @@ def test_ddp_gloo_three_nodes_two_procs_agree(sshd_cluster: SshdCluster, tmp_pat
     assert_no_leftovers(canary)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("how", "expected"), [("exit", 7), ("signal", 137)])
 def test_failing_rank_stops_every_node_and_sets_exit_status(
     sshd_cluster: SshdCluster, how: str, expected: int
@@ -89,6 +91,7 @@ def test_failing_rank_stops_every_node_and_sets_exit_status(
     assert_no_leftovers(canary)
 
 
+@pytest.mark.slow
 def test_traceback_in_report(sshd_cluster: SshdCluster) -> None:
     canary = new_canary()
     code, head = run_sshrun(
@@ -103,6 +106,7 @@ def test_traceback_in_report(sshd_cluster: SshdCluster) -> None:
     assert_no_leftovers(canary)
 
 
+@pytest.mark.slow
 def test_arguments_reach_the_script_literally(sshd_cluster: SshdCluster,
                                               tmp_path: Path) -> None:
     hostile = ["$(touch pwned1)", "; touch pwned2", "`touch pwned3`", "a b", "'\"", "*",
@@ -147,6 +151,7 @@ def test_exec_failure_exit_status(sshd_cluster: SshdCluster) -> None:
     assert_no_leftovers(canary)
 
 
+@pytest.mark.slow
 def test_sigterm_ignoring_worker_and_daemon_are_killed(sshd_cluster: SshdCluster,
                                                        tmp_path: Path) -> None:
     canary = new_canary()
@@ -177,6 +182,7 @@ def test_second_ctrl_c_kills_at_once(sshd_cluster: SshdCluster) -> None:
     assert_no_leftovers(canary, timeout=10)
 
 
+@pytest.mark.slow
 def test_sigkill_of_the_head_tears_every_node_down(sshd_cluster: SshdCluster) -> None:
     canary = new_canary()
     head = Head([*cluster_args(sshd_cluster), "--nproc-per-node", "2",
@@ -258,6 +264,7 @@ def test_changed_host_key_is_refused(sshd_cluster: SshdCluster, tmp_path: Path) 
     assert "ssh-keygen -R" in head.stderr
 
 
+@pytest.mark.slow
 def test_accept_new_records_unknown_keys(sshd_cluster: SshdCluster, tmp_path: Path) -> None:
     known = tmp_path / "known_hosts"
     known.write_text("")
@@ -308,6 +315,7 @@ def test_default_python3_on_the_nodes(sshd_cluster: SshdCluster) -> None:
     assert f"node0 | {os.path.dirname(sys.executable)}" in head.stdout
 
 
+@pytest.mark.slow
 def test_silent_head_makes_agents_tear_down(sshd_cluster: SshdCluster) -> None:
     """A frozen head (SIGSTOP) sends no heartbeats: every agent stops the job on its own."""
     canary = new_canary()
@@ -323,6 +331,7 @@ def test_silent_head_makes_agents_tear_down(sshd_cluster: SshdCluster) -> None:
         head.wait(10)
 
 
+@pytest.mark.slow
 def test_output_flood_loses_no_line(sshd_cluster: SshdCluster, tmp_path: Path) -> None:
     script = tmp_path / "flood.py"
     script.write_text(
@@ -349,6 +358,7 @@ def test_output_flood_loses_no_line(sshd_cluster: SshdCluster, tmp_path: Path) -
         assert "100%" in mine
 
 
+@pytest.mark.slow
 def test_c10d_rendezvous(sshd_cluster: SshdCluster) -> None:
     code, head = run_sshrun([*cluster_args(sshd_cluster), "--rdzv-backend", "c10d",
                              "-x", "ALL=1", str(WORKERS / "echo_args.py"), "x"])
@@ -358,6 +368,7 @@ def test_c10d_rendezvous(sshd_cluster: SshdCluster) -> None:
     assert ranks == [0, 1, 2]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("daemon", [False, True], ids=["ranks", "ranks+daemons"])
 def test_lost_agent_stops_the_job_and_its_node(sshd_cluster: SshdCluster, tmp_path: Path,
                                                daemon: bool) -> None:
@@ -379,6 +390,7 @@ def test_lost_agent_stops_the_job_and_its_node(sshd_cluster: SshdCluster, tmp_pa
     assert_no_leftovers(canary, timeout=30)
 
 
+@pytest.mark.slow
 def test_proxyjump_from_ssh_config(sshd_cluster: SshdCluster, tmp_path: Path) -> None:
     """node2 reached through node0 (ProxyJump), as a bastion setup would."""
     config = tmp_path / "ssh_config"

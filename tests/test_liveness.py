@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import sys
 
+import pytest
 from head import run_sshrun
 from jobprocs import assert_no_leftovers, new_canary
+
+pytestmark = pytest.mark.slow  # four heartbeat timeouts of silence
 
 
 def test_a_silent_job_outlives_many_heartbeat_timeouts() -> None:

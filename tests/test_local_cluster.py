@@ -11,6 +11,7 @@ from head import REPO, WORKERS, Head, run_sshrun
 from jobprocs import assert_no_leftovers, new_canary
 
 
+@pytest.mark.slow
 @pytest.mark.torch
 def test_readme_example_trains_across_two_local_nodes(tmp_path: Path) -> None:
     canary = new_canary()
@@ -42,6 +43,7 @@ def test_failure_on_local_cluster(tmp_path: Path) -> None:
     assert_no_leftovers(canary)
 
 
+@pytest.mark.slow
 def test_ctrl_c_on_local_cluster(tmp_path: Path) -> None:
     canary = new_canary()
     head = Head(["--local-cluster", "2", "-x", f"SSHRUN_TEST_CANARY={canary}",

@@ -6,7 +6,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sshrun.environment import redact_env
 from sshrun.errors import ConfigError
 from sshrun.hostfile import HostSpec
 from sshrun.plan import (
@@ -22,6 +21,7 @@ from sshrun.plan import (
     target_args,
     torchrun_args,
 )
+from sshrun.redact import redact_env
 
 FAST = settings(max_examples=200, deadline=None)
 

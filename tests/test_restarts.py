@@ -29,6 +29,7 @@ def test_restart_policy(attempt: int, code: int, reason: str, allowed: bool) -> 
     assert policy.allows(attempt, code, reason) is allowed
 
 
+@pytest.mark.slow
 def test_flaky_job_succeeds_on_its_second_attempt() -> None:
     canary = new_canary()
     code, head = run_sshrun(["--local-cluster", "2", "--max-restarts", "1",
@@ -50,6 +51,7 @@ def test_flaky_job_succeeds_on_its_second_attempt() -> None:
     assert_no_leftovers(canary)
 
 
+@pytest.mark.slow
 def test_restarts_used_up_report_every_attempt() -> None:
     code, head = run_sshrun(["--local-cluster", "2", "--max-restarts", "1",
                              "--restart-backoff", "0.1", "-x", "FLAKY_UNTIL=9",
@@ -79,6 +81,8 @@ def test_ctrl_c_during_the_backoff_stops_the_job() -> None:
     assert "interrupted while waiting to restart" in head.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.sshd
 def test_unreachable_node_is_retried_while_restarts_remain(
         make_sshd_cluster: MakeSshdCluster) -> None:
     """A rebooting node: refused at attempt 0, back during the back-off, used at attempt 1."""
@@ -96,6 +100,7 @@ def test_unreachable_node_is_retried_while_restarts_remain(
                      r"connect to .*: Connection refused$", head.stderr, re.M), head.stderr
 
 
+@pytest.mark.sshd
 def test_unreachable_node_without_restarts_fails_at_once(
         make_sshd_cluster: MakeSshdCluster) -> None:
     cluster = make_sshd_cluster(2, first_octet=52)

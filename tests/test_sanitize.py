@@ -115,6 +115,20 @@ def test_multiline_secret_redacted_whole_and_line_by_line() -> None:
     assert redact("indented:   " + lines[1] + "  ") == f"indented:   {REDACTED}  "
 
 
+def test_env_pairs_hide_secret_names_whatever_the_value_and_secret_values_elsewhere() -> None:
+    """The dry run's view: a secret name's value is hidden even when too short for
+    free text; a secret value under an ordinary name is redacted where it appears."""
+    redact = Redactor(["hunter22"], names={"MINE"})
+    pairs = [("MINE", "x"), ("HF_TOKEN", "t"), ("URL", "https://u:hunter22@h"), ("A", "1")]
+    assert redact.env(pairs) == [
+        ("MINE", REDACTED), ("HF_TOKEN", REDACTED), ("URL", f"https://u:{REDACTED}@h"),
+        ("A", "1"),
+    ]
+    assert redact.env(dict(pairs)) == redact.env(pairs)
+    assert Redactor(names={"MINE"}).is_secret("MINE") and not Redactor().is_secret("MINE")
+    assert not Redactor(names={"MINE"})  # no value to look for in free text
+
+
 def test_short_lines_of_a_multiline_secret_are_left_alone() -> None:
     redact = Redactor(["abc\nlonger-line\n"])
     assert redact("abc and longer-line") == f"abc and {REDACTED}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -171,3 +172,44 @@ def test_the_bundle_loads_and_speaks_on_python_3_8() -> None:
     result = subprocess.run([_python_3_8(), "-c", check], input=agent.BUNDLE.decode(),
                             capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "ok (3, 8)", result.stdout + result.stderr
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def private_reaches(source: str) -> list[str]:
+    """Where a module uses another sshrun module's private names (``_x``)."""
+    tree = ast.parse(source)
+    modules: set[str] = set()  # local names bound to sshrun modules
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sshrun"):
+            for alias in node.names:
+                if _private(alias.name):
+                    found.append(f"line {node.lineno}: from {node.module} import {alias.name}")
+                elif node.module == "sshrun":
+                    modules.add(alias.asname or alias.name)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("sshrun.") and alias.asname:
+                    modules.add(alias.asname)
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                and node.value.id in modules and _private(node.attr)):
+            found.append(f"line {node.lineno}: {node.value.id}.{node.attr}")
+    return found
+
+
+def test_private_reaches_finds_both_forms() -> None:
+    source = ("from sshrun import hostfile as _h\nfrom sshrun.plan import _x, y\n"
+              "_h._parse_line('a', 0)\n_h.parse_host_entry('a')\n")
+    assert private_reaches(source) == [
+        "line 2: from sshrun.plan import _x", "line 3: _h._parse_line"]
+
+
+def test_no_module_uses_another_modules_private_names() -> None:
+    """Modules talk through public functions (hostfile.parse_host_entry, not _parse_line)."""
+    found = {path.name: private_reaches(path.read_text())
+             for path in sorted((REPO / "sshrun").glob("*.py"))}
+    assert {name: where for name, where in found.items() if where} == {}

@@ -85,6 +85,7 @@ def numbered(prefix: str, lines: list[str], width: int) -> list[int]:
     return numbers
 
 
+@pytest.mark.slow
 def test_reader_stalled_past_the_heartbeat_timeout_loses_nothing(
     sshd_cluster: SshdCluster, tmp_path: Path
 ) -> None:
@@ -125,6 +126,7 @@ def test_reader_stalled_past_the_heartbeat_timeout_loses_nothing(
     assert_no_leftovers(canary)
 
 
+@pytest.mark.slow
 def test_output_before_exit_reaches_a_reader_stalled_past_the_final_drain(
     sshd_cluster: SshdCluster, tmp_path: Path
 ) -> None:
@@ -150,6 +152,7 @@ def test_output_before_exit_reaches_a_reader_stalled_past_the_final_drain(
     assert_no_leftovers(canary)
 
 
+@pytest.mark.slow
 def test_an_agents_own_stop_is_a_failure(sshd_cluster: SshdCluster) -> None:
     """A head frozen past the heartbeat timeout, then thawed: its agents stopped the
     job on their own, and sshrun says so and exits 255, never 0."""
@@ -186,6 +189,7 @@ PRINT_FOREVER = (
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["exec", "run"])
 def test_closed_stdout_stops_the_job_quietly(sshd_cluster: SshdCluster, tmp_path: Path,
                                              mode: str) -> None:
@@ -224,6 +228,7 @@ def test_closed_stdout_stops_the_job_quietly(sshd_cluster: SshdCluster, tmp_path
     assert_no_leftovers(canary)
 
 
+@pytest.mark.slow
 def test_long_line_and_endless_bar_through_real_nodes(sshd_cluster: SshdCluster,
                                                       tmp_path: Path) -> None:
     """A 5 MiB line comes in marked pieces that join to it; a 15 MB bar with no
@@ -286,6 +291,7 @@ def test_a_closed_stderr_does_not_crash_the_head(sshd_cluster: SshdCluster,
     assert_no_leftovers(canary)
 
 
+@pytest.mark.slow
 def test_dry_run_into_a_closed_pipe_exits_141_quietly(tmp_path: Path) -> None:
     """``sshrun --dry-run ... | head -n 1`` with a plan far larger than the pipe holds."""
     env = dict(os.environ)
