@@ -41,8 +41,9 @@ A cluster config describes the nodes of a job and how to reach them::
       rdzv_conf: {timeout: 900}     # or the string "timeout=900"
 
 The file is read with PyYAML's safe composer (``yaml.compose`` with
-``SafeLoader``: what ``yaml.safe_load`` accepts, no Python objects), and the
-node tree is converted here so that every error is a
+``SafeLoader``: what ``yaml.safe_load`` accepts, no Python objects) by
+:mod:`sshrun.yamlread`, which knows YAML but not this schema, and the node
+tree is converted here so that every error is a
 :class:`~sshrun.errors.LocationError` naming ``file:line:column`` of the
 offending key or value.  Unknown keys get a did-you-mean suggestion.  Anchors,
 aliases and ``<<`` merge keys work as in ``safe_load``; top-level keys that
@@ -56,18 +57,21 @@ ssh to expand; ``python`` and ``workdir`` are node paths and kept as written
 value checks are :mod:`sshrun.values`', shared with the command line.
 Environment values may be strings, numbers or booleans and are kept as their
 YAML source text (``true`` stays ``"true"``, ``0x10`` stays ``"0x10"``).
+
+This module is longer than most (about 560 lines, a quarter of it this
+docstring and the typed results) because it is the whole schema: the sections
+are read together (hosts merge ``defaults``, duplicates are checked across
+entries), and splitting them apart would scatter one file format over several
+modules.
 """
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 
-import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from sshrun import hostfile, values
@@ -76,6 +80,7 @@ from sshrun.environment import refused_name
 from sshrun.errors import LocationError
 from sshrun.hostfile import MAX_HOSTS, MAX_SLOTS, HostSpec
 from sshrun.transport import HOST_KEY_POLICIES
+from sshrun.yamlread import NULL, YamlReader, clip, compose, describe, suggest
 
 __all__ = [
     "DEFAULTS_KEYS",
@@ -143,15 +148,8 @@ RDZV_BACKENDS = ("static", "c10d")
 MAX_PORT = 65535
 MAX_RESTARTS = values.MAX_RESTARTS
 
-_TAG = "tag:yaml.org,2002:"
-_NULL = _TAG + "null"
-_BOOL = _TAG + "bool"
-_STR = _TAG + "str"
-_MERGE = _TAG + "merge"
-_SCALAR_TAGS = frozenset(_TAG + t for t in ("str", "int", "float", "bool", "null", "timestamp"))
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ENV_PATTERN = re.compile(r"[A-Za-z0-9_*?\[\]!-]+")
-_FLOAT = re.compile(r"\+?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 _HOP = re.compile(
     r"(?:(?P<user>[A-Za-z0-9._][A-Za-z0-9._-]*)@)?"
     r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._][A-Za-z0-9._-]*)"
@@ -160,39 +158,6 @@ _HOP = re.compile(
 _ENDPOINT = re.compile(
     r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._][A-Za-z0-9._-]*)(?::(?P<port>[0-9]{1,5}))?"
 )
-_CONF_KEY = re.compile(r"[A-Za-z0-9_.-]+")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
-
-
-def _clip(text: str, limit: int = 60) -> str:
-    return repr(text if len(text) <= limit else text[:limit] + "...")
-
-
-def _describe(node: Node) -> str:
-    """How an error message shows a value it did not expect."""
-    if isinstance(node, MappingNode):
-        return "a mapping"
-    if isinstance(node, SequenceNode):
-        return "a list"
-    if node.tag == _NULL:
-        return "nothing (null)"
-    if node.tag == _BOOL and isinstance(node, ScalarNode) and node.style is None:
-        return f"{node.value} (a boolean; quote it to mean the string)"
-    return _clip(str(node.value))
-
-
-def _suggest(name: str, valid: Sequence[str]) -> str:
-    match = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
-    if match:
-        return f"did you mean {match[0]!r}?"
-    return f"expected one of {', '.join(valid)}"
-
-
-def _resolve(path: str, base_dir: str | None) -> str:
-    if base_dir is None or path.startswith("~") or os.path.isabs(path):
-        return path
-    return os.path.normpath(os.path.join(base_dir, path))
 
 
 @dataclass(frozen=True)
@@ -206,203 +171,8 @@ class _Defaults:
     env: tuple[tuple[str, str], ...] = ()
 
 
-class _Converter:
+class _Converter(YamlReader):
     """Turns the composed node tree into a ClusterFile, or raises LocationError."""
-
-    def __init__(self, text: str, source: str, base_dir: str | None) -> None:
-        self.text = text
-        self.source = source
-        self.base_dir = base_dir
-        self.flat: dict[int, dict[str, tuple[Node, Node]]] = {}
-        self.flattening: set[int] = set()
-
-    # -- errors and positions --------------------------------------------
-
-    def fail(self, node: Node, message: str, index: int | None = None) -> NoReturn:
-        line, column = self.position(node, index)
-        raise LocationError(self.source, line, column, message)
-
-    def position(self, node: Node, index: int | None = None) -> tuple[int, int]:
-        """1-based line and column of ``node``, or of character ``index`` of its value."""
-        start = node.start_mark
-        line, column = start.line + 1, start.column + 1
-        if index is None or not isinstance(node, ScalarNode):
-            return line, column
-        end = node.end_mark
-        raw = self.text[start.index : end.index]
-        if start.line != end.line or _LINE_BREAK.search(raw):
-            return line, column
-        if node.style is None and raw == node.value:
-            return line, column + index
-        if node.style in ("'", '"') and raw[1:-1] == node.value:
-            return line, column + 1 + index
-        return line, column
-
-    def ref(self, node: Node) -> str:
-        line, column = self.position(node)
-        return f"{self.source}:{line}:{column}"
-
-    # -- generic node checks ------------------------------------------------
-
-    def check_tag(self, node: Node) -> None:
-        if isinstance(node, ScalarNode):
-            ok = node.tag in _SCALAR_TAGS
-        elif isinstance(node, SequenceNode):
-            ok = node.tag == _TAG + "seq"
-        else:
-            ok = node.tag == _TAG + "map"
-        if not ok:
-            self.fail(node, f"unsupported YAML tag {node.tag!r}: expected plain YAML values")
-
-    def is_null(self, node: Node) -> bool:
-        self.check_tag(node)
-        return isinstance(node, ScalarNode) and node.tag == _NULL
-
-    def mapping(self, node: Node, section: str, valid: Sequence[str]) -> dict[str, Node]:
-        """The keys of a mapping node (merges applied); unknown keys are errors."""
-        pairs = self.pairs(node, section)
-        result: dict[str, Node] = {}
-        for name, (key, value) in pairs.items():
-            if name not in valid:
-                self.fail(key, f"unknown key {name!r} in {section}; {_suggest(name, valid)}")
-            result[name] = value
-        return result
-
-    def pairs(self, node: Node, section: str) -> dict[str, tuple[Node, Node]]:
-        """name -> (key node, value node) of a mapping, ``<<`` merges applied."""
-        self.check_tag(node)
-        if not isinstance(node, MappingNode):
-            self.fail(node, f"expected a mapping for {section}, got {_describe(node)}")
-        cached = self.flat.get(id(node))
-        if cached is not None:
-            return cached
-        if id(node) in self.flattening:
-            self.fail(node, f"recursive '<<' merge in {section}")
-        self.flattening.add(id(node))
-        merged: dict[str, tuple[Node, Node]] = {}
-        own: dict[str, tuple[Node, Node]] = {}
-        for key, value in node.value:
-            if isinstance(key, ScalarNode) and key.tag == _MERGE:
-                for source in self.merge_sources(value, section):
-                    for name, pair in self.pairs(source, section).items():
-                        merged.setdefault(name, pair)
-                continue
-            name = self.key_name(key, section)
-            first = own.get(name)
-            if first is not None:
-                self.fail(
-                    key,
-                    f"duplicate key {name!r} in {section} (first at {self.ref(first[0])})",
-                )
-            own[name] = (key, value)
-        self.flattening.discard(id(node))
-        result = dict(merged)
-        result.update(own)
-        self.flat[id(node)] = result
-        return result
-
-    def merge_sources(self, node: Node, section: str) -> list[Node]:
-        self.check_tag(node)
-        if isinstance(node, MappingNode):
-            return [node]
-        if isinstance(node, SequenceNode):
-            for item in node.value:
-                self.check_tag(item)
-                if not isinstance(item, MappingNode):
-                    self.fail(item, f"expected a mapping to merge with '<<', got {_describe(item)}")
-            return list(node.value)
-        self.fail(
-            node,
-            f"expected a mapping or a list of mappings to merge with '<<' in {section}, "
-            f"got {_describe(node)}",
-        )
-
-    def key_name(self, key: Node, section: str) -> str:
-        self.check_tag(key)
-        if not isinstance(key, ScalarNode):
-            self.fail(key, f"expected a key name in {section}, got {_describe(key)}")
-        return str(key.value)
-
-    # -- scalar values ----------------------------------------------------
-
-    def scalar(self, node: Node, what: str, expected: str) -> str:
-        """The source text of a non-null scalar."""
-        self.check_tag(node)
-        if not isinstance(node, ScalarNode) or node.tag == _NULL:
-            self.fail(node, f"expected {expected} for {what}, got {_describe(node)}")
-        value = str(node.value)
-        if "\x00" in value:
-            self.fail(node, f"expected {expected} for {what}, got a value with a NUL character")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            self.fail(node, f"expected {expected} for {what}, got a value that is not UTF-8")
-        return value
-
-    def string(self, node: Node, what: str, *, empty_ok: bool = False) -> str:
-        """A string; numbers are taken as written, an unquoted boolean is refused."""
-        value = self.scalar(node, what, "a string")
-        if node.tag == _BOOL and isinstance(node, ScalarNode) and node.style is None:
-            self.fail(node, f"expected a string for {what}, got {_describe(node)}")
-        if not value and not empty_ok:
-            self.fail(node, f"expected a non-empty string for {what}, got ''")
-        return value
-
-    # The checks themselves are sshrun.values', shared with the command line;
-    # these methods word them with the file position.
-
-    def word(self, node: Node, what: str) -> str:
-        """A string without whitespace or control characters."""
-        value = self.string(node, what)
-        try:
-            return values.word(value)
-        except values.BadValue as exc:
-            if exc.index is not None:
-                ch = value[exc.index]
-                self.fail(node, f"unexpected character {ch!r} in {what} {_clip(value)}",
-                          exc.index)
-            self.fail(node, f"expected {exc.reason} for {what}")
-
-    def integer(self, node: Node, what: str, low: int, high: int) -> int:
-        value = self.scalar(node, what, "an integer")
-        try:
-            return values.whole_number(value, low, high)
-        except values.BadValue as exc:
-            if exc.kind in ("low", "high"):
-                self.fail(node, f"expected {what} between {low} and {high}, got {_clip(value)}")
-            self.fail(node, f"expected an integer for {what}, got {_describe(node)}")
-
-    def seconds(self, node: Node, what: str) -> float:
-        value = self.scalar(node, what, "a number of seconds")
-        try:
-            return values.seconds(value)
-        except values.BadValue as exc:
-            if exc.kind == "low":
-                self.fail(node, f"expected a positive number of seconds for {what}, got {value}")
-            if exc.kind == "high":
-                self.fail(node, f"expected {exc.reason} for {what}, got {_clip(value)}")
-            self.fail(node, f"expected a number of seconds for {what}, got {_describe(node)}")
-
-    def choice(self, node: Node, what: str, valid: Sequence[str]) -> str:
-        value = self.string(node, what)
-        if value not in valid:
-            self.fail(node, f"unknown {what} {_clip(value)}; {_suggest(value, valid)}")
-        return value
-
-    def path(self, node: Node, what: str, *, resolve: bool) -> str:
-        value = self.string(node, what)
-        try:
-            values.node_path(value)
-        except values.BadValue as exc:
-            if value.startswith("-"):
-                self.fail(node, f"{what} may not start with '-', got {_clip(value)}")
-            assert exc.index is not None
-            self.fail(
-                node,
-                f"unexpected control character {value[exc.index]!r} in {what} {_clip(value)}",
-                exc.index,
-            )
-        return _resolve(value, self.base_dir) if resolve else value
 
     def user(self, node: Node, what: str) -> str:
         value = self.string(node, what)
@@ -411,28 +181,6 @@ class _Converter:
         except hostfile.HostEntryError as err:
             self.fail(node, err.message, err.index)
         return value
-
-    def string_list(self, node: Node, what: str) -> list[tuple[Node, str]]:
-        """A list of strings (a single string is a list of one)."""
-        self.check_tag(node)
-        if isinstance(node, MappingNode):
-            self.fail(node, f"expected a list of strings for {what}, got a mapping")
-        items = node.value if isinstance(node, SequenceNode) else [node]
-        result: list[tuple[Node, str]] = []
-        firsts: dict[str, Node] = {}
-        for item in items:
-            value = self.string(item, what)
-            first = firsts.get(value)
-            if first is not None:
-                self.fail(
-                    item,
-                    # The name part only: an entry with a value may hold a secret.
-                    f"{refused_name(value, 60)} listed twice in {what} "
-                    f"(first at {self.ref(first)})",
-                )
-            firsts[value] = item
-            result.append((item, value))
-        return result
 
     def env_name(self, node: Node, name: str, what: str) -> None:
         if not _ENV_NAME.fullmatch(name):
@@ -463,7 +211,7 @@ class _Converter:
         if not isinstance(root, MappingNode):
             self.fail(
                 root,
-                f"expected a mapping with a 'hosts' list at the top level, got {_describe(root)}",
+                f"expected a mapping with a 'hosts' list at the top level, got {describe(root)}",
             )
         # Top-level keys starting with "x-" hold anchors for aliases to use,
         # as in Docker Compose files; they are otherwise ignored.
@@ -475,7 +223,7 @@ class _Converter:
             if name not in TOP_KEYS:
                 self.fail(
                     key,
-                    f"unknown key {name!r} in the cluster config; {_suggest(name, TOP_KEYS)}",
+                    f"unknown key {name!r} in the cluster config; {suggest(name, TOP_KEYS)}",
                 )
             top[name] = value
         if "hosts" not in top:
@@ -486,11 +234,6 @@ class _Converter:
         env = self.env(top.get("env"))
         torchrun = self.torchrun(top.get("torchrun"))
         return ClusterFile(self.source, tuple(hosts), ssh, env, torchrun)
-
-    def section(self, node: Node | None, section: str, valid: Sequence[str]) -> dict[str, Node]:
-        if node is None or self.is_null(node):
-            return {}
-        return self.mapping(node, section, valid)
 
     def defaults(self, node: Node | None) -> _Defaults:
         keys = self.section(node, "defaults", DEFAULTS_KEYS)
@@ -518,7 +261,7 @@ class _Converter:
     def hosts(self, node: Node, defaults: _Defaults) -> list[HostSpec]:
         self.check_tag(node)
         if not isinstance(node, SequenceNode):
-            self.fail(node, f"expected a non-empty list of hosts for hosts, got {_describe(node)}")
+            self.fail(node, f"expected a non-empty list of hosts for hosts, got {describe(node)}")
         if not node.value:
             self.fail(node, "expected a non-empty list of hosts for hosts, got an empty list")
         specs: list[HostSpec] = []
@@ -528,13 +271,13 @@ class _Converter:
             self.check_tag(item)
             if isinstance(item, MappingNode):
                 names, host_node, host_index, own = self.host_mapping(item, section)
-            elif isinstance(item, ScalarNode) and item.tag != _NULL:
+            elif isinstance(item, ScalarNode) and item.tag != NULL:
                 names, host_node, host_index, own = self.host_line(item, section)
             else:
                 self.fail(
                     item,
                     f"expected a hostfile-style string or a mapping for {section}, "
-                    f"got {_describe(item)}",
+                    f"got {describe(item)}",
                 )
             if len(specs) + len(names) > MAX_HOSTS:
                 self.fail(item, f"more than {MAX_HOSTS} hosts in total")
@@ -596,7 +339,7 @@ class _Converter:
         if at >= 0:
             self.fail(
                 node,
-                f"expected a host name for host, got {_clip(text)}: give the user as 'user:'",
+                f"expected a host name for host, got {clip(text)}: give the user as 'user:'",
                 at,
             )
         inner = text
@@ -609,7 +352,7 @@ class _Converter:
                 except hostfile.HostEntryError:
                     self.fail(
                         node,
-                        f"expected a host name or IPv6 address for host, got {_clip(text)}: "
+                        f"expected a host name or IPv6 address for host, got {clip(text)}: "
                         "in a mapping, give slots and port as keys (slots: 8, port: 2222)",
                         text.find(":"),
                     )
@@ -647,7 +390,7 @@ class _Converter:
                 self.fail(
                     node,
                     f"expected jump_host as [user@]host[:port], hops separated by ',', "
-                    f"got {_clip(hop)}",
+                    f"got {clip(hop)}",
                     offset,
                 )
             offset += len(hop) + 1
@@ -689,7 +432,7 @@ class _Converter:
                 valid: tuple[str, ...] = TORCHRUN_KEYS
                 if "-" in name:
                     valid = tuple(k.replace("_", "-") for k in TORCHRUN_KEYS)
-                self.fail(key, f"unknown key {name!r} in torchrun; {_suggest(name, valid)}")
+                self.fail(key, f"unknown key {name!r} in torchrun; {suggest(name, valid)}")
             first = given.get(canonical)
             if first is not None:
                 self.fail(
@@ -715,7 +458,7 @@ class _Converter:
                 self.fail(
                     node,
                     f"expected a positive integer or one of {', '.join(NPROC_WORDS)} for {name}, "
-                    f"got {_describe(node)}",
+                    f"got {describe(node)}",
                 )
             return str(self.integer(node, name, 1, MAX_SLOTS))
         if canonical == "nnodes":
@@ -737,10 +480,10 @@ class _Converter:
         except values.BadValue as exc:
             if exc.kind == "low":
                 self.fail(node, f"expected N or MIN:MAX with 1 <= MIN <= MAX for {name}, "
-                                f"got {_clip(text)}")
+                                f"got {clip(text)}")
             if exc.kind == "high":
-                self.fail(node, f"expected {exc.reason} for {name}, got {_clip(text)}")
-            self.fail(node, f"expected N or MIN:MAX for {name}, got {_describe(node)}")
+                self.fail(node, f"expected {exc.reason} for {name}, got {clip(text)}")
+            self.fail(node, f"expected N or MIN:MAX for {name}, got {describe(node)}")
         return f"{low}:{high}" if ":" in text else str(low)
 
     def endpoint(self, node: Node, name: str) -> str:
@@ -748,7 +491,7 @@ class _Converter:
         match = _ENDPOINT.fullmatch(text)
         port = match.group("port") if match else None
         if match is None or (port is not None and not 1 <= int(port) <= MAX_PORT):
-            self.fail(node, f"expected HOST or HOST:PORT for {name}, got {_clip(text)}")
+            self.fail(node, f"expected HOST or HOST:PORT for {name}, got {clip(text)}")
         return text
 
     def rdzv_conf(self, node: Node, name: str) -> str:
@@ -768,7 +511,7 @@ class _Converter:
                 if not eq:
                     self.fail(
                         node,
-                        f"expected KEY=VALUE[,KEY=VALUE...] for {name}, got {_clip(text)}",
+                        f"expected KEY=VALUE[,KEY=VALUE...] for {name}, got {clip(text)}",
                         offset,
                     )
                 self.conf_item(node, key_name, offset, f"{name} key")
@@ -788,21 +531,16 @@ class _Converter:
             if values.conf_value_problem(text) is not None:
                 self.fail(
                     node,
-                    f"unexpected character in {what} {_clip(text)}: ',', '=', spaces and "
+                    f"unexpected character in {what} {clip(text)}: ',', '=', spaces and "
                     "control characters cannot be passed",
                     index,
                 )
         elif not values.CONF_KEY.fullmatch(text):
             self.fail(
                 node,
-                f"expected {what} of letters, digits, '_', '.' or '-', got {_clip(text)}",
+                f"expected {what} of letters, digits, '_', '.' or '-', got {clip(text)}",
                 index,
             )
-
-
-def _reader_position(text: str, position: int) -> tuple[int, int]:
-    before = _LINE_BREAK.split(text[:position])
-    return len(before), len(before[-1]) + 1
 
 
 def parse_cluster_yaml(text: str, source: str, base_dir: str | None = None) -> ClusterFile:
@@ -813,27 +551,7 @@ def parse_cluster_yaml(text: str, source: str, base_dir: str | None = None) -> C
     :class:`~sshrun.errors.LocationError` for anything wrong.
     """
     text = text.removeprefix("\ufeff")
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        problem = err.problem or err.context or "invalid YAML"
-        if err.context and err.problem:
-            if err.context.startswith("while "):
-                problem = f"{err.problem} ({err.context})"
-            else:
-                problem = f"{err.context}, {err.problem}"
-        line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
-        raise LocationError(source, line, column, f"invalid YAML: {problem}") from None
-    except yaml.reader.ReaderError as err:
-        line, column = _reader_position(text, err.position)
-        raise LocationError(
-            source, line, column, f"invalid YAML: unacceptable character #x{err.character:04x}"
-        ) from None
-    except yaml.YAMLError as err:
-        raise LocationError(source, 1, 1, f"invalid YAML: {err}") from None
-    except RecursionError:
-        raise LocationError(source, 1, 1, "invalid YAML: nested too deeply") from None
+    root = compose(text, source)
     try:
         return _Converter(text, source, base_dir).convert(root)
     except RecursionError:
