@@ -46,6 +46,7 @@ from sshrun.console_report import ConsoleReport
 from sshrun.errors import ConnectError, SshrunError
 from sshrun.event_log import EventLog, open_event_file
 from sshrun.events import (
+    SUPERVISOR_EVENTS,
     AttemptFailed,
     Event,
     HostLeftOut,
@@ -136,6 +137,7 @@ class Runtime:
     """How a job meets the world: where output goes, who hears its events, time."""
 
     on_event: tuple[OnEvent, ...] = ()
+    node_events: bool = False  # on_event hears the supervisor's node events too
     stdout: BinaryIO | None = None  # the ranks' stdout; None: sys.stdout, when the job starts
     stderr: BinaryIO | None = None  # their stderr and sshrun's lines; None: sys.stderr
     console_report: bool = True  # print sshrun's own lines (restarts, the final report)
@@ -165,11 +167,13 @@ async def run_job(inv: Invocation, runtime: Runtime = Runtime()) -> JobResult:
 
         readers.append(EventLog(event_file if event_file is not None else out.stdout,
                                 Redactor(inv.secret_values), warn, inv.events))
-    readers.extend(runtime.on_event)
 
     def emit(event: Event) -> None:
         for reader in readers:
             reader(event)
+        if runtime.node_events or not isinstance(event, SUPERVISOR_EVENTS):
+            for callback in runtime.on_event:
+                callback(event)
 
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM) if runtime.handle_signals else ()

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from head import run_sshrun
 
+import sshrun
 from sshrun.errors import ConfigError
 from sshrun.event_log import EventLog, open_event_file
 from sshrun.events import AttemptFailed, RankExited
@@ -76,3 +77,22 @@ def test_a_write_error_is_told_once_and_the_job_goes_on() -> None:
     assert warnings == ["sshrun: warning: --events /dev/full: cannot write: "
                         "No space left on device; no more events are written"], head.err
     assert sum(line.endswith("| still-running") for line in head.out) == 2, head.out
+
+
+@pytest.mark.slow
+def test_api_callbacks_hear_node_events_when_they_ask(tmp_path: Path) -> None:
+    """node_events=True: the callback hears what the file holds, in the same order;
+    without it, the launcher's events alone (as callbacks written before them expect)."""
+    path = tmp_path / "events.jsonl"
+    heard: list[str] = []
+    result = sshrun.Launcher(mode="exec", local_cluster=1, quiet=True, node_events=True,
+                             events=path, on_event=lambda e: heard.append(e.name)).run("true")
+    assert result.exit_code == 0
+    written = [json.loads(line)["event"] for line in path.read_text().splitlines()]
+    assert heard == written
+    assert written == ["job_started", "node_connected", "agent_up", "ranks_started",
+                       "node_swept", "job_finished"]
+    plain: list[str] = []
+    sshrun.launch("true", mode="exec", local_cluster=1, quiet=True,
+                  on_event=lambda e: plain.append(e.name))
+    assert plain == ["job_started", "job_finished"]
