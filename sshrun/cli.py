@@ -86,6 +86,14 @@ hostfile a pool: up to MAX hosts run, a host that fails or cannot be reached
 is left out for ``--host-cooldown`` seconds (spares fill in), and the job goes
 on while at least MIN remain. docs/reliability.md has the guarantees.
 
+Events. ``--events PATH`` writes everything that happens (nodes connecting,
+agents up, ranks started and exiting, nodes lost, stops, sweeps, failed
+attempts, restarts, the job's end) as one JSON object a line: ``{"v": 1,
+"time": ..., "job": ID, "attempt": N, "event": NAME, ...}``; secrets never
+appear. ``--events -`` writes them to stdout and the ranks' output to stderr.
+A path that cannot be opened is exit 2 before anything starts; a write error
+later is told once on stderr and the job goes on.
+
 ``--dry-run`` prints every node's plan (torchrun arguments, environment; secrets
 redacted by name and by value, controls shown as ``$'...'`` words) and exits.
 It applies every check of the real run, the ssh config and identity files
@@ -232,6 +240,9 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
                           "(default 60)")
     job.add_argument("--dry-run", action="store_true", help="print every node's plan and exit")
     job.add_argument("--color", "--colour", choices=("auto", "always", "never"), default="auto")
+    job.add_argument("--events", metavar="PATH|-", default=None,
+                     help="write every event as a JSON line to PATH (- : stdout, and the "
+                          "ranks' output goes to stderr)")
     if mode == "exec":
         parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
     else:

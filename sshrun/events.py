@@ -7,10 +7,13 @@ them to every ``on_event`` callback in turn: the console report
 others. A callback runs in the event loop: it must return quickly and never
 block (hand slow work to a thread or a queue).
 
-So far the launcher's own events: a job starting and finishing, an attempt
-failing, a restart, a host left out. Every event carries the job id, the
-attempt number (0 for the first) and the wall-clock time it happened
-(``time.time()``, Unix seconds).
+The launcher's own events: a job starting and finishing, an attempt
+failing, a restart, a host left out. The supervisor's, per attempt and per
+node: a node connected, its agent up, its ranks (torchrun or the command)
+started, a rank exited, a node lost, a stop beginning, what a node's sweep
+did. Every event carries the job id, the attempt number (0 for the first)
+and the wall-clock time it happened (``time.time()``, Unix seconds); a node's
+event also its host label and node rank (in that attempt).
 
 Remote text inside an event (a failure's message, traceback or last lines)
 is as the supervisor keeps it: sanitized and redacted by the job's secrets;
@@ -96,5 +99,95 @@ class JobFinished(Event):
     result: JobResult
 
 
-AnyEvent = JobStarted | AttemptFailed | HostLeftOut | Restarting | JobFinished
+@dataclass(frozen=True, kw_only=True)
+class NodeEvent(Event):
+    """What every node's event has: which node (its rank in this attempt)."""
+
+    host: str
+    node: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeConnected(NodeEvent):
+    """The SSH connection is up (``address``: the one the node was reached at)."""
+
+    name: ClassVar[str] = "node_connected"
+    address: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentUp(NodeEvent):
+    """The node's agent said hello: the interpreter it runs and what it has."""
+
+    name: ClassVar[str] = "agent_up"
+    python: str
+    python_version: str
+    torch: bool
+    hostname: str
+    pid: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class RanksStarted(NodeEvent):
+    """The node's torchrun (or exec's command) started."""
+
+    name: ClassVar[str] = "ranks_started"
+    pid: int
+    argv0: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class RankExited(NodeEvent):
+    """One rank exited: ``code`` shell-style (128+N: signal N; None: unknown)."""
+
+    name: ClassVar[str] = "rank_exited"
+    rank: int
+    local_rank: int
+    code: int | None
+    signal: str | None  # the signal's name (SIGKILL) when a signal ended it
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeLost(NodeEvent):
+    """The head lost the node: its connection dropped or it fell silent."""
+
+    name: ClassVar[str] = "node_lost"
+    why: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Stopping(Event):
+    """The attempt is being stopped. ``by`` "head": the head began it (a failure,
+    Ctrl-C, a lost node; host and node are None); "agent": that node's agent
+    stopped its job on its own (it heard nothing from the head)."""
+
+    name: ClassVar[str] = "stopping"
+    reason: str
+    by: str  # "head" or "agent"
+    host: str | None = None
+    node: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeSwept(NodeEvent):
+    """The node's agent exited; what its sweep of the job's processes did."""
+
+    name: ClassVar[str] = "node_swept"
+    terminated: int
+    killed: int
+    left: int
+
+
+AnyEvent = (JobStarted | AttemptFailed | HostLeftOut | Restarting | JobFinished
+            | NodeConnected | AgentUp | RanksStarted | RankExited | NodeLost | Stopping
+            | NodeSwept)
 OnEvent = Callable[[Event], None]
+# The supervisor's events (one attempt's nodes); the API's callbacks get them
+# when they ask (``node_events=True``): those written before them expect the
+# launcher's alone.
+SUPERVISOR_EVENTS = (NodeConnected, AgentUp, RanksStarted, RankExited, NodeLost, Stopping,
+                     NodeSwept)
+
+
+def ignore(event: Event) -> None:
+    """A reader that reads nothing (the supervisor's default)."""

@@ -14,7 +14,8 @@ the first gracefully, a second one at once.
 
 It renders nothing. What happens is told as typed events (sshrun.events)
 to the readers in ``Runtime.on_event``; the console report
-(sshrun.console_report) is the reader that prints sshrun's own lines. The
+(sshrun.console_report) is the reader that prints sshrun's own lines, the
+JSON event file (``--events``, sshrun.event_log) another. The
 ranks' output still goes through the supervisor's printer to the console
 streams given in ``Runtime``. Time is read from ``Runtime.clock`` and waited
 through ``Runtime.sleep``, so that tests of back-off and cool-downs need not
@@ -43,7 +44,9 @@ from sshrun import errors
 from sshrun.console import ConsoleOutput
 from sshrun.console_report import ConsoleReport
 from sshrun.errors import ConnectError, SshrunError
+from sshrun.event_log import EventLog, open_event_file
 from sshrun.events import (
+    SUPERVISOR_EVENTS,
     AttemptFailed,
     Event,
     HostLeftOut,
@@ -134,6 +137,7 @@ class Runtime:
     """How a job meets the world: where output goes, who hears its events, time."""
 
     on_event: tuple[OnEvent, ...] = ()
+    node_events: bool = False  # on_event hears the supervisor's node events too
     stdout: BinaryIO | None = None  # the ranks' stdout; None: sys.stdout, when the job starts
     stderr: BinaryIO | None = None  # their stderr and sshrun's lines; None: sys.stderr
     console_report: bool = True  # print sshrun's own lines (restarts, the final report)
@@ -146,6 +150,8 @@ async def run_job(inv: Invocation, runtime: Runtime = Runtime()) -> JobResult:
     """Run the job to its end; the result, or the :class:`SshrunError` that kept it
     from starting. Cancelling the task stops every node as Ctrl-C does, reports it
     to the readers, and then raises ``CancelledError``."""
+    # Opened before anything starts: a path that cannot be written is a usage error.
+    event_file = open_event_file(inv.events) if inv.events not in (None, "-") else None
     out = ConsoleOutput(
         binary_stream(sys.stdout) if runtime.stdout is None else runtime.stdout,
         binary_stream(sys.stderr) if runtime.stderr is None else runtime.stderr)
@@ -155,11 +161,19 @@ async def run_job(inv: Invocation, runtime: Runtime = Runtime()) -> JobResult:
         console = Console(file=out.text(), highlight=False, soft_wrap=True,
                           force_terminal=inv.colour, no_color=inv.colour is False)
         readers.append(ConsoleReport(console, Redactor(inv.secret_values)))
-    readers.extend(runtime.on_event)
+    if inv.events is not None:
+        def warn(line: str) -> None:
+            out.stderr.write(line.encode("utf-8", "replace") + b"\n")
+
+        readers.append(EventLog(event_file if event_file is not None else out.stdout,
+                                Redactor(inv.secret_values), warn, inv.events))
 
     def emit(event: Event) -> None:
         for reader in readers:
             reader(event)
+        if runtime.node_events or not isinstance(event, SUPERVISOR_EVENTS):
+            for callback in runtime.on_event:
+                callback(event)
 
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM) if runtime.handle_signals else ()
@@ -187,6 +201,9 @@ async def run_job(inv: Invocation, runtime: Runtime = Runtime()) -> JobResult:
         complete = await out.finish(lambda: interrupts.pending)
         for sig in signals:
             loop.remove_signal_handler(sig)
+        if event_file is not None:
+            with contextlib.suppress(OSError):
+                event_file.close()
     if not complete:
         result = replace(result, exit_code=errors.EXIT_INTERRUPTED, interrupted=True)
     if error is not None:
@@ -313,9 +330,10 @@ class _Job:
             colour=inv.colour, host_width=max(len(n.host.label) for n in plan.nodes),
             rank_width=len(f"r{(plan.world_size or 1) - 1}"),
             launcher_label="torchrun" if config.mode == "torchrun" else "",
-            stdout=out.stdout, stderr=out.stderr,
+            # --events -: stdout is the events'; the ranks' lines all go to stderr.
+            stdout=out.stderr if inv.events == "-" else out.stdout, stderr=out.stderr,
         )
-        supervisor = Supervisor(plan, ssh, printer, out)
+        supervisor = Supervisor(plan, ssh, printer, out, self.emit)
         self.interrupts.target = supervisor.interrupt
         out.on_stdout_closed = supervisor.stdout_closed
         if out.stdout.closed:

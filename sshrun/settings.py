@@ -48,6 +48,7 @@ that layer has no say::
     host cool-down    --host-cooldown         -                          60 s
     handshakes        --max-handshakes        -                          32
     colour            --color                 -                          auto (a terminal)
+    event file        --events                -                          none
 
 Within the environment, layers stack (a later one wins): the allow-list and
 ``env.forward`` from the head, env files, ``env.set``, each host's own
@@ -132,6 +133,7 @@ class Options:
     host_cooldown: Number = 60.0
     dry_run: bool = False
     color: str = "auto"
+    events: str | None = None  # PATH, or "-" for stdout
 
 
 # Options that only `sshrun run` has (torchrun's own).
@@ -154,6 +156,7 @@ class Invocation:
     colour: bool | None
     job_id: str
     secret_values: frozenset[str] = frozenset()
+    events: str | None = None  # --events: a path, "-" (stdout), or None (no event file)
 
 
 def options_from_namespace(args: argparse.Namespace, mode: Mode,
@@ -317,7 +320,7 @@ def resolve(opts: Options, environ: Mapping[str, str] | None = None,
     # Never the user's --rdzv-id: the job id tags every process for teardown,
     # and two jobs that share a rendezvous id must not share tags.
     return Invocation(config, ssh, local_count, opts.dry_run, colour, new_job_id(),
-                      secret_values(config))
+                      secret_values(config), events=opts.events)
 
 
 def _torchrun(config: JobConfig, opts: Options, torch_opts: dict[str, str],

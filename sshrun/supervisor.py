@@ -15,17 +15,25 @@ stopping in between when the job is being stopped. The job's outcome is the
 first failure that reached the head before the stop began; what survivors
 report while being stopped ("connection closed by peer") is secondary and
 left out of the report.
+
+What happens to the nodes is told as typed events (sshrun.events:
+``node_connected``, ``agent_up``, ``ranks_started``, ``rank_exited``,
+``node_lost``, ``stopping``, ``node_swept``) to ``emit``, the launcher's
+readers; text in them is as the supervisor received it (readers redact).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
+import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from sshrun import events
 from sshrun.errors import AuthError, HostKeyError, NodeSetupError, SSHError
 from sshrun.failure import Failure as Failure  # where the report and the CLI find it
 from sshrun.failure import FailureKind, exit_status
@@ -37,6 +45,7 @@ from sshrun.node.protocol import (
     Message,
     RankExit,
     Spec,
+    Started,
     Stop,
     Stopping,
 )
@@ -87,8 +96,10 @@ class Outcome:
 
 class Supervisor:
     def __init__(self, plan: JobPlan, ssh: SSHSettings, printer: Printer,
-                 console: ConsoleOutput | None = None) -> None:
+                 console: ConsoleOutput | None = None,
+                 emit: events.OnEvent = events.ignore) -> None:
         self.plan = plan
+        self.emit = emit
         self.ssh = ssh
         self.printer = printer
         # Where the printer's output goes; its backlog holds the nodes back.
@@ -137,6 +148,8 @@ class Supervisor:
             return
         self.stop_reason = reason
         self._stop_event.set()
+        self.emit(events.Stopping(job=self.plan.job_id, attempt=self.plan.attempt,
+                                  reason=reason, by="head"))
         for node in self.nodes:
             if node.session is not None and node.state in (NodeState.RUNNING, NodeState.STARTING):
                 node.state = NodeState.STOPPING
@@ -232,10 +245,14 @@ class Supervisor:
     async def _up(self, node: NodeStatus, limit: asyncio.Semaphore) -> None:
         label = node.plan.host.label
         node.conn = await connect(node.plan.host, self.ssh, limit)
+        self.emit(events.NodeConnected(**self._about(node), address=node.conn.address))
         node.state = NodeState.STARTING
         node.session = AgentSession(node.conn.conn, label, node.plan.python,
                                     notice=self.printer.message)
         hello = await node.session.start(self.plan.config.timeouts.hello, node.plan.workdir)
+        self.emit(events.AgentUp(**self._about(node), python=hello.python,
+                                 python_version=hello.python_version, torch=hello.torch,
+                                 hostname=hello.hostname, pid=hello.pid))
         if not hello.workdir_ok:
             raise NodeSetupError(
                 label, f"working directory {node.plan.workdir} does not exist on this node "
@@ -247,6 +264,11 @@ class Supervisor:
                 "on this node "
                 "(install it there, or point --python at an interpreter that has it)",
             )
+
+    def _about(self, node: NodeStatus) -> dict[str, Any]:
+        """The fields every node's event starts with."""
+        return {"job": self.plan.job_id, "attempt": self.plan.attempt,
+                "host": node.plan.host.label, "node": node.plan.index}
 
     def _renumber(self, members: list[NodeStatus]) -> None:
         """The nodes that came up are the job: node ranks 0..n-1 in hostfile order."""
@@ -325,6 +347,7 @@ class Supervisor:
 
     def _lose(self, node: NodeStatus, message: str) -> None:
         node.state = NodeState.LOST
+        self.emit(events.NodeLost(**self._about(node), why=message))
         self._fail(Failure(node.plan.index, node.plan.host.label, FailureKind.LOST,
                            message=message))
         if node.conn is not None:
@@ -363,9 +386,9 @@ class Supervisor:
         if node.state not in (NodeState.EXITED, NodeState.LOST):
             node.state = NodeState.LOST
             detail = f": {self.printer.redact(stderr.splitlines()[-1])}" if stderr else ""
-            self._fail(Failure(
-                index, label, FailureKind.LOST, message=f"connection to the agent lost{detail}"
-            ))
+            message = f"connection to the agent lost{detail}"
+            self.emit(events.NodeLost(**self._about(node), why=message))
+            self._fail(Failure(index, label, FailureKind.LOST, message=message))
 
     async def _within(self, pump: asyncio.Future[Any], budget: float) -> bool:
         """Wait for ``pump`` for ``budget`` seconds, not counting the time our own
@@ -386,8 +409,14 @@ class Supervisor:
     def _on_event(self, node: NodeStatus, event: Message) -> None:
         index = node.plan.index
         label = node.plan.host.label
-        if isinstance(event, RankExit):
+        if isinstance(event, Started):
+            self.emit(events.RanksStarted(**self._about(node), pid=event.pid,
+                                          argv0=event.argv0))
+        elif isinstance(event, RankExit):
             node.rank_exits[event.rank] = (event.local_rank, event.code)
+            self.emit(events.RankExited(**self._about(node), rank=event.rank,
+                                        local_rank=event.local_rank, code=event.code,
+                                        signal=_signal_name(event.code)))
             if event.code != 0:
                 self._fail(Failure(
                     index, label,
@@ -407,6 +436,8 @@ class Supervisor:
             node.exit_code = event.code
             node.swept = {"terminated": event.swept.terminated, "killed": event.swept.killed,
                           "left": event.swept.left}
+            self.emit(events.NodeSwept(**self._about(node), terminated=event.swept.terminated,
+                                       killed=event.swept.killed, left=event.swept.left))
             self._on_exited(node, event)
 
     def _on_exited(self, node: NodeStatus, event: Exited) -> None:
@@ -439,6 +470,7 @@ class Supervisor:
         """
         if self.stop_reason is not None:
             return False
+        self.emit(events.Stopping(**self._about(node), reason=str(reason), by="agent"))
         self._fail(Failure(node.plan.index, node.plan.host.label, FailureKind.LOST, message=(
             f"stopped by its agent: {sanitize(self.printer.redact(str(reason)))}")))
         return True
@@ -472,3 +504,11 @@ class Supervisor:
         if not task.cancelled() and task.exception() is not None:
             # A bug or an unexpected failure must surface, not be skipped over.
             raise task.exception()
+
+
+def _signal_name(code: int | None) -> str | None:
+    """``SIGKILL`` for a shell-style status of 128+9; None when no signal ended it."""
+    if code is not None and code > 128:
+        with contextlib.suppress(ValueError):
+            return signal.Signals(code - 128).name
+    return None
