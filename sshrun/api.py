@@ -48,10 +48,9 @@ class Launcher:
     """A job's settings, ready to run any number of times (each run a new job).
 
     ``on_event``: a callable, or several, called with every typed event
-    (sshrun.events) in the event loop; keep them quick. The node-level events
+    (sshrun.events) in the event loop, the launcher's and the nodes' alike
     (``node_connected``, ``agent_up``, ``ranks_started``, ``rank_exited``,
-    ``node_lost``, ``stopping``, ``node_swept``) reach them with
-    ``node_events=True``; without it, the launcher's alone.
+    ``node_lost``, ``stopping``, ``node_swept``); keep them quick.
     ``stdout``/``stderr``: where the ranks' lines and sshrun's own go (binary or
     text files; default ``sys.stdout``/``sys.stderr`` when the job starts);
     ``quiet=True`` drops both (the events and the result still say everything).
@@ -63,7 +62,6 @@ class Launcher:
                  on_event: OnEvent | Iterable[OnEvent] | None = None,
                  stdout: IO[Any] | None = None, stderr: IO[Any] | None = None,
                  quiet: bool = False, handle_signals: bool = False,
-                 node_events: bool = False,
                  environ: Mapping[str, str] | None = None,
                  clock: Clock | None = None, sleep: Sleep | None = None,
                  **options: object) -> None:
@@ -85,7 +83,6 @@ class Launcher:
             stdout=None if stdout is None else binary_stream(stdout),
             stderr=None if stderr is None else binary_stream(stderr),
             handle_signals=handle_signals,
-            node_events=node_events,
         )
         if clock is not None:
             self.runtime = dataclasses.replace(self.runtime, clock=clock)

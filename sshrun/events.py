@@ -182,9 +182,7 @@ AnyEvent = (JobStarted | AttemptFailed | HostLeftOut | Restarting | JobFinished
             | NodeConnected | AgentUp | RanksStarted | RankExited | NodeLost | Stopping
             | NodeSwept)
 OnEvent = Callable[[Event], None]
-# The supervisor's events (one attempt's nodes); the API's callbacks get them
-# when they ask (``node_events=True``): those written before them expect the
-# launcher's alone.
+# The supervisor's events (one attempt's nodes), apart from the launcher's.
 SUPERVISOR_EVENTS = (NodeConnected, AgentUp, RanksStarted, RankExited, NodeLost, Stopping,
                      NodeSwept)
 

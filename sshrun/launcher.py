@@ -46,7 +46,6 @@ from sshrun.console_report import ConsoleReport
 from sshrun.errors import ConnectError, SshrunError
 from sshrun.event_log import EventLog, open_event_file
 from sshrun.events import (
-    SUPERVISOR_EVENTS,
     AttemptFailed,
     Event,
     HostLeftOut,
@@ -137,7 +136,6 @@ class Runtime:
     """How a job meets the world: where output goes, who hears its events, time."""
 
     on_event: tuple[OnEvent, ...] = ()
-    node_events: bool = False  # on_event hears the supervisor's node events too
     stdout: BinaryIO | None = None  # the ranks' stdout; None: sys.stdout, when the job starts
     stderr: BinaryIO | None = None  # their stderr and sshrun's lines; None: sys.stderr
     console_report: bool = True  # print sshrun's own lines (restarts, the final report)
@@ -171,9 +169,8 @@ async def run_job(inv: Invocation, runtime: Runtime = Runtime()) -> JobResult:
     def emit(event: Event) -> None:
         for reader in readers:
             reader(event)
-        if runtime.node_events or not isinstance(event, SUPERVISOR_EVENTS):
-            for callback in runtime.on_event:
-                callback(event)
+        for callback in runtime.on_event:
+            callback(event)
 
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM) if runtime.handle_signals else ()

@@ -80,12 +80,12 @@ def test_a_write_error_is_told_once_and_the_job_goes_on() -> None:
 
 
 @pytest.mark.slow
-def test_api_callbacks_hear_node_events_when_they_ask(tmp_path: Path) -> None:
-    """node_events=True: the callback hears what the file holds, in the same order;
-    without it, the launcher's events alone (as callbacks written before them expect)."""
+def test_api_callbacks_hear_every_event(tmp_path: Path) -> None:
+    """The callback hears what the file holds, in the same order: the launcher's
+    events and the nodes'."""
     path = tmp_path / "events.jsonl"
     heard: list[str] = []
-    result = sshrun.Launcher(mode="exec", local_cluster=1, quiet=True, node_events=True,
+    result = sshrun.Launcher(mode="exec", local_cluster=1, quiet=True,
                              events=path, on_event=lambda e: heard.append(e.name)).run("true")
     assert result.exit_code == 0
     written = [json.loads(line)["event"] for line in path.read_text().splitlines()]
@@ -95,4 +95,4 @@ def test_api_callbacks_hear_node_events_when_they_ask(tmp_path: Path) -> None:
     plain: list[str] = []
     sshrun.launch("true", mode="exec", local_cluster=1, quiet=True,
                   on_event=lambda e: plain.append(e.name))
-    assert plain == ["job_started", "job_finished"]
+    assert plain == written

@@ -18,11 +18,13 @@ from jobprocs import assert_no_leftovers, new_canary
 
 import sshrun
 from sshrun.events import (
+    SUPERVISOR_EVENTS,
     AttemptFailed,
     Event,
     HostLeftOut,
     JobFinished,
     JobStarted,
+    NodeConnected,
     Restarting,
 )
 
@@ -56,7 +58,10 @@ def test_backoff_doubles_up_to_its_cap_on_the_injected_clock() -> None:
     assert result.elapsed == 9.0  # the injected clock's
     assert [a.number for a in result.attempts] == [0, 1, 2, 3, 4]
     assert all(a.exit_code == 3 and a.hosts == ("node1",) for a in result.attempts)
-    # Every event, in order, each with the job's id and its attempt.
+    # Every event, in order, each with the job's id and its attempt; the nodes' own
+    # (node_connected, agent_up, ...) come between the launcher's.
+    assert [e.attempt for e in events if isinstance(e, NodeConnected)] == [0, 1, 2, 3, 4]
+    events = [e for e in events if not isinstance(e, SUPERVISOR_EVENTS)]
     assert [e.name for e in events] == (
         ["job_started"] + ["attempt_failed", "restarting"] * 4 + ["attempt_failed",
                                                                    "job_finished"])
