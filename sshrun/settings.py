@@ -49,7 +49,7 @@ that layer has no say::
     handshakes        --max-handshakes        -                          32
     colour            --color                 -                          auto (a terminal)
     event file        --events                -                          none
-    log directory     --log-dir               log_dir                    none
+    log directory     --log-dir               -                          none
 
 Within the environment, layers stack (a later one wins): the allow-list and
 ``env.forward`` from the head, env files, ``env.set``, each host's own

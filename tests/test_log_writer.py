@@ -3,11 +3,13 @@ written; the job's record against real nodes is tests/test_log_dir.py's."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from head import run_sshrun
 
+import sshrun
 from sshrun.log_dir import LogDir
 
 
@@ -67,3 +69,18 @@ def test_log_lines_are_timed_tagged_sanitized_and_redacted(tmp_path: Path) -> No
     ]
     assert (node / "launcher.log").read_text() == (
         "2025-12-02T07:40:37.000000+00:00 err torchrun says\n")
+
+
+def test_the_api_writes_the_log_dir_even_when_quiet(tmp_path: Path) -> None:
+    """``log_dir=`` on an embedded node: the command's lines, the summary, and the report
+    that the quiet console did not print."""
+    result = sshrun.launch("sh", "-c", "echo hi; echo oops >&2; exit 3", mode="exec",
+                           local_cluster=1, quiet=True, log_dir=tmp_path)
+    assert result.exit_code == 3
+    root = tmp_path / result.job_id
+    lines = (root / "attempt-0" / "node1" / "launcher.log").read_text().splitlines()
+    assert sorted(line.split(" ", 1)[1] for line in lines) == ["err oops", "out hi"], lines
+    summary = json.loads((root / "summary.json").read_text())
+    assert summary["job"] == result.job_id and summary["exit_code"] == 3
+    assert summary["first_failure"]["tail"] == ["oops"]
+    assert "exited with code 3" in (root / "report.txt").read_text()
