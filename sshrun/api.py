@@ -141,7 +141,8 @@ def _options(mode: object, given: Mapping[str, object]) -> Options:
         elif name in _LISTS:
             value = (_path(value),) if isinstance(value, (str, os.PathLike)) \
                 else tuple(_strings(value, name))
-        elif name in ("hostfile", "config", "ssh_config", "workdir", "python", "events"):
+        elif name in ("hostfile", "config", "ssh_config", "workdir", "python", "events",
+                      "log_dir"):
             value = _path(value)
         values[name] = value
     if mode not in ("run", "exec"):

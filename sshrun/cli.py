@@ -94,6 +94,16 @@ appear. ``--events -`` writes them to stdout and the ranks' output to stderr.
 A path that cannot be opened is exit 2 before anything starts; a write error
 later is told once on stderr and the job goes on.
 
+Logs. ``--log-dir DIR`` keeps the job's record on the head, in
+``DIR/JOB-ID/``: ``events.jsonl`` (as ``--events``), ``report.txt`` (sshrun's
+lines and the final report, as printed), ``summary.json`` (exit code, first
+failure, attempts, hosts) and ``attempt-N/HOST/rank-R.log`` for every rank
+(``launcher.log``: torchrun's own output, or exec's command). Each log line
+is ``TIME out|err TEXT``: the node's time (ISO 8601, UTC) when its agent read
+the line, and the text as the console shows it, secrets redacted. A
+directory that cannot be written is exit 2 before anything starts; a write
+error later is told once on stderr and the job goes on.
+
 ``--dry-run`` prints every node's plan (torchrun arguments, environment; secrets
 redacted by name and by value, controls shown as ``$'...'`` words) and exits.
 It applies every check of the real run, the ssh config and identity files
@@ -243,6 +253,9 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
     job.add_argument("--events", metavar="PATH|-", default=None,
                      help="write every event as a JSON line to PATH (- : stdout, and the "
                           "ranks' output goes to stderr)")
+    job.add_argument("--log-dir", metavar="DIR", default=None,
+                     help="write the job's events, report, summary and every rank's log "
+                          "under DIR/JOB-ID/")
     if mode == "exec":
         parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
     else:

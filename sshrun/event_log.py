@@ -80,6 +80,10 @@ class EventLog:
                 out[f.name] = self._value(getattr(event, f.name))
         return out
 
+    def plain(self, value: object) -> Any:
+        """A value as JSON takes it (enums by value, dataclasses as objects), redacted."""
+        return self._value(value)
+
     def _value(self, value: object) -> Any:
         if isinstance(value, enum.Enum):
             return self._value(value.value)

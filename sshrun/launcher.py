@@ -15,7 +15,9 @@ the first gracefully, a second one at once.
 It renders nothing. What happens is told as typed events (sshrun.events)
 to the readers in ``Runtime.on_event``; the console report
 (sshrun.console_report) is the reader that prints sshrun's own lines, the
-JSON event file (``--events``, sshrun.event_log) another. The
+JSON event file (``--events``, sshrun.event_log) another, the log directory
+(``--log-dir``, sshrun.log_dir) a third, which also hears every rank's
+output ahead of the console. The
 ranks' output still goes through the supervisor's printer to the console
 streams given in ``Runtime``. Time is read from ``Runtime.clock`` and waited
 through ``Runtime.sleep``, so that tests of back-off and cool-downs need not
@@ -43,7 +45,7 @@ from rich.console import Console
 from sshrun import errors
 from sshrun.console import ConsoleOutput
 from sshrun.console_report import ConsoleReport
-from sshrun.errors import ConnectError, SshrunError
+from sshrun.errors import ConfigError, ConnectError, SshrunError
 from sshrun.event_log import EventLog, open_event_file
 from sshrun.events import (
     AttemptFailed,
@@ -56,6 +58,7 @@ from sshrun.events import (
 )
 from sshrun.failure import Failure, FailureKind, exit_status
 from sshrun.hostfile import HostSpec
+from sshrun.log_dir import LogDir
 from sshrun.membership import HostPool, LeftOut
 from sshrun.output import Printer
 from sshrun.plan import JobConfig, plan_job
@@ -153,16 +156,27 @@ async def run_job(inv: Invocation, runtime: Runtime = Runtime()) -> JobResult:
     out = ConsoleOutput(
         binary_stream(sys.stdout) if runtime.stdout is None else runtime.stdout,
         binary_stream(sys.stderr) if runtime.stderr is None else runtime.stderr)
+
+    def warn(line: str) -> None:
+        out.stderr.write(line.encode("utf-8", "replace") + b"\n")
+
+    log_dir = None
+    if inv.log_dir is not None:
+        try:
+            log_dir = LogDir.create(inv.log_dir, inv.job_id, inv.secret_values, warn)
+        except ConfigError:
+            if event_file is not None:
+                event_file.close()
+            raise
     interrupts = _Interrupts()
     readers: list[OnEvent] = []
     if runtime.console_report:
         console = Console(file=out.text(), highlight=False, soft_wrap=True,
                           force_terminal=inv.colour, no_color=inv.colour is False)
         readers.append(ConsoleReport(console, Redactor(inv.secret_values)))
+    if log_dir is not None:
+        readers.append(log_dir)
     if inv.events is not None:
-        def warn(line: str) -> None:
-            out.stderr.write(line.encode("utf-8", "replace") + b"\n")
-
         readers.append(EventLog(event_file if event_file is not None else out.stdout,
                                 Redactor(inv.secret_values), warn, inv.events))
 
@@ -178,7 +192,7 @@ async def run_job(inv: Invocation, runtime: Runtime = Runtime()) -> JobResult:
     # two phases and becomes a KeyboardInterrupt traceback.
     for sig in signals:
         loop.add_signal_handler(sig, interrupts)
-    job = _Job(inv, runtime, out, interrupts, emit)
+    job = _Job(inv, runtime, out, interrupts, emit, log_dir)
     error: SshrunError | None = None
     try:
         try:
@@ -214,8 +228,9 @@ class _Job:
     """One job's attempts (run_job's loop, with the state it keeps between them)."""
 
     def __init__(self, inv: Invocation, runtime: Runtime, out: ConsoleOutput,
-                 interrupts: _Interrupts, emit: OnEvent) -> None:
+                 interrupts: _Interrupts, emit: OnEvent, log_dir: LogDir | None = None) -> None:
         self.inv = inv
+        self.log_dir = log_dir
         self.clock = runtime.clock
         self.sleep = runtime.sleep
         self.out = out
@@ -330,7 +345,8 @@ class _Job:
             # --events -: stdout is the events'; the ranks' lines all go to stderr.
             stdout=out.stderr if inv.events == "-" else out.stdout, stderr=out.stderr,
         )
-        supervisor = Supervisor(plan, ssh, printer, out, self.emit)
+        logs = self.log_dir.attempt(attempt) if self.log_dir is not None else None
+        supervisor = Supervisor(plan, ssh, printer, out, self.emit, logs)
         self.interrupts.target = supervisor.interrupt
         out.on_stdout_closed = supervisor.stdout_closed
         if out.stdout.closed:
@@ -351,6 +367,8 @@ class _Job:
             out.on_stdout_closed = None
             if not task.done():  # only on a bug of ours: never leave it running
                 task.cancel()
+            if logs is not None:
+                logs.close()
 
     async def _wait(self, seconds: float) -> bool:
         """Sleep; True when Ctrl-C (or SIGTERM, or a cancel), or the closing of

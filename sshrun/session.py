@@ -40,7 +40,8 @@ if TYPE_CHECKING:
 # What the bootstrap reads from stdin: the agent's modules and scripts.
 AGENT_BUNDLE = agent.BUNDLE
 
-OutputCallback = Callable[[int, int, bytes], None]  # rank, stream, data
+# rank, stream, data, the node's time it was read (Unix seconds)
+OutputCallback = Callable[[int, int, bytes, float], None]
 EventCallback = Callable[[Message], None]
 NoticeCallback = Callable[[str, list[str]], None]  # one line, and lines under it
 # The agent's own stderr kept for an error message: its last this many bytes.
@@ -224,7 +225,11 @@ class AgentSession:
             pos = end
             if kind == protocol.KIND_OUTPUT:
                 if on_output is not None:
-                    on_output(source, stream, payload)
+                    try:
+                        when, data = protocol.decode_output(payload)
+                    except ProtocolError as exc:
+                        raise AgentError(self.label, f"agent protocol error: {exc}") from None
+                    on_output(source, stream, data, when)
             elif kind == protocol.KIND_EVENT:
                 event = self._event(payload)
                 if event is None:

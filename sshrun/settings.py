@@ -49,6 +49,7 @@ that layer has no say::
     handshakes        --max-handshakes        -                          32
     colour            --color                 -                          auto (a terminal)
     event file        --events                -                          none
+    log directory     --log-dir               -                          none
 
 Within the environment, layers stack (a later one wins): the allow-list and
 ``env.forward`` from the head, env files, ``env.set``, each host's own
@@ -134,6 +135,7 @@ class Options:
     dry_run: bool = False
     color: str = "auto"
     events: str | None = None  # PATH, or "-" for stdout
+    log_dir: str | None = None  # DIR: the job's logs under DIR/<job-id>/
 
 
 # Options that only `sshrun run` has (torchrun's own).
@@ -157,6 +159,7 @@ class Invocation:
     job_id: str
     secret_values: frozenset[str] = frozenset()
     events: str | None = None  # --events: a path, "-" (stdout), or None (no event file)
+    log_dir: str | None = None  # --log-dir: the directory the job's own one goes in
 
 
 def options_from_namespace(args: argparse.Namespace, mode: Mode,
@@ -320,7 +323,7 @@ def resolve(opts: Options, environ: Mapping[str, str] | None = None,
     # Never the user's --rdzv-id: the job id tags every process for teardown,
     # and two jobs that share a rendezvous id must not share tags.
     return Invocation(config, ssh, local_count, opts.dry_run, colour, new_job_id(),
-                      secret_values(config), events=opts.events)
+                      secret_values(config), events=opts.events, log_dir=opts.log_dir)
 
 
 def _torchrun(config: JobConfig, opts: Options, torch_opts: dict[str, str],

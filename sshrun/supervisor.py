@@ -31,7 +31,7 @@ import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sshrun import events
 from sshrun.errors import AuthError, HostKeyError, NodeSetupError, SSHError
@@ -94,11 +94,23 @@ class Outcome:
     output_closed: bool = False  # stopped because nobody reads stdout any more
 
 
+class OutputTap(Protocol):
+    """What hears the ranks' output ahead of the console (sshrun.log_dir.AttemptLog)."""
+
+    def feed(self, node: int, host: str, rank: int, stream: int, data: bytes,
+             when: float) -> None: ...
+
+    def flush_node(self, node: int) -> None: ...
+
+
 class Supervisor:
     def __init__(self, plan: JobPlan, ssh: SSHSettings, printer: Printer,
                  console: ConsoleOutput | None = None,
-                 emit: events.OnEvent = events.ignore) -> None:
+                 emit: events.OnEvent = events.ignore,
+                 tap: OutputTap | None = None) -> None:
         self.plan = plan
+        # Hears every chunk of output before the printer does (the log directory).
+        self.tap = tap
         self.emit = emit
         self.ssh = ssh
         self.printer = printer
@@ -359,7 +371,11 @@ class Supervisor:
         label = node.plan.host.label
         index = node.plan.index
 
-        def on_output(rank: int, stream: int, data: bytes) -> None:
+        tap = self.tap
+
+        def on_output(rank: int, stream: int, data: bytes, when: float) -> None:
+            if tap is not None:
+                tap.feed(index, label, rank, stream, data, when)
             self.printer.feed(index, label, rank, stream, data)
 
         def on_event(event: Message) -> None:
@@ -383,6 +399,8 @@ class Supervisor:
             if not pump.done():
                 pump.cancel()
         self.printer.flush_node(index)
+        if tap is not None:
+            tap.flush_node(index)
         if node.state not in (NodeState.EXITED, NodeState.LOST):
             node.state = NodeState.LOST
             detail = f": {self.printer.redact(stderr.splitlines()[-1])}" if stderr else ""

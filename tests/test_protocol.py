@@ -110,6 +110,20 @@ def test_numbers_for_seconds_may_be_integers_on_the_wire() -> None:
     assert spec.grace == 3.0 and isinstance(spec.grace, float)
 
 
+def test_an_output_frame_carries_the_time_its_bytes_were_read() -> None:
+    frame = protocol.encode_output(2, 7, b"line\n", 1764661234.123456)
+    kind, stream, source, length = protocol.HEADER.unpack_from(frame)
+    payload = frame[protocol.HEADER.size:]
+    assert (kind, stream, source, length) == (protocol.KIND_OUTPUT, 2, 7, len(payload))
+    assert protocol.decode_output(payload) == (1764661234.123456, b"line\n")
+    assert protocol.decode_output(protocol.OUTPUT_TIME.pack(5.0)) == (5.0, b"")
+
+
+def test_an_output_frame_too_short_for_its_time_is_refused() -> None:
+    with pytest.raises(ProtocolError, match="shorter than its time stamp"):
+        protocol.decode_output(b"abc")
+
+
 # -- against a real embedded node ------------------------------------------------------
 
 

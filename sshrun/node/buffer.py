@@ -16,7 +16,7 @@ import selectors
 import time
 from collections.abc import Callable
 
-from sshrun.node.protocol import KIND_OUTPUT, Message, encode_event, encode_frame
+from sshrun.node.protocol import Message, encode_event, encode_output
 
 HIGH_WATER = 8 * 1024 * 1024
 LOW_WATER = 1024 * 1024
@@ -56,8 +56,8 @@ class OutputBuffer:
         self.send(encode_event(message))
 
     def output(self, stream: int, source: int, data: bytes) -> None:
-        """Bytes a rank (or torchrun) wrote; may pause the readers."""
-        self.send(encode_frame(KIND_OUTPUT, stream, source, data))
+        """Bytes a rank (or torchrun) wrote, just read; may pause the readers."""
+        self.send(encode_output(stream, source, data, time.time()))
         if len(self.data) > HIGH_WATER and not self.paused:
             self._set_paused(True)
 

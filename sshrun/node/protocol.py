@@ -29,11 +29,14 @@ import struct
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
-PROTOCOL_VERSION = 1
+# 2: output frames carry the time the agent read them (OUTPUT_TIME).
+PROTOCOL_VERSION = 2
 
 # kind (1 byte), stream (1 byte), source (int32), payload length (uint32)
 HEADER = struct.Struct("!cBiI")
 KIND_OUTPUT = b"O"
+# An output frame's payload begins with the time the agent read it (float64).
+OUTPUT_TIME = struct.Struct("!d")
 KIND_EVENT = b"E"
 SOURCE_LAUNCHER = -1  # torchrun itself, or the command of ``sshrun exec``
 # Written with the head's token to stdout and stderr before anything else:
@@ -326,6 +329,18 @@ def decode(data: Any, table: dict[str, type[Message]]) -> Message | None:
 
 def encode_frame(kind: bytes, stream: int, source: int, payload: bytes) -> bytes:
     return HEADER.pack(kind, stream, source, len(payload)) + payload
+
+
+def encode_output(stream: int, source: int, data: bytes, when: float) -> bytes:
+    """An output frame: ``data`` as read at ``when`` (``time.time()`` on the node)."""
+    return encode_frame(KIND_OUTPUT, stream, source, OUTPUT_TIME.pack(when) + data)
+
+
+def decode_output(payload: bytes) -> tuple[float, bytes]:
+    """An output frame's payload: the time it was read, and the bytes."""
+    if len(payload) < OUTPUT_TIME.size:
+        raise ProtocolError("an output frame shorter than its time stamp")
+    return OUTPUT_TIME.unpack_from(payload)[0], payload[OUTPUT_TIME.size:]
 
 
 def encode_event(event: Message) -> bytes:
