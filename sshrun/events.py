@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
+    from sshrun.failure import Failure
     from sshrun.launcher import JobResult
-    from sshrun.supervisor import Failure
 
 
 @dataclass(frozen=True, kw_only=True)

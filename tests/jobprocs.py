@@ -70,6 +70,13 @@ def torchrun_of_node(canary: str, node: int) -> int:
     return found[0]
 
 
+def agent_of_node(canary: str, node: int) -> int:
+    """The pid of node ``node``'s agent: its torchrun's parent."""
+    with open(f"/proc/{torchrun_of_node(canary, node)}/stat", "rb") as f:
+        # The command name may hold spaces and parentheses: fields follow the last ')'.
+        return int(f.read().rsplit(b")", 1)[1].split()[1])
+
+
 def describe(pids: list[int]) -> str:
     out = []
     for pid in pids:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from head import WORKERS, Head, run_sshrun
-from jobprocs import assert_no_leftovers, new_canary, torchrun_of_node
+from jobprocs import agent_of_node, assert_no_leftovers, new_canary
 from sshd_cluster import SshdCluster, cluster_args
 
 NODE_EVENTS = ("node_connected", "agent_up", "ranks_started", "rank_exited", "node_swept")
@@ -93,9 +93,7 @@ def test_events_of_a_lost_node(sshd_cluster: SshdCluster, tmp_path: Path) -> Non
     head = Head([*cluster_args(sshd_cluster), "--grace-period", "2", "--events", str(path),
                  "-x", f"SSHRUN_TEST_CANARY={canary}", str(WORKERS / "hang.py")])
     head.wait_line("ready", timeout=90, count=3)
-    with open(f"/proc/{torchrun_of_node(canary, 1)}/stat", "rb") as f:
-        agent_pid = int(f.read().rsplit(b")", 1)[1].split()[1])
-    os.kill(agent_pid, signal.SIGKILL)
+    os.kill(agent_of_node(canary, 1), signal.SIGKILL)
     assert head.wait(60) == 255, head.transcript()
     events = read_events(path)
     check_common(events)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from head import REPO, WORKERS, Head, run_sshrun
-from jobprocs import assert_no_leftovers, canary_pids, new_canary, torchrun_of_node
+from jobprocs import agent_of_node, assert_no_leftovers, canary_pids, new_canary
 from sshd_cluster import SshdCluster, cluster_args
 
 pytestmark = pytest.mark.sshd
@@ -382,9 +382,7 @@ def test_lost_agent_stops_the_job_and_its_node(sshd_cluster: SshdCluster, tmp_pa
     head.wait_line("ready", timeout=90, count=6)
     if daemon:
         assert len(list(tmp_path.glob("daemon-*.pid"))) == 6
-    with open(f"/proc/{torchrun_of_node(canary, 1)}/stat", "rb") as f:
-        agent_pid = int(f.read().rsplit(b")", 1)[1].split()[1])
-    os.kill(agent_pid, signal.SIGKILL)
+    os.kill(agent_of_node(canary, 1), signal.SIGKILL)
     assert head.wait(60) == 255, head.transcript()
     assert "first failure: node1 (node 1): connection to the agent lost" in head.stderr
     assert_no_leftovers(canary, timeout=30)

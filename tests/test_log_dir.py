@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from head import WORKERS, Head, run_sshrun
-from jobprocs import assert_no_leftovers, new_canary, torchrun_of_node
+from jobprocs import agent_of_node, assert_no_leftovers, new_canary
 from sshd_cluster import SshdCluster, cluster_args
 
 
@@ -94,9 +94,7 @@ def test_log_dir_of_a_lost_node(sshd_cluster: SshdCluster, tmp_path: Path) -> No
     head = Head([*cluster_args(sshd_cluster), "--grace-period", "2", "--log-dir", str(base),
                  "-x", f"SSHRUN_TEST_CANARY={canary}", str(WORKERS / "hang.py")])
     head.wait_line("ready", timeout=90, count=3)
-    with open(f"/proc/{torchrun_of_node(canary, 1)}/stat", "rb") as f:
-        agent_pid = int(f.read().rsplit(b")", 1)[1].split()[1])
-    os.kill(agent_pid, signal.SIGKILL)
+    os.kill(agent_of_node(canary, 1), signal.SIGKILL)
     assert head.wait(60) == 255, head.transcript()
     root = job_dir(base)
     summary = json.loads((root / "summary.json").read_text())
