@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,8 @@ from sshrun.events import (
     JobFinished,
     JobStarted,
     NodeConnected,
+    Notice,
+    RanksStarted,
     Restarting,
 )
 
@@ -199,6 +202,66 @@ def test_cancelling_arun_stops_every_node() -> None:
     assert isinstance(finished, JobFinished), events
     assert finished.exit_code == 130 and finished.result.interrupted
     assert_no_leftovers(canary)
+
+
+def test_quiet_cancel_tells_the_interrupt_notice_as_an_event(tmp_path: Path) -> None:
+    """quiet=True prints nothing; the notice still reaches on_event and --events."""
+    canary = new_canary()
+    events: list[Event] = []
+    path = tmp_path / "events.jsonl"
+    started = asyncio.Event()
+
+    def heard(event: Event) -> None:
+        events.append(event)
+        if sum(isinstance(e, RanksStarted) for e in events) == 2:
+            started.set()
+
+    async def main() -> None:
+        launcher = sshrun.Launcher(local_cluster=2, env=[f"SSHRUN_TEST_CANARY={canary}"],
+                                   on_event=heard, quiet=True, events=str(path))
+        task = asyncio.ensure_future(launcher.arun(str(WORKERS / "hang.py")))
+        async with asyncio.timeout(90):
+            await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            async with asyncio.timeout(60):
+                await task
+
+    asyncio.run(main())
+    notices = [e for e in events if isinstance(e, Notice)]
+    assert [(n.kind, n.text, n.lines) for n in notices] == [
+        ("interrupted", "interrupted: stopping every node (Ctrl-C again to kill at once)", ())]
+    assert isinstance(events[-1], JobFinished) and events[-1].exit_code == 130
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    written = [line for line in lines if line["event"] == "notice"]
+    assert [(w["kind"], w["text"], w["lines"], w["attempt"]) for w in written] == [
+        ("interrupted", "interrupted: stopping every node (Ctrl-C again to kill at once)",
+         [], 0)]
+    assert_no_leftovers(canary)
+
+
+INSECURE = ("warning: --host-key-policy insecure: host keys are not checked, so anyone on "
+            "the network path can pose as a node and see the job's secrets")
+
+
+def test_resolving_notices_are_events_once_the_job_starts(tmp_path: Path) -> None:
+    events: list[Event] = []
+    path = tmp_path / "events.jsonl"
+    result = sshrun.launch("true", mode="exec", local_cluster=1, host_key_policy="insecure",
+                           quiet=True, on_event=events.append, events=str(path))
+    assert result.exit_code == 0
+    assert isinstance(events[0], JobStarted)
+    assert isinstance(events[1], Notice), events
+    assert (events[1].kind, events[1].text, events[1].attempt) == (
+        "insecure_host_keys", INSECURE, 0)
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(w["kind"], w["text"]) for w in lines if w["event"] == "notice"] == [
+        ("insecure_host_keys", INSECURE)]
+    # Not quiet: the console report prints it on stderr, first, as before.
+    err = io.BytesIO()
+    sshrun.launch("true", mode="exec", local_cluster=1, host_key_policy="insecure",
+                  stdout=io.BytesIO(), stderr=err)
+    assert err.getvalue().decode().splitlines()[0] == f"sshrun: {INSECURE}"
 
 
 def test_run_inside_a_running_loop_uses_a_thread_of_its_own() -> None:
