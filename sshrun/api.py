@@ -27,6 +27,7 @@ import dataclasses
 import difflib
 import io
 import os
+import sys
 import threading
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import IO, Any
@@ -76,6 +77,7 @@ class Launcher:
         if quiet:
             stdout = stderr = _Discard()  # type: ignore[assignment]
         self.environ = dict(environ) if environ is not None else None
+        self._stderr = stderr
         self.runtime = Runtime(
             on_event=readers,
             stdout=None if stdout is None else binary_stream(stdout),
@@ -90,7 +92,7 @@ class Launcher:
     async def arun(self, *target: object) -> JobResult:
         """Run SCRIPT [ARGS...] (or, with mode="exec", COMMAND [ARGS...]) to its end."""
         opts = dataclasses.replace(self.options, target=_target(target))
-        inv = resolve(opts, self.environ)
+        inv = resolve(opts, self.environ, notice=self._notice)
         return await run_job(inv, self.runtime)
 
     def run(self, *target: object) -> JobResult:
@@ -104,6 +106,15 @@ class Launcher:
             raise ConfigError("handle_signals=True needs the main thread's own event loop: "
                               "await arun() instead")
         return _on_a_thread(lambda: self.arun(*target))
+
+    def _notice(self, line: str) -> None:
+        stream = self._stderr if self._stderr is not None else sys.stderr
+        if isinstance(stream, _Discard):
+            return
+        if isinstance(stream, io.TextIOBase) or hasattr(stream, "encoding"):
+            print(line, file=stream)
+        else:
+            stream.write((line + "\n").encode())  # type: ignore[arg-type]
 
 
 def launch(*target: object, **keywords: Any) -> JobResult:

@@ -371,9 +371,6 @@ def run(argv: Sequence[str]) -> int:
     try:
         inv = parse_invocation(argv)
         if inv.dry_run:
-            # No job, so no event readers: the dry run says resolving's notices itself.
-            for said in inv.notices:
-                print(f"sshrun: {said.text}", file=sys.stderr)
             sys.stdout.write(render_dry_run(plan_job(inv.config, inv.job_id)))
             sys.stdout.flush()
             return errors.EXIT_OK

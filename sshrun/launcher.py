@@ -53,7 +53,6 @@ from sshrun.events import (
     HostLeftOut,
     JobFinished,
     JobStarted,
-    Notice,
     OnEvent,
     Restarting,
 )
@@ -250,9 +249,6 @@ class _Job:
         self.emit(JobStarted(job=inv.job_id, attempt=0, mode=config.mode,
                              hosts=tuple(h.label for h in config.hosts),
                              max_restarts=config.restarts.max_restarts))
-        # What resolving had to say (before any reader existed) is told now.
-        for said in inv.notices:
-            self.emit(Notice(job=inv.job_id, attempt=0, kind=said.kind, text=said.text))
         async with contextlib.AsyncExitStack() as stack:
             if inv.local_cluster is not None:
                 cluster = await stack.enter_async_context(local_cluster(inv.local_cluster))

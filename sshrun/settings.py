@@ -148,16 +148,6 @@ FLAG.update({"hostfile": "-H/--hostfile", "config": "-c/--config", "env": "-x/--
 
 
 @dataclass(frozen=True)
-class ResolveNotice:
-    """A notice that resolving gave (the Slurm allocation used, the insecure
-    host-key warning): the launcher emits it as a ``notice`` event once the
-    job starts, the dry run prints it."""
-
-    kind: str  # "slurm_hosts" or "insecure_host_keys"
-    text: str  # as the console shows it after "sshrun: "
-
-
-@dataclass(frozen=True)
 class Invocation:
     """Everything the command line (or the API) asked for, checked."""
 
@@ -170,7 +160,6 @@ class Invocation:
     secret_values: frozenset[str] = frozenset()
     events: str | None = None  # --events: a path, "-" (stdout), or None (no event file)
     log_dir: str | None = None  # --log-dir: the directory the job's own one goes in
-    notices: tuple[ResolveNotice, ...] = ()  # what resolving had to say, in order
 
 
 def options_from_namespace(args: argparse.Namespace, mode: Mode,
@@ -231,22 +220,20 @@ def check_options(opts: Options) -> None:
 
 
 def resolve(opts: Options, environ: Mapping[str, str] | None = None,
-            cwd: str | None = None) -> Invocation:
+            notice: Callable[[str], None] | None = None, cwd: str | None = None) -> Invocation:
     """The job that ``opts`` ask for, every value checked (see the table above).
 
     ``environ`` is the head's environment (default ``os.environ``): forwarded
-    variables and the Slurm allocation come from it. What sshrun has to say
-    while resolving (the Slurm allocation it uses, the insecure host-key
-    warning) is kept in the invocation's ``notices``, not printed: the job's
-    event readers hear it once the job starts (a failed resolve says only its
-    error), and the dry run prints it.
+    variables and the Slurm allocation come from it. ``notice`` gets the
+    lines sshrun says on stderr while resolving (the Slurm allocation it
+    uses, the insecure host-key warning). These two are not events, unlike
+    every other line of sshrun's: they come before there is a job or any
+    reader, in the dry run too, and before the error resolving may still end
+    in, which they explain (hosts taken from Slurm, then "--nnodes 4: only 2
+    hosts given").
     """
     env = dict(os.environ if environ is None else environ)
-    notices: list[ResolveNotice] = []
-
-    def say(kind: str, text: str) -> None:
-        notices.append(ResolveNotice(kind, text))
-
+    say = notice or _stderr
     check_options(opts)
     mode = opts.mode
     local_count = (None if opts.local_cluster is None else
@@ -319,8 +306,7 @@ def resolve(opts: Options, environ: Mapping[str, str] | None = None,
         max_handshakes=max_handshakes,
     )
     if policy == "insecure":
-        say("insecure_host_keys", "warning: --host-key-policy insecure: host keys are not "
-            "checked, so "
+        say("sshrun: warning: --host-key-policy insecure: host keys are not checked, so "
             "anyone on the network path can pose as a node and see the job's secrets")
     if local_count is None:
         # Once, before any connection, in the dry run as in the real run.
@@ -341,8 +327,7 @@ def resolve(opts: Options, environ: Mapping[str, str] | None = None,
     # Never the user's --rdzv-id: the job id tags every process for teardown,
     # and two jobs that share a rendezvous id must not share tags.
     return Invocation(config, ssh, local_count, opts.dry_run, colour, new_job_id(),
-                      secret_values(config), events=opts.events, log_dir=opts.log_dir,
-                      notices=tuple(notices))
+                      secret_values(config), events=opts.events, log_dir=opts.log_dir)
 
 
 def _torchrun(config: JobConfig, opts: Options, torch_opts: dict[str, str],
@@ -385,7 +370,7 @@ def _torchrun(config: JobConfig, opts: Options, torch_opts: dict[str, str],
 
 
 def _hosts(opts: Options, environ: dict[str, str],
-           say: Callable[[str, str], None]) -> tuple[HostSpec, ...]:
+           say: Callable[[str], None]) -> tuple[HostSpec, ...]:
     if opts.hostfile is not None:
         return tuple(load_hostfile(opts.hostfile))
     if opts.hosts is not None:
@@ -393,12 +378,16 @@ def _hosts(opts: Options, environ: dict[str, str],
     slurm = slurm_hosts(environ)
     if slurm is not None:
         nodelist = environ.get("SLURM_JOB_NODELIST") or environ.get("SLURM_NODELIST")
-        say("slurm_hosts", f"no hosts given; using the Slurm allocation {nodelist} "
+        say(f"sshrun: no hosts given; using the Slurm allocation {nodelist} "
             f"({len(slurm)} hosts)")
         return slurm
     raise ConfigError(
         "no cluster given: use -H/--hostfile PATH, --hosts LIST or --local-cluster N"
     )
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
 
 
 def _seconds(value: Number, name: str, high: float = values.MAX_SECONDS) -> float:

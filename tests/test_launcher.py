@@ -240,30 +240,6 @@ def test_quiet_cancel_tells_the_interrupt_notice_as_an_event(tmp_path: Path) -> 
     assert_no_leftovers(canary)
 
 
-INSECURE = ("warning: --host-key-policy insecure: host keys are not checked, so anyone on "
-            "the network path can pose as a node and see the job's secrets")
-
-
-def test_resolving_notices_are_events_once_the_job_starts(tmp_path: Path) -> None:
-    events: list[Event] = []
-    path = tmp_path / "events.jsonl"
-    result = sshrun.launch("true", mode="exec", local_cluster=1, host_key_policy="insecure",
-                           quiet=True, on_event=events.append, events=str(path))
-    assert result.exit_code == 0
-    assert isinstance(events[0], JobStarted)
-    assert isinstance(events[1], Notice), events
-    assert (events[1].kind, events[1].text, events[1].attempt) == (
-        "insecure_host_keys", INSECURE, 0)
-    lines = [json.loads(line) for line in path.read_text().splitlines()]
-    assert [(w["kind"], w["text"]) for w in lines if w["event"] == "notice"] == [
-        ("insecure_host_keys", INSECURE)]
-    # Not quiet: the console report prints it on stderr, first, as before.
-    err = io.BytesIO()
-    sshrun.launch("true", mode="exec", local_cluster=1, host_key_policy="insecure",
-                  stdout=io.BytesIO(), stderr=err)
-    assert err.getvalue().decode().splitlines()[0] == f"sshrun: {INSECURE}"
-
-
 def test_run_inside_a_running_loop_uses_a_thread_of_its_own() -> None:
     async def main() -> sshrun.JobResult:
         return sshrun.Launcher(mode="exec", local_cluster=1, quiet=True).run("true")
