@@ -1,5 +1,6 @@
-"""The console's reader of the job's events: sshrun's own lines between attempts
-and the final report, on stderr, exactly as the command line has always printed them.
+"""The console's reader of the job's events: sshrun's own lines between attempts,
+its notices (an interrupt, a host left out, ...) and the final report, on
+stderr, exactly as the command line has always printed them.
 
 One reader among others (sshrun.events): it keeps only what it needs to
 word a line (the failure that a restart follows) and prints through rich, in
@@ -15,7 +16,7 @@ from rich.console import Console
 from rich.text import Text
 
 from sshrun import errors, report
-from sshrun.events import AttemptFailed, Event, HostLeftOut, JobFinished, Restarting
+from sshrun.events import AttemptFailed, Event, HostLeftOut, JobFinished, Notice, Restarting
 
 
 class ConsoleReport:
@@ -34,10 +35,20 @@ class ConsoleReport:
             if not event.at_start:
                 self.console.print(Text(f"sshrun: leaving {event.host} out for "
                                         f"{event.cooldown:g}s", style="yellow"))
+        elif isinstance(event, Notice):
+            self._notice(event)
         elif isinstance(event, Restarting):
             self._restarting(event)
         elif isinstance(event, JobFinished):
             self._finished(event)
+
+    def _notice(self, event: Notice) -> None:
+        # Written as one piece, straight to the file: a notice is never
+        # interleaved mid-line with a rank's output, nor re-wrapped by rich.
+        # Its text is sanitized where it was made (the supervisor).
+        body = "".join(f"sshrun: {line}\n" for line in (event.text, *event.lines))
+        self.console.file.write(self.redact(body))
+        self.console.file.flush()
 
     def _restarting(self, event: Restarting) -> None:
         failed = self._failed

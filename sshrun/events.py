@@ -11,7 +11,8 @@ The launcher's own events: a job starting and finishing, an attempt
 failing, a restart, a host left out. The supervisor's, per attempt and per
 node: a node connected, its agent up, its ranks (torchrun or the command)
 started, a rank exited, a node lost, a stop beginning, what a node's sweep
-did. Every event carries the job id, the attempt number (0 for the first)
+did, and its notices (``notice``: an interrupt, a host left out, a login
+shell's stray output). Every event carries the job id, the attempt number (0 for the first)
 and the wall-clock time it happened (``time.time()``, Unix seconds); a node's
 event also its host label and node rank (in that attempt).
 
@@ -178,13 +179,36 @@ class NodeSwept(NodeEvent):
     left: int
 
 
+@dataclass(frozen=True, kw_only=True)
+class Notice(Event):
+    """One of sshrun's own notices, as the console shows it (``sshrun: TEXT``,
+    then ``sshrun: LINE`` for each of ``lines``).
+
+    ``kind`` says which, for a reader that acts on it: ``interrupted`` (the
+    first Ctrl-C or a cancel: every node is being stopped), ``killing`` (the
+    second: every node's processes are killed now), ``stdout_closed`` (nobody
+    reads the head's stdout: every node is being stopped), ``left_out`` (a host
+    that could not start sits out this attempt), ``stop_unconfirmed`` (a
+    node's agent did not confirm the stop in time), ``login_shell`` (a node's
+    login shell printed text before the agent started; ``lines`` holds it).
+    ``host``: the host it is about, if any. Remote text is sanitized but not
+    redacted (readers redact, as for every event).
+    """
+
+    name: ClassVar[str] = "notice"
+    kind: str
+    text: str
+    lines: tuple[str, ...] = ()
+    host: str | None = None
+
+
 AnyEvent = (JobStarted | AttemptFailed | HostLeftOut | Restarting | JobFinished
             | NodeConnected | AgentUp | RanksStarted | RankExited | NodeLost | Stopping
-            | NodeSwept)
+            | NodeSwept | Notice)
 OnEvent = Callable[[Event], None]
 # The supervisor's events (one attempt's nodes), apart from the launcher's.
 SUPERVISOR_EVENTS = (NodeConnected, AgentUp, RanksStarted, RankExited, NodeLost, Stopping,
-                     NodeSwept)
+                     NodeSwept, Notice)
 
 
 def ignore(event: Event) -> None:

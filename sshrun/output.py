@@ -317,9 +317,3 @@ class Printer:
 
     def tail(self, node: int, rank: int) -> list[str]:
         return list(self.tails.get((node, rank), ()))
-
-    def message(self, text: str, lines: Iterable[str] = ()) -> None:
-        """sshrun's own notices, on stderr, never interleaved mid-line."""
-        body = self.redact("".join(f"sshrun: {sanitize(t)}\n" for t in (text, *lines)))
-        self.stderr.write(body.encode("utf-8", "replace"))
-        self.stderr.flush()

@@ -226,7 +226,11 @@ def resolve(opts: Options, environ: Mapping[str, str] | None = None,
     ``environ`` is the head's environment (default ``os.environ``): forwarded
     variables and the Slurm allocation come from it. ``notice`` gets the
     lines sshrun says on stderr while resolving (the Slurm allocation it
-    uses, the insecure host-key warning).
+    uses, the insecure host-key warning). These two are not events, unlike
+    every other line of sshrun's: they come before there is a job or any
+    reader, in the dry run too, and before the error resolving may still end
+    in, which they explain (hosts taken from Slurm, then "--nnodes 4: only 2
+    hosts given").
     """
     env = dict(os.environ if environ is None else environ)
     say = notice or _stderr

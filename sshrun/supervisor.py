@@ -18,7 +18,8 @@ left out of the report.
 
 What happens to the nodes is told as typed events (sshrun.events:
 ``node_connected``, ``agent_up``, ``ranks_started``, ``rank_exited``,
-``node_lost``, ``stopping``, ``node_swept``) to ``emit``, the launcher's
+``node_lost``, ``stopping``, ``node_swept``) to ``emit``, and so are its
+notices (``notice``: an interrupt, a host left out, a login shell's output), the launcher's
 readers; text in them is as the supervisor received it (readers redact).
 """
 
@@ -135,16 +136,15 @@ class Supervisor:
     def interrupt(self) -> None:
         """Ctrl-C: the first stops gracefully, the second kills at once."""
         if self.interrupted:
-            self.printer.message("second interrupt: killing every node's processes now")
+            self._notice("killing", "second interrupt: killing every node's processes now")
             self._kill = True
             for node in self.nodes:
                 if node.session is not None:
                     node.session.send(Kill(reason="interrupted twice"))
             return
         self.interrupted = True
-        self.printer.message(
-            "interrupted: stopping every node (Ctrl-C again to kill at once)"
-        )
+        self._notice("interrupted",
+                     "interrupted: stopping every node (Ctrl-C again to kill at once)")
         self.stop("interrupted by the user")
 
     def stdout_closed(self) -> None:
@@ -152,7 +152,7 @@ class Supervisor:
         if self.stop_reason is not None:
             return
         self.output_closed = True
-        self.printer.message("stdout closed: stopping every node")
+        self._notice("stdout_closed", "stdout closed: stopping every node")
         self.stop("the head's stdout was closed")
 
     def stop(self, reason: str) -> None:
@@ -250,7 +250,8 @@ class Supervisor:
             raise error
         for node, exc in failures:
             self.left_out.append((node.plan.host.label, exc.message))
-            self.printer.message(f"leaving out {node.plan.host.label}: {exc.message}")
+            self._notice("left_out", f"leaving out {node.plan.host.label}: {exc.message}",
+                         host=node.plan.host.label)
         if elastic:
             self._renumber([n for n in self.nodes if n in up])
 
@@ -259,8 +260,12 @@ class Supervisor:
         node.conn = await connect(node.plan.host, self.ssh, limit)
         self.emit(events.NodeConnected(**self._about(node), address=node.conn.address))
         node.state = NodeState.STARTING
+
+        def shell_said(text: str, lines: list[str]) -> None:
+            self._notice("login_shell", text, lines, host=label)
+
         node.session = AgentSession(node.conn.conn, label, node.plan.python,
-                                    notice=self.printer.message)
+                                    notice=shell_said)
         hello = await node.session.start(self.plan.config.timeouts.hello, node.plan.workdir)
         self.emit(events.AgentUp(**self._about(node), python=hello.python,
                                  python_version=hello.python_version, torch=hello.torch,
@@ -276,6 +281,13 @@ class Supervisor:
                 "on this node "
                 "(install it there, or point --python at an interpreter that has it)",
             )
+
+    def _notice(self, kind: str, text: str, lines: Sequence[str] = (),
+                host: str | None = None) -> None:
+        """One of sshrun's notices, as an event: the console report prints it."""
+        self.emit(events.Notice(job=self.plan.job_id, attempt=self.plan.attempt, kind=kind,
+                                text=sanitize(text), lines=tuple(sanitize(t) for t in lines),
+                                host=host))
 
     def _about(self, node: NodeStatus) -> dict[str, Any]:
         """The fields every node's event starts with."""
@@ -390,10 +402,10 @@ class Supervisor:
             done, _ = await asyncio.wait({pump, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
             stop_wait.cancel()
             if pump not in done and not await self._within(pump, stop_budget):
-                self.printer.message(
+                self._notice(
+                    "stop_unconfirmed",
                     f"{label}: agent did not confirm the stop within {stop_budget:.0f}s; "
-                    "closing its connection (it tears down on its own)"
-                )
+                    "closing its connection (it tears down on its own)", host=label)
             stderr = await pump if pump.done() else None
         finally:
             if not pump.done():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,8 @@ from sshrun.events import (
     JobFinished,
     JobStarted,
     NodeConnected,
+    Notice,
+    RanksStarted,
     Restarting,
 )
 
@@ -198,6 +201,42 @@ def test_cancelling_arun_stops_every_node() -> None:
     finished = events[-1]
     assert isinstance(finished, JobFinished), events
     assert finished.exit_code == 130 and finished.result.interrupted
+    assert_no_leftovers(canary)
+
+
+def test_quiet_cancel_tells_the_interrupt_notice_as_an_event(tmp_path: Path) -> None:
+    """quiet=True prints nothing; the notice still reaches on_event and --events."""
+    canary = new_canary()
+    events: list[Event] = []
+    path = tmp_path / "events.jsonl"
+    started = asyncio.Event()
+
+    def heard(event: Event) -> None:
+        events.append(event)
+        if sum(isinstance(e, RanksStarted) for e in events) == 2:
+            started.set()
+
+    async def main() -> None:
+        launcher = sshrun.Launcher(local_cluster=2, env=[f"SSHRUN_TEST_CANARY={canary}"],
+                                   on_event=heard, quiet=True, events=str(path))
+        task = asyncio.ensure_future(launcher.arun(str(WORKERS / "hang.py")))
+        async with asyncio.timeout(90):
+            await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            async with asyncio.timeout(60):
+                await task
+
+    asyncio.run(main())
+    notices = [e for e in events if isinstance(e, Notice)]
+    assert [(n.kind, n.text, n.lines) for n in notices] == [
+        ("interrupted", "interrupted: stopping every node (Ctrl-C again to kill at once)", ())]
+    assert isinstance(events[-1], JobFinished) and events[-1].exit_code == 130
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    written = [line for line in lines if line["event"] == "notice"]
+    assert [(w["kind"], w["text"], w["lines"], w["attempt"]) for w in written] == [
+        ("interrupted", "interrupted: stopping every node (Ctrl-C again to kill at once)",
+         [], 0)]
     assert_no_leftovers(canary)
 
 

@@ -8,8 +8,12 @@ import itertools
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from rich.console import Console
 
+from sshrun.console_report import ConsoleReport
+from sshrun.events import Notice
 from sshrun.output import MAX_LINE, Continuation, LineFramer, Printer, clean_line
+from sshrun.redact import Redactor
 
 FAST = settings(max_examples=300, deadline=None)
 
@@ -372,11 +376,20 @@ def test_flush_all_emits_every_partial_line() -> None:
     assert sorted(out.getvalue().splitlines()) == [b"a r0 | x", b"b r1 | y"]
 
 
+def notice_console(secrets: tuple[str, ...] = ()) -> tuple[ConsoleReport, io.StringIO]:
+    """The console report over a text buffer: where sshrun's notices are printed."""
+    err = io.StringIO()
+    console = Console(file=err, highlight=False, soft_wrap=True, force_terminal=False,
+                      no_color=True)
+    return ConsoleReport(console, Redactor(secrets)), err
+
+
 def test_message_goes_to_stderr() -> None:
-    printer, out, err = make_printer(colour=False)
-    printer.message("stopping", ["node a failed", "rank 3"])
-    assert err.getvalue() == b"sshrun: stopping\nsshrun: node a failed\nsshrun: rank 3\n"
-    assert out.getvalue() == b""
+    # The notices are events now; the console report prints them as the printer did.
+    report, err = notice_console()
+    report(Notice(job="j", attempt=0, kind="left_out", text="stopping",
+                  lines=("node a failed", "rank 3")))
+    assert err.getvalue() == "sshrun: stopping\nsshrun: node a failed\nsshrun: rank 3\n"
 
 
 def test_utf8_split_across_printer_feeds() -> None:
@@ -393,9 +406,11 @@ def test_printer_redacts_secret_values_in_rank_output_and_notices() -> None:
                       secrets=["hunter2-secret", "abc"])
     printer.feed(0, "a", 0, 1, b"token=hunter2-secret abc\n")
     printer.feed(0, "a", 0, 2, b"err hunter2-secret\n")
-    printer.message("leak hunter2-secret")
+    report, notices = notice_console(("hunter2-secret", "abc"))
+    report(Notice(job="j", attempt=0, kind="login_shell", text="leak hunter2-secret"))
     assert out.getvalue() == b"a r0 | token=<redacted> abc\n"
     assert b"hunter2" not in err.getvalue()
+    assert notices.getvalue() == "sshrun: leak <redacted>\n"
     assert printer.tail(0, 0) == ["err <redacted>"]
 
 
