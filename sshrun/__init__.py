@@ -16,15 +16,15 @@ __all__ = ["AttemptResult", "ConfigError", "JobResult", "Launcher", "RankExit",
 
 _HOMES = {
     "launch": "sshrun.api", "Launcher": "sshrun.api",
-    "JobResult": "sshrun.launcher", "AttemptResult": "sshrun.launcher",
-    "RankExit": "sshrun.launcher",
+    "JobResult": "sshrun.result", "AttemptResult": "sshrun.result",
+    "RankExit": "sshrun.result",
     "ConfigError": "sshrun.errors", "SshrunError": "sshrun.errors",
 }
 
 if TYPE_CHECKING:
     from sshrun.api import Launcher, launch
     from sshrun.errors import ConfigError, SshrunError
-    from sshrun.launcher import AttemptResult, JobResult, RankExit
+    from sshrun.result import AttemptResult, JobResult, RankExit
 
 
 def __getattr__(name: str) -> Any:

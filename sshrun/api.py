@@ -34,7 +34,8 @@ from typing import IO, Any
 
 from sshrun.errors import ConfigError
 from sshrun.events import OnEvent
-from sshrun.launcher import Clock, JobResult, Runtime, Sleep, binary_stream, run_job
+from sshrun.launcher import Clock, Runtime, Sleep, binary_stream, run_job
+from sshrun.result import JobResult
 from sshrun.settings import Mode, Options, check_options, resolve
 
 # Options the API takes as keywords: every long option but the dry run (which

@@ -7,7 +7,7 @@ One reader of the job's events (sshrun.events), as the console report is::
 
 Every string in a line, however deep, goes through the job's redactor: a
 secret's value never reaches the file. ``job_finished`` carries the exit
-code and the elapsed time; the whole :class:`sshrun.launcher.JobResult` is
+code and the elapsed time; the whole :class:`sshrun.result.JobResult` is
 the API's, not the file's. A failure (``attempt_failed``) is written with its
 fields (kind, host, rank, code, message, traceback, last lines).
 

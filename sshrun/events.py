@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
     from sshrun.failure import Failure
-    from sshrun.launcher import JobResult
+    from sshrun.result import JobResult
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -37,7 +37,7 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import BinaryIO
 
 from rich.console import Console
@@ -63,75 +63,13 @@ from sshrun.membership import HostPool, LeftOut
 from sshrun.output import Printer
 from sshrun.plan import JobConfig, plan_job
 from sshrun.redact import Redactor
+from sshrun.result import AttemptResult, JobResult, RankExit
 from sshrun.settings import Invocation
 from sshrun.supervisor import Outcome, Supervisor
 from sshrun.transport import SSHSettings
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class RankExit:
-    """What one rank did in one attempt."""
-
-    rank: int  # global rank
-    local_rank: int
-    node: int  # node rank in that attempt
-    host: str
-    code: int | None  # shell-style exit status (128+N: killed by signal N); None: unknown
-
-    @property
-    def signal(self) -> str | None:
-        """The signal's name when it was killed by one (``SIGKILL``), else None."""
-        if self.code is not None and self.code > 128:
-            with contextlib.suppress(ValueError):
-                return signal.Signals(self.code - 128).name
-        return None
-
-
-@dataclass(frozen=True)
-class AttemptResult:
-    """One attempt: its nodes, its ranks, how it ended."""
-
-    number: int  # 0 for the first attempt
-    exit_code: int
-    first_failure: Failure | None
-    hosts: tuple[str, ...]  # the nodes that ran it, by node rank
-    ranks: tuple[RankExit, ...]  # by global rank, those that reported an exit
-    left_out: tuple[tuple[str, str], ...]  # hosts it started without, and why
-    interrupted: bool
-    output_closed: bool
-    elapsed: float
-    outcome: Outcome = field(repr=False, compare=False)  # the supervisor's own record
-
-    def rank(self, rank: int) -> RankExit | None:
-        return next((r for r in self.ranks if r.rank == rank), None)
-
-
-@dataclass(frozen=True)
-class JobResult:
-    """Everything a job did, as data (``exit_code`` is the CLI's exit status)."""
-
-    job_id: str
-    exit_code: int
-    first_failure: Failure | None  # of the last attempt: the one the exit status tells
-    attempts: tuple[AttemptResult, ...]
-    left_out: tuple[LeftOut, ...]  # every host left out, in order
-    elapsed: float  # seconds, the whole job
-    interrupted: bool = False  # Ctrl-C, SIGTERM or a cancelled task
-    stopped_between_attempts: bool = False  # it ended while waiting to restart
-    error: SshrunError | None = None  # the job could not start (it is raised, too)
-
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == errors.EXIT_OK
-
-    def rank(self, rank: int, attempt: int = -1) -> RankExit | None:
-        """What global rank ``rank`` did in ``attempt`` (default: the last one)."""
-        if not self.attempts:
-            return None
-        return self.attempts[attempt].rank(rank)
 
 
 @dataclass(frozen=True)
