@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+from pathlib import Path
 
 import pytest
 from conftest import MakeSshdCluster
@@ -52,9 +53,11 @@ def test_flaky_job_succeeds_on_its_second_attempt() -> None:
 
 
 @pytest.mark.slow
-def test_restarts_used_up_report_every_attempt() -> None:
+def test_restarts_used_up_report_every_attempt(tmp_path: Path) -> None:
+    # The failing rank waits for the other's line: both are counted below.
     code, head = run_sshrun(["--local-cluster", "2", "--max-restarts", "1",
                              "--restart-backoff", "0.1", "-x", "FLAKY_UNTIL=9",
+                             "-x", f"FLAKY_SYNC_DIR={tmp_path}",
                              str(WORKERS / "flaky.py")])
     assert code == 3, head.transcript()
     assert ("sshrun: attempt 0 failed: node2 (node 1), rank 1 (local rank 0): "
