@@ -38,7 +38,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from sshrun.redact import MIN_SECRET_LENGTH as MIN_SECRET_LENGTH
 from sshrun.redact import Redactor
 from sshrun.sanitize import sanitize
 

@@ -29,6 +29,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from sshrun import values
 from sshrun.environment import refused_name
 from sshrun.errors import LocationError
+from sshrun.values import clip
 
 __all__ = [
     "BOOL",
@@ -47,11 +48,6 @@ BOOL = _TAG + "bool"
 _MERGE = _TAG + "merge"
 _SCALAR_TAGS = frozenset(_TAG + t for t in ("str", "int", "float", "bool", "null", "timestamp"))
 _LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
-
-
-def clip(text: str, limit: int = 60) -> str:
-    """``text`` quoted for a message, cut at ``limit`` characters."""
-    return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
 def describe(node: Node) -> str:
