@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,22 @@ def test_readme_example_trains_across_two_local_nodes(tmp_path: Path) -> None:
               if (m := re.fullmatch(r"node1 r0 \| epoch \d loss ([0-9.]+)", line))]
     assert len(losses) == 3 and losses[2] < losses[0], head.transcript()
     assert "job finished on 2 nodes" in head.stderr
+    # The README's first command shows the job's output and nothing else: no
+    # per-rank torch warnings (numpy missing once printed one per rank).
+    job_line = re.compile(r"node\d r\d \| (epoch \d loss [0-9.]+|rank \d final-params \w+)")
+    assert [line for line in head.out if not job_line.fullmatch(line)] == [], head.transcript()
+    assert re.fullmatch(r"sshrun: job finished on 2 nodes in [0-9.]+s", head.stderr), head.stderr
     assert_no_leftovers(canary)
+
+
+def test_examples_extra_brings_what_the_example_imports() -> None:
+    # torch warns on every rank when numpy is missing ("Failed to initialize
+    # NumPy"), so the first run's extra must bring it.
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    for extra in ("examples", "test"):
+        names = {re.split(r"[<>=!~ \[]", spec)[0] for spec in extras[extra]}
+        assert {"torch", "numpy"} <= names, (extra, names)
 
 
 def test_failure_on_local_cluster(tmp_path: Path) -> None:
