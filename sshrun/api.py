@@ -32,7 +32,7 @@ import threading
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import IO, Any
 
-from sshrun.errors import ConfigError
+from sshrun.errors import ConfigError, SshrunError
 from sshrun.events import OnEvent
 from sshrun.launcher import Clock, Runtime, Sleep, binary_stream, run_job
 from sshrun.result import JobResult
@@ -93,7 +93,13 @@ class Launcher:
     async def arun(self, *target: object) -> JobResult:
         """Run SCRIPT [ARGS...] (or, with mode="exec", COMMAND [ARGS...]) to its end."""
         opts = dataclasses.replace(self.options, target=_target(target))
-        inv = resolve(opts, self.environ, notice=self._notice)
+        try:
+            inv = resolve(opts, self.environ)
+        except SshrunError as exc:
+            # No job, so no events: resolving's notices explain the error.
+            for text in exc.notices:
+                self._notice(f"sshrun: {text}")
+            raise
         return await run_job(inv, self.runtime)
 
     def run(self, *target: object) -> JobResult:

@@ -132,7 +132,7 @@ import asyncio
 import contextlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
 from sshrun import errors, values
@@ -371,6 +371,8 @@ def run(argv: Sequence[str]) -> int:
     try:
         inv = parse_invocation(argv)
         if inv.dry_run:
+            # Not a job, so no events: the dry run shows resolving's notices itself.
+            _print_notices(notice.text for notice in inv.notices)
             sys.stdout.write(render_dry_run(plan_job(inv.config, inv.job_id)))
             sys.stdout.flush()
             return errors.EXIT_OK
@@ -383,9 +385,16 @@ def run(argv: Sequence[str]) -> int:
         return errors.EXIT_PIPE
     except SshrunError as exc:
         # Last line of defence: a message may quote a node or a file.
+        _print_notices(exc.notices)
         with contextlib.suppress(OSError):  # a closed stderr must not make a traceback
             print(f"sshrun: error: {sanitize(str(exc))}", file=sys.stderr)
         return exc.exit_code
+
+
+def _print_notices(texts: Iterable[str]) -> None:
+    with contextlib.suppress(OSError):
+        for text in texts:
+            print(f"sshrun: {text}", file=sys.stderr)
 
 
 def _drop_stdout() -> None:

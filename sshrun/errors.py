@@ -39,6 +39,9 @@ class SshrunError(Exception):
     """Base of every error sshrun reports; ``exit_code`` is sshrun's status."""
 
     exit_code = EXIT_FAILURE
+    # What resolving the settings had to tell the user before it failed
+    # (each shown as ``sshrun: TEXT``): the CLI prints them before the error.
+    notices: tuple[str, ...] = ()
 
 
 class ConfigError(SshrunError):

@@ -190,7 +190,9 @@ class Notice(Event):
     reads the head's stdout: every node is being stopped), ``left_out`` (a host
     that could not start sits out this attempt), ``stop_unconfirmed`` (a
     node's agent did not confirm the stop in time), ``login_shell`` (a node's
-    login shell printed text before the agent started; ``lines`` holds it).
+    login shell printed text before the agent started; ``lines`` holds it),
+    ``slurm_hosts`` and ``insecure_host_keys`` (resolving's notices, by the
+    launcher right after ``job_started``).
     ``host``: the host it is about, if any. Remote text is sanitized but not
     redacted (readers redact, as for every event).
     """

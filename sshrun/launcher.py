@@ -53,6 +53,7 @@ from sshrun.events import (
     HostLeftOut,
     JobFinished,
     JobStarted,
+    Notice,
     OnEvent,
     Restarting,
 )
@@ -187,6 +188,8 @@ class _Job:
         self.emit(JobStarted(job=inv.job_id, attempt=0, mode=config.mode,
                              hosts=tuple(h.label for h in config.hosts),
                              max_restarts=config.restarts.max_restarts))
+        for notice in inv.notices:
+            self.emit(Notice(job=inv.job_id, attempt=0, kind=notice.kind, text=notice.text))
         async with contextlib.AsyncExitStack() as stack:
             if inv.local_cluster is not None:
                 cluster = await stack.enter_async_context(local_cluster(inv.local_cluster))

@@ -72,7 +72,7 @@ from sshrun import values
 from sshrun.cluster_yaml import EnvFileSettings, SSHFileSettings, load_cluster_yaml
 from sshrun.envfile import load_env_file
 from sshrun.environment import DEFAULT_FORWARD, resolve_env
-from sshrun.errors import ConfigError
+from sshrun.errors import ConfigError, SshrunError
 from sshrun.hostfile import MAX_HOSTS, HostSpec, load_hostfile, parse_host_list
 from sshrun.local_cluster import MAX_NODES as MAX_LOCAL_NODES
 from sshrun.local_cluster import local_cluster_hosts
@@ -148,6 +148,15 @@ FLAG.update({"hostfile": "-H/--hostfile", "config": "-c/--config", "env": "-x/--
 
 
 @dataclass(frozen=True)
+class SettingNotice:
+    """A line resolving has for the user (shown as ``sshrun: TEXT``); ``kind``:
+    ``slurm_hosts`` (the hosts are Slurm's allocation) or ``insecure_host_keys``."""
+
+    kind: str
+    text: str
+
+
+@dataclass(frozen=True)
 class Invocation:
     """Everything the command line (or the API) asked for, checked."""
 
@@ -160,6 +169,7 @@ class Invocation:
     secret_values: frozenset[str] = frozenset()
     events: str | None = None  # --events: a path, "-" (stdout), or None (no event file)
     log_dir: str | None = None  # --log-dir: the directory the job's own one goes in
+    notices: tuple[SettingNotice, ...] = ()  # what resolving has to tell the user
 
 
 def options_from_namespace(args: argparse.Namespace, mode: Mode,
@@ -220,20 +230,32 @@ def check_options(opts: Options) -> None:
 
 
 def resolve(opts: Options, environ: Mapping[str, str] | None = None,
-            notice: Callable[[str], None] | None = None, cwd: str | None = None) -> Invocation:
+            cwd: str | None = None) -> Invocation:
     """The job that ``opts`` ask for, every value checked (see the table above).
 
     ``environ`` is the head's environment (default ``os.environ``): forwarded
-    variables and the Slurm allocation come from it. ``notice`` gets the
-    lines sshrun says on stderr while resolving (the Slurm allocation it
-    uses, the insecure host-key warning). These two are not events, unlike
-    every other line of sshrun's: they come before there is a job or any
-    reader, in the dry run too, and before the error resolving may still end
-    in, which they explain (hosts taken from Slurm, then "--nnodes 4: only 2
-    hosts given").
+    variables and the Slurm allocation come from it. What resolving has to
+    tell the user (the Slurm allocation it uses, the insecure host-key
+    warning) it prints nowhere: it is kept as :class:`SettingNotice` values,
+    in ``Invocation.notices`` (the launcher makes them ``notice`` events, so
+    that every reader hears them), or, when resolving fails, in the error's
+    ``notices``, since they may explain it (hosts taken from Slurm, then
+    "--nnodes 4: only 2 hosts given").
     """
-    env = dict(os.environ if environ is None else environ)
-    say = notice or _stderr
+    notices: list[SettingNotice] = []
+    try:
+        inv = _resolve(opts, dict(os.environ if environ is None else environ), notices, cwd)
+    except SshrunError as exc:
+        exc.notices = (*(n.text for n in notices), *exc.notices)
+        raise
+    return replace(inv, notices=tuple(notices))
+
+
+def _resolve(opts: Options, env: dict[str, str], notices: list[SettingNotice],
+             cwd: str | None) -> Invocation:
+    def say(kind: str, text: str) -> None:
+        notices.append(SettingNotice(kind, text))
+
     check_options(opts)
     mode = opts.mode
     local_count = (None if opts.local_cluster is None else
@@ -306,7 +328,8 @@ def resolve(opts: Options, environ: Mapping[str, str] | None = None,
         max_handshakes=max_handshakes,
     )
     if policy == "insecure":
-        say("sshrun: warning: --host-key-policy insecure: host keys are not checked, so "
+        say("insecure_host_keys",
+            "warning: --host-key-policy insecure: host keys are not checked, so "
             "anyone on the network path can pose as a node and see the job's secrets")
     if local_count is None:
         # Once, before any connection, in the dry run as in the real run.
@@ -370,7 +393,7 @@ def _torchrun(config: JobConfig, opts: Options, torch_opts: dict[str, str],
 
 
 def _hosts(opts: Options, environ: dict[str, str],
-           say: Callable[[str], None]) -> tuple[HostSpec, ...]:
+           say: Callable[[str, str], None]) -> tuple[HostSpec, ...]:
     if opts.hostfile is not None:
         return tuple(load_hostfile(opts.hostfile))
     if opts.hosts is not None:
@@ -378,16 +401,13 @@ def _hosts(opts: Options, environ: dict[str, str],
     slurm = slurm_hosts(environ)
     if slurm is not None:
         nodelist = environ.get("SLURM_JOB_NODELIST") or environ.get("SLURM_NODELIST")
-        say(f"sshrun: no hosts given; using the Slurm allocation {nodelist} "
+        say("slurm_hosts", f"no hosts given; using the Slurm allocation {nodelist} "
             f"({len(slurm)} hosts)")
         return slurm
     raise ConfigError(
         "no cluster given: use -H/--hostfile PATH, --hosts LIST or --local-cluster N"
     )
 
-
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr)
 
 
 def _seconds(value: Number, name: str, high: float = values.MAX_SECONDS) -> float:

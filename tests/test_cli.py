@@ -514,3 +514,12 @@ def test_slurm_allocation_when_no_hosts_given(capsys: pytest.CaptureFixture[str]
     assert code == 0
     assert "node 0: gpu01" in out and "node 1: gpu02" in out
     assert err == "sshrun: no hosts given; using the Slurm allocation gpu[01-02] (2 hosts)\n"
+
+
+def test_slurm_notice_comes_before_the_error_it_explains(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLURM_JOB_NODELIST", "gpu[01-02]")
+    assert run(["--dry-run", "--nnodes", "4", "t.py"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "sshrun: no hosts given; using the Slurm allocation gpu[01-02] (2 hosts)",
+        "sshrun: error: --nnodes 4: only 2 hosts given"]

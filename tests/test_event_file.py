@@ -142,3 +142,26 @@ def test_events_to_stdout_and_rank_output_to_stderr(sshd_cluster: SshdCluster,
     assert "ranks_started" in names(events)
     assert any(line.endswith("| hello-events") for line in head.err), head.err
     assert "sshrun: job finished" in head.stderr
+
+
+@pytest.mark.sshd
+@pytest.mark.slow
+def test_resolving_notices_are_events(sshd_cluster: SshdCluster, tmp_path: Path) -> None:
+    """The Slurm allocation taken as the hosts, and the insecure policy's warning:
+    notice events in the file, and the same lines on the console, before any node."""
+    path = tmp_path / "events.jsonl"
+    env = {**os.environ, "SLURM_JOB_NODELIST": "node[0-1]", "SLURM_NTASKS_PER_NODE": "1"}
+    code, head = run_sshrun(["exec", "--ssh-config", str(sshd_cluster.ssh_config),
+                             "--host-key-policy", "insecure", "--events", str(path),
+                             "--", "echo", "hi"], env=env)
+    assert code == 0, head.transcript()
+    events = read_events(path)
+    check_common(events)
+    assert names(events)[:3] == ["job_started", "notice", "notice"]
+    assert [(e["kind"], e["text"]) for e in events[1:3]] == [
+        ("slurm_hosts", "no hosts given; using the Slurm allocation node[0-1] (2 hosts)"),
+        ("insecure_host_keys", "warning: --host-key-policy insecure: host keys are not "
+         "checked, so anyone on the network path can pose as a node and see the job's secrets")]
+    assert events[0]["hosts"] == ["node0", "node1"]
+    assert head.err[:2] == ["sshrun: " + e["text"] for e in events[1:3]]
+    assert sorted(head.out) == ["node0 | hi", "node1 | hi"]

@@ -154,9 +154,34 @@ def test_unreachable_without_restarts_raises_the_ssh_error() -> None:
         sshrun.launch("true", mode="exec", hosts="[127.0.0.254]:1", host_key_policy="insecure",
                       connect_timeout=5, on_event=events.append, quiet=True)
     assert caught.value.exit_code == 255
-    assert [e.name for e in events] == ["job_started", "job_finished"]
+    # The insecure policy's warning is an event, heard by every reader.
+    assert [e.name for e in events] == ["job_started", "notice", "job_finished"]
+    warning = events[1]
+    assert isinstance(warning, Notice) and warning.kind == "insecure_host_keys"
+    assert warning.text.startswith("warning: --host-key-policy insecure: host keys are not")
     finished = events[-1]
     assert isinstance(finished, JobFinished) and finished.result.error is caught.value
+
+
+def test_api_tells_resolving_notices_before_it_raises() -> None:
+    err = io.StringIO()
+    with pytest.raises(sshrun.ConfigError, match=r"^--nnodes 4: only 2 hosts given$"):
+        sshrun.launch("t.py", nnodes=4, stderr=err, environ={"SLURM_JOB_NODELIST": "g[1-2]"})
+    assert err.getvalue() == "sshrun: no hosts given; using the Slurm allocation g[1-2] (2 hosts)\n"
+    quiet = io.StringIO()
+    with pytest.raises(sshrun.ConfigError):
+        sshrun.launch("t.py", nnodes=4, quiet=True, stderr=quiet,
+                      environ={"SLURM_JOB_NODELIST": "g[1-2]"})
+    assert quiet.getvalue() == ""
+
+
+def test_local_cluster_takes_no_hosts_from_slurm() -> None:
+    events: list[Event] = []
+    result = sshrun.launch("true", mode="exec", local_cluster=2, on_event=events.append,
+                           quiet=True, environ={"SLURM_JOB_NODELIST": "ignored[1-2]"})
+    assert result.exit_code == 0
+    # --local-cluster names the hosts, so Slurm's allocation is not used or named.
+    assert [e for e in events if isinstance(e, Notice)] == []
 
 
 def test_real_script_on_the_local_cluster_reports_every_rank() -> None:
