@@ -329,6 +329,24 @@ class _Node:
     proc: subprocess.Popen[bytes] | None = None
 
 
+# 127.0.0.2-254, then 127.0.1.1-254, 127.0.2.1-254, ...: far more than any test needs.
+MAX_NODES = 253 * 16
+
+
+def loopback_addresses(n: int, first_octet: int = 2) -> list[str]:
+    """``n`` loopback addresses from ``127.0.0.{first_octet}``, on into 127.0.1.x and on
+    (never .0 or .255: Linux routes all of 127/8 to lo, but those look like network and
+    broadcast addresses to people reading logs)."""
+    addresses: list[str] = []
+    third, fourth = 0, first_octet
+    while len(addresses) < n:
+        if fourth > 254:
+            third, fourth = third + 1, 1
+        addresses.append(f"127.0.{third}.{fourth}")
+        fourth += 1
+    return addresses
+
+
 class SshdCluster:
     """``n`` real sshd nodes on ``127.0.0.{first_octet}``... sharing one port.
 
@@ -347,15 +365,15 @@ class SshdCluster:
     ) -> None:
         if n < 1:
             raise ValueError(f"a cluster needs at least one node, not {n}")
-        if first_octet < 1 or first_octet + n - 1 > 254:
-            raise ValueError(f"127.0.0.{first_octet}..127.0.0.{first_octet + n - 1} is not valid")
+        if first_octet < 1 or first_octet > 254 or n > MAX_NODES:
+            raise ValueError(f"{n} nodes from 127.0.0.{first_octet} is not valid")
         self.tools = ensure_openssh()
         self.base_dir = Path(base_dir).resolve()
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.user = current_user()
         self.ready_timeout = ready_timeout
         self.key_options = key_options
-        self.addresses: list[str] = [f"127.0.0.{first_octet + k}" for k in range(n)]
+        self.addresses: list[str] = loopback_addresses(n, first_octet)
         self.aliases: list[str] = [f"node{k}" for k in range(n)]
         self.client_key: Path = self.base_dir / "client" / "id_ed25519"
         self.authorized_keys: Path = self.base_dir / "authorized_keys"

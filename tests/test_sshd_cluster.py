@@ -10,7 +10,8 @@ from pathlib import Path
 import asyncssh
 import pytest
 from conftest import MakeSshdCluster
-from sshd_cluster import SshdCluster, current_user
+from head import run_sshrun
+from sshd_cluster import SshdCluster, cluster_args, current_user
 
 pytestmark = pytest.mark.sshd
 
@@ -139,3 +140,12 @@ def test_kill_and_restart_node(make_sshd_cluster: MakeSshdCluster) -> None:
     cluster.start_node(0)
     assert cluster.pids[0] != old_pid
     assert asyncio.run(_run(cluster, 0, "echo again")) == "again\n"
+
+
+def test_nodes_past_127_0_0_254_go_on_in_127_0_1(make_sshd_cluster: MakeSshdCluster) -> None:
+    """Benchmarks of 256 and 512 nodes need more than one /24 of loopback addresses."""
+    cluster = make_sshd_cluster(3, first_octet=253)
+    assert cluster.addresses == ["127.0.0.253", "127.0.0.254", "127.0.1.1"]
+    code, head = run_sshrun(["exec", *cluster_args(cluster), "--", "echo", "up"])
+    assert code == 0, head.transcript()
+    assert sorted(head.out) == ["node0 | up", "node1 | up", "node2 | up"]
