@@ -61,12 +61,13 @@ from sshrun.failure import Failure, FailureKind, exit_status
 from sshrun.hostfile import HostSpec
 from sshrun.log_dir import LogDir
 from sshrun.membership import HostPool, LeftOut
+from sshrun.outcome import Outcome
 from sshrun.output import Printer
 from sshrun.plan import JobConfig, plan_job
 from sshrun.redact import Redactor
 from sshrun.result import AttemptResult, JobResult, RankExit
 from sshrun.settings import Invocation
-from sshrun.supervisor import Outcome, Supervisor
+from sshrun.supervisor import Supervisor
 from sshrun.transport import SSHSettings
 
 Clock = Callable[[], float]
@@ -337,11 +338,11 @@ class _Job:
 
 
 def _attempt_result(number: int, outcome: Outcome) -> AttemptResult:
-    ranks = [RankExit(rank, local, node.plan.index, node.plan.host.label, code)
+    ranks = [RankExit(rank, local, node.index, node.host, code)
              for node in outcome.nodes for rank, (local, code) in node.rank_exits.items()]
     return AttemptResult(
         number=number, exit_code=outcome.exit_code, first_failure=outcome.first_failure,
-        hosts=tuple(n.plan.host.label for n in outcome.nodes),
+        hosts=tuple(n.host for n in outcome.nodes),
         ranks=tuple(sorted(ranks, key=lambda r: r.rank)),
         left_out=tuple(outcome.left_out), interrupted=outcome.interrupted,
         output_closed=outcome.output_closed, elapsed=outcome.elapsed, outcome=outcome,
@@ -354,7 +355,7 @@ def _unreachable(exc: ConnectError, hosts: Sequence[HostSpec]) -> Outcome:
     node = labels.index(exc.host) if exc.host in labels else 0
     failure = Failure(node, exc.host, FailureKind.UNREACHABLE,
                       message=f"unreachable: {exc.message}")
-    return Outcome(exit_status(failure), failure, [], interrupted=False, elapsed=0.0)
+    return Outcome(exit_status(failure), failure, (), interrupted=False, elapsed=0.0)
 
 
 class _Interrupts:

@@ -8,7 +8,10 @@ then connects through exactly the code path of a real cluster: the config
 alias, strict host-key checking, the bootstrap, the agent.
 
 A node runs each exec request as ``/bin/sh -c COMMAND`` in a new session, as
-sshd does, with the head's environment as the login environment.
+sshd does, with the head's environment as the login environment. Its commands
+are the head's own children, so closing the cluster waits (bounded) for those
+still running: an agent whose connection closed is tearing down, and the
+event loop must not close under it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from sshrun.errors import ConfigError
 from sshrun.hostfile import HostSpec
 
 MAX_NODES = 250  # 127.0.0.2 .. 127.0.0.251
+# How long closing the cluster waits for the commands its nodes still run.
+CLOSE_TIMEOUT = 15.0
 
 
 def local_cluster_hosts(n: int) -> tuple[HostSpec, ...]:
@@ -137,6 +142,17 @@ async def local_cluster(n: int) -> AsyncIterator[LocalCluster]:
         config_lines: list[str] = []
         user = getpass.getuser()
         public = client_key.convert_to_public()
+        running: set[asyncio.Task[None]] = set()
+
+        async def serve(process: asyncssh.SSHServerProcess[bytes]) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            running.add(task)
+            try:
+                await _run_command(process)
+            finally:
+                running.discard(task)
+
         try:
             for k, addr in enumerate(addresses):
                 host_key = asyncssh.generate_private_key("ssh-ed25519")
@@ -150,7 +166,7 @@ async def local_cluster(n: int) -> AsyncIterator[LocalCluster]:
                 servers.append(await asyncssh.listen(
                     addr, port, server_host_keys=[host_key],
                     server_factory=lambda: _NodeServer(public),
-                    process_factory=_run_command, encoding=None,
+                    process_factory=serve, encoding=None,
                     allow_scp=False, agent_forwarding=False,
                 ))
             known = Path(tmp, "known_hosts")
@@ -163,3 +179,7 @@ async def local_cluster(n: int) -> AsyncIterator[LocalCluster]:
             for server in servers:
                 server.close()
             await asyncio.gather(*(s.wait_closed() for s in servers), return_exceptions=True)
+            if running:
+                # Their connections are gone, so their stdin is closed: each agent
+                # tears down and exits on its own, as it would under sshd.
+                await asyncio.wait(set(running), timeout=CLOSE_TIMEOUT)

@@ -16,8 +16,8 @@ from rich.text import Text
 
 from sshrun.failure import Failure, FailureKind
 from sshrun.membership import LeftOut
+from sshrun.outcome import Outcome
 from sshrun.sanitize import sanitize
-from sshrun.supervisor import Outcome
 
 
 def _same(text: str) -> str:
@@ -100,5 +100,5 @@ def _survivors(outcome: Outcome, console: Console) -> None:
         if left:
             console.print(Text(
                 f"sshrun: WARNING: {left} process(es) of the job could not be killed on "
-                f"{node.plan.host.label}", style="bold red",
+                f"{node.host}", style="bold red",
             ))

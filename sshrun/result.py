@@ -13,15 +13,12 @@ from __future__ import annotations
 import contextlib
 import signal
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from sshrun import errors
 from sshrun.errors import SshrunError
 from sshrun.failure import Failure
 from sshrun.membership import LeftOut
-
-if TYPE_CHECKING:
-    from sshrun.supervisor import Outcome
+from sshrun.outcome import Outcome
 
 
 @dataclass(frozen=True)

@@ -213,3 +213,79 @@ def test_no_module_uses_another_modules_private_names() -> None:
     found = {path.name: private_reaches(path.read_text())
              for path in sorted((REPO / "sshrun").glob("*.py"))}
     assert {name: where for name, where in found.items() if where} == {}
+
+
+# -- the import graph ------------------------------------------------------------------
+
+
+def _module_names() -> dict[str, str]:
+    """Every module of the sshrun package, by dotted name, and its source."""
+    found = {}
+    for path in sorted((REPO / "sshrun").rglob("*.py")):
+        parts = path.relative_to(REPO).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        found[name] = path.read_text()
+    return found
+
+
+def import_graph(sources: dict[str, str]) -> dict[str, set[str]]:
+    """Which of ``sources``' modules each one imports: every import counts, at the top,
+    inside a function, and under ``if TYPE_CHECKING:`` (a type-only import is still a
+    dependency, and the start of a circle that a later runtime import would close)."""
+    graph: dict[str, set[str]] = {}
+    for name, text in sources.items():
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.Import):
+                deps.update(alias.name for alias in node.names if alias.name in sources)
+            elif isinstance(node, ast.ImportFrom):
+                # sshrun imports absolutely; a relative import would hide from this graph.
+                assert node.level == 0, f"{name}, line {node.lineno}: a relative import"
+                base = node.module or ""
+                for alias in node.names:
+                    full = f"{base}.{alias.name}"
+                    if full in sources:
+                        deps.add(full)  # from sshrun import events: the module
+                    elif base in sources:
+                        deps.add(base)  # from sshrun.plan import plan_job
+        deps.discard(name)
+        graph[name] = deps
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The groups of modules that reach each other through imports, each sorted."""
+    reach: dict[str, set[str]] = {}
+    for start in graph:
+        seen: set[str] = set()
+        todo = list(graph[start])
+        while todo:
+            module = todo.pop()
+            if module not in seen:
+                seen.add(module)
+                todo.extend(graph.get(module, ()))
+        reach[start] = seen
+    cycles = {tuple(sorted(m for m in reach[v] if v in reach[m])) for v in graph if v in reach[v]}
+    return sorted(list(c) for c in cycles)
+
+
+def test_import_cycles_finds_type_only_and_function_level_ones() -> None:
+    sources = {
+        "sshrun.a": "from sshrun.b import X\n",
+        "sshrun.b": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                    "    from sshrun import a\n",
+        "sshrun.c": "import sshrun.a\n\ndef f():\n    from sshrun.d import y\n",
+        "sshrun.d": "from sshrun import c\n",
+        "sshrun.e": "from sshrun import a, b\n",
+    }
+    assert import_cycles(import_graph(sources)) == [["sshrun.a", "sshrun.b"],
+                                                    ["sshrun.c", "sshrun.d"]]
+    del sources["sshrun.b"], sources["sshrun.d"]
+    assert import_cycles(import_graph(sources)) == []
+
+
+def test_sshrun_modules_import_no_circle() -> None:
+    """The modules form layers: none imports, even for types only, one that imports it."""
+    graph = import_graph(_module_names())
+    assert "sshrun.failure" in graph["sshrun.result"]  # it does see sshrun's imports
+    assert import_cycles(graph) == []

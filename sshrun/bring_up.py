@@ -1,0 +1,127 @@
+"""Bring an attempt's nodes up: connect, start each agent, take spares where allowed.
+
+Connecting and starting are one pipeline per node (handshakes bounded by
+``--max-handshakes``): each node's agent starts as soon as its connection is
+up, and says hello (its interpreter, whether torch is there, a free port).
+A node is up once its hello says it can run the job.
+
+Fixed size: any node that fails fails the launch. Elastic (``--nnodes
+MIN:MAX``): a node that cannot be reached or set up is left out and the next
+spare host takes its place; the launch fails only with fewer than MIN nodes,
+or on a host-key or authentication error, which no spare should paper over.
+The nodes that came up are renumbered 0..n-1 in hostfile order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import replace
+
+from sshrun import events
+from sshrun.errors import AuthError, HostKeyError, NodeSetupError, SSHError
+from sshrun.gang import Gang, NodeStatus
+from sshrun.node.protocol import Stop
+from sshrun.outcome import NodeState
+from sshrun.plan import plan_job
+from sshrun.sanitize import sanitize
+from sshrun.session import AgentSession
+from sshrun.transport import SSHSettings, connect
+
+
+async def bring_up(gang: Gang, ssh: SSHSettings) -> None:
+    """Connect to every node and start its agent, each node as soon as it can.
+
+    Returns when the members are up or the stop began; raises the launch's
+    error (the first host's, naming how many more failed) when it cannot start.
+    """
+    elastic = gang.plan.config.membership
+    want = min(elastic.max_nodes, len(gang.nodes)) if elastic else len(gang.nodes)
+    need = elastic.min_nodes if elastic else len(gang.nodes)
+    limit = asyncio.Semaphore(ssh.max_handshakes)
+    queue = list(gang.nodes)
+    up: list[NodeStatus] = []
+    failures: list[tuple[NodeStatus, SSHError | NodeSetupError]] = []
+
+    async def one(node: NodeStatus) -> None:
+        try:
+            await _up(gang, node, ssh, limit)
+            up.append(node)
+        except (SSHError, NodeSetupError) as exc:
+            failures.append((node, exc))
+
+    def fatal() -> list[SSHError | NodeSetupError]:
+        return [exc for _, exc in failures
+                if not elastic or isinstance(exc, (HostKeyError, AuthError))]
+
+    while len(up) < want and queue and gang.stop_reason is None and not fatal():
+        batch = queue[: want - len(up)]
+        del queue[: len(batch)]
+        await gang.until_stopped(asyncio.gather(*(one(n) for n in batch)))
+    if gang.stop_reason is not None:
+        return
+    if fatal() or len(up) < need:
+        for node in gang.nodes:
+            if node.session is not None:
+                node.session.send(Stop(reason="launch failed"))
+        error = _many(gang, fatal() or [exc for _, exc in failures])
+        if not fatal():
+            error = type(error)(error.host, f"{error.message}; only {len(up)} of the "
+                                            f"{need} nodes needed (--nnodes) could start")
+        raise error
+    for node, exc in failures:
+        gang.left_out.append((node.plan.host.label, exc.message))
+        gang.notice("left_out", f"leaving out {node.plan.host.label}: {exc.message}",
+                    host=node.plan.host.label)
+    if elastic:
+        _renumber(gang, [n for n in gang.nodes if n in up])
+
+
+async def _up(gang: Gang, node: NodeStatus, ssh: SSHSettings,
+              limit: asyncio.Semaphore) -> None:
+    label = node.plan.host.label
+    node.conn = await connect(node.plan.host, ssh, limit)
+    gang.emit(events.NodeConnected(**gang.about(node), address=node.conn.address))
+    node.state = NodeState.STARTING
+
+    def shell_said(text: str, lines: list[str]) -> None:
+        gang.notice("login_shell", text, lines, host=label)
+
+    node.session = AgentSession(node.conn.conn, label, node.plan.python,
+                                notice=shell_said)
+    hello = await node.session.start(gang.plan.config.timeouts.hello, node.plan.workdir)
+    gang.emit(events.AgentUp(**gang.about(node), python=hello.python,
+                             python_version=hello.python_version, torch=hello.torch,
+                             hostname=hello.hostname, pid=hello.pid))
+    if not hello.workdir_ok:
+        raise NodeSetupError(
+            label, f"working directory {node.plan.workdir} does not exist on this node "
+            "(--workdir, or workdir in the config)",
+        )
+    if gang.plan.config.mode == "torchrun" and not hello.torch:
+        raise NodeSetupError(
+            label, f"torch is not installed for {sanitize(hello.python)} "
+            "on this node "
+            "(install it there, or point --python at an interpreter that has it)",
+        )
+
+
+def _renumber(gang: Gang, members: list[NodeStatus]) -> None:
+    """The nodes that came up are the job: node ranks 0..n-1 in hostfile order."""
+    config = replace(gang.plan.config, hosts=tuple(n.plan.host for n in members))
+    gang.plan = plan_job(config, gang.plan.job_id, gang.plan.attempt)
+    for node, node_plan in zip(members, gang.plan.nodes, strict=True):
+        node.plan = node_plan
+    gang.nodes = members
+
+
+def _many(gang: Gang,
+          failures: Sequence[SSHError | NodeSetupError]) -> SSHError | NodeSetupError:
+    """One error for the user: the first host's, and how many more failed."""
+    order = [n.plan.host.label for n in gang.nodes]
+    failures = sorted(failures, key=lambda e: order.index(e.host))
+    first = failures[0]
+    if len(failures) == 1:
+        return first
+    others = ", ".join(f.host for f in failures[1:])
+    return type(first)(first.host, f"{first.message} (and {len(failures) - 1} more: {others})")
