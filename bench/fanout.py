@@ -1,35 +1,47 @@
 """Fan-out and output-streaming benchmark: sshrun beside what users would use instead.
 
-Starts N real OpenSSH sshd nodes on 127.0.0.2... (tests/sshd_cluster.py) and times,
-best of --repeat runs each:
+Starts the largest N of --nodes real OpenSSH sshd nodes on 127.0.0.2... (going on
+into 127.0.1.x past .254; tests/sshd_cluster.py), and for each N times, as the
+median of --repeat runs, each tool in turn within one run of this script:
 
 fan-out   one trivial command on every node:
-            sshrun exec -- true
-            a minimal asyncssh script (connect all, run, close): the floor for any
-              asyncssh-based launcher; also with `python -c pass` as the command, the
-              floor for any launcher that starts Python on the nodes
-            pdsh -R ssh (when installed), OpenSSH's default key exchange
-stream    every node prints --lines lines of 100 bytes; the head must print them
-          all, prefixed:
-            sshrun exec -- python3 -c ...
-            pdsh -R ssh (when installed)
+            sshrun exec -- sh -c 'true && echo ok'
+            a minimal asyncssh script (one process, asyncio.gather: connect all,
+              run, close) running `python3 -c pass`: the floor for any launcher
+              that starts Python on the nodes, which anything running torchrun does
+            the same script running `true`: the floor for any asyncssh launcher
+            pdsh -R ssh, OpenSSH's default key exchange, and with curve25519
+              (what asyncssh negotiates), when pdsh is installed
+          with, for each, the head's CPU per node (user+sys of the tool and its
+          children, RUSAGE_CHILDREN) and the nodes' CPU per node (the sshd
+          listeners' reaped children: every session, its shell and the agent)
+phases    sshrun's own breakdown, from its --events file: start-up (the
+          interpreter and imports, before job_started), connect, agents up,
+          spec and start, run, teardown, close
+stream    every node prints --lines lines of 100 bytes; the head prints them
+          all, prefixed: sshrun exec, a chunked asyncssh reader that prefixes
+          lines (the floor), pdsh
 
-Output goes to /dev/null; the result is a Markdown table on stdout. Only loopback
+Output goes to /dev/null; the result is Markdown on stdout. Only loopback
 addresses are contacted. Needs root (sshd) and, for pdsh, `apt-get install pdsh`.
 
-    python bench/fanout.py --nodes 32 --lines 200000 --stream-nodes 8
+    python bench/fanout.py --nodes 8,32,128,256 --repeat 3 --stream-nodes 8 --lines 200000
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -37,31 +49,77 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from sshd_cluster import SshdCluster  # noqa: E402
 
+TICK = os.sysconf("SC_CLK_TCK")
 
-def best_of(repeat: int, run: Callable[[], None]) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return min(times)
+
+@dataclass
+class Sample:
+    wall: float
+    head_cpu: float
+    node_cpu: float
+
+
+@dataclass
+class Row:
+    test: str
+    tool: str
+    nodes: int
+    samples: list[Sample] = field(default_factory=list)
+    phases: list[dict[str, float]] = field(default_factory=list)
+    megabytes: float = 0.0
+
+    def median(self, what: str) -> float:
+        return statistics.median(getattr(s, what) for s in self.samples)
+
+
+def reaped_cpu(pids: list[int]) -> float:
+    """CPU seconds of the children these processes have reaped (cutime + cstime)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[13]) + int(fields[14])  # cutime, cstime (fields 16, 17)
+    return total / TICK
+
+
+def measure(run: Callable[[], None], sshd_pids: list[int]) -> Sample:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    nodes_before = reaped_cpu(sshd_pids)
+    start = time.perf_counter()
+    run()
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    head = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Sample(wall, head, reaped_cpu(sshd_pids) - nodes_before)
 
 
 def run_quiet(argv: list[str], env: dict[str, str] | None = None) -> None:
     result = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env=env, timeout=600)
+                            env=env, timeout=900)
     if result.returncode != 0:
         raise SystemExit(f"{argv[:3]} failed ({result.returncode}): {result.stderr[-500:]!r}")
 
 
 MINIMAL_ASYNCSSH = """
 import asyncio, sys, asyncssh
-port, known, key, user, command, *addrs = sys.argv[1:]
+port, known, key, user, command, prefix, *addrs = sys.argv[1:]
 
 async def one(addr):
     async with asyncssh.connect(addr, int(port), known_hosts=known, client_keys=[key],
                                 username=user, agent_path=None) as conn:
-        await conn.run(command, check=True)
+        if prefix == "0":
+            await conn.run(command, check=True)
+            return
+        # The floor for streaming: read chunks, prefix whole lines, write.
+        async with conn.create_process(command, encoding=None) as proc:
+            tag, rest, out = (addr + " | ").encode(), b"", sys.stdout.buffer
+            while chunk := await proc.stdout.read(65536):
+                *lines, rest = (rest + chunk).split(b"\\n")
+                if lines:
+                    out.write(b"".join(tag + line + b"\\n" for line in lines))
+            await proc.wait(check=True)
 
 async def main():
     await asyncio.gather(*(one(a) for a in addrs))
@@ -70,68 +128,161 @@ asyncio.run(main())
 """
 
 
-def minimal_asyncssh(cluster: SshdCluster, n: int, command: str = "true") -> None:
+def minimal_asyncssh(cluster: SshdCluster, n: int, command: str, prefix: bool = False) -> None:
     """A separate process, like sshrun: interpreter start-up and imports included."""
     run_quiet([sys.executable, "-c", MINIMAL_ASYNCSSH, str(cluster.port),
                str(cluster.known_hosts), str(cluster.client_key), cluster.user, command,
-               *cluster.addresses[:n]])
+               "1" if prefix else "0", *cluster.addresses[:n]])
 
 
-def pdsh_argv(cluster: SshdCluster, n: int, command: str) -> tuple[list[str], dict[str, str]]:
+def pdsh_argv(cluster: SshdCluster, n: int, command: str,
+              kex: str | None = None) -> tuple[list[str], dict[str, str]]:
     hosts = ",".join(cluster.addresses[:n])
-    env = dict(os.environ, PDSH_RCMD_TYPE="ssh", PDSH_SSH_ARGS_APPEND=(
-        f"-p {cluster.port} -i {cluster.client_key} -o UserKnownHostsFile={cluster.known_hosts} "
-        "-o StrictHostKeyChecking=yes -o BatchMode=yes"
-    ))
-    return ["pdsh", "-f", "256", "-w", hosts, command], env
+    args = (f"-p {cluster.port} -i {cluster.client_key} "
+            f"-o UserKnownHostsFile={cluster.known_hosts} "
+            "-o StrictHostKeyChecking=yes -o BatchMode=yes")
+    if kex:
+        args += f" -o KexAlgorithms={kex}"
+    env = dict(os.environ, PDSH_RCMD_TYPE="ssh", PDSH_SSH_ARGS_APPEND=args)
+    return ["pdsh", "-f", "1024", "-w", hosts, command], env
+
+
+def phases(events_path: Path, wall: float) -> dict[str, float]:
+    """sshrun's phases from its event file: each ends when the last node is through it.
+
+    exec has no ranks, so no ``rank_exited``: its run ends with each node's
+    sweep, so "run" is "-" and "teardown" holds the run too."""
+    events = [json.loads(line) for line in events_path.read_text().splitlines()]
+
+    def last(name: str) -> float | None:
+        times = [e["time"] for e in events if e["event"] == name]
+        return max(times) if times else None
+
+    marks = [("connect", last("node_connected")), ("agents up", last("agent_up")),
+             ("spec and start", last("ranks_started")), ("run", last("rank_exited")),
+             ("teardown", last("node_swept")), ("close", last("job_finished"))]
+    started, finished = last("job_started"), last("job_finished")
+    assert started is not None and finished is not None
+    result = {"start-up": wall - (finished - started)}
+    previous = started
+    for name, at in marks:
+        if at is None:
+            result[name] = float("nan")
+            continue
+        result[name] = at - previous
+        previous = at
+    return result
+
+
+def fan_out(cluster: SshdCluster, n: int, repeat: int, tmp: Path, have_pdsh: bool) -> list[Row]:
+    hostfile = tmp / f"hosts{n}"
+    hostfile.write_text("\n".join(cluster.aliases[:n]) + "\n")
+    events = tmp / f"events{n}.jsonl"
+    sshrun = [sys.executable, "-m", "sshrun", "exec", "-H", str(hostfile),
+              "--ssh-config", str(cluster.ssh_config), "--python", sys.executable,
+              "--max-handshakes", "1024", "--events", str(events),
+              "--", "sh", "-c", "true && echo ok"]
+    py_pass = f"{sys.executable} -c pass"
+    tools: list[tuple[str, Callable[[], None]]] = [
+        ("sshrun exec", lambda: run_quiet(sshrun)),
+        ("minimal asyncssh + python -c pass", lambda: minimal_asyncssh(cluster, n, py_pass)),
+        ("minimal asyncssh + true", lambda: minimal_asyncssh(cluster, n, "true")),
+    ]
+    if have_pdsh:
+        plain, env = pdsh_argv(cluster, n, "true")
+        curve, curve_env = pdsh_argv(cluster, n, "true", kex="curve25519-sha256")
+        tools.append(("pdsh -R ssh", lambda: run_quiet(plain, env)))
+        tools.append(("pdsh -R ssh, curve25519", lambda: run_quiet(curve, curve_env)))
+    rows = [Row("fan-out", name, n) for name, _ in tools]
+    pids = cluster.pids
+    # Interleaved, so that a slow moment of the machine hits every tool alike.
+    for _ in range(repeat):
+        for row, (_, run) in zip(rows, tools, strict=True):
+            sample = measure(run, pids)
+            row.samples.append(sample)
+            if row.tool == "sshrun exec":
+                row.phases.append(phases(events, sample.wall))
+    return rows
+
+
+def stream(cluster: SshdCluster, k: int, lines: int, repeat: int, tmp: Path,
+           have_pdsh: bool) -> list[Row]:
+    hostfile = tmp / "stream_hosts"
+    hostfile.write_text("\n".join(cluster.aliases[:k]) + "\n")
+    script = f"import sys; sys.stdout.write(('x' * 99 + chr(10)) * {lines})"
+    remote = f'{sys.executable} -c "{script}"'
+    sshrun = [sys.executable, "-m", "sshrun", "exec", "-H", str(hostfile),
+              "--ssh-config", str(cluster.ssh_config), "--python", sys.executable,
+              "--", sys.executable, "-c", script]
+    tools: list[tuple[str, Callable[[], None]]] = [
+        ("sshrun exec", lambda: run_quiet(sshrun)),
+        ("chunked asyncssh reader", lambda: minimal_asyncssh(cluster, k, remote, prefix=True)),
+    ]
+    if have_pdsh:
+        argv, env = pdsh_argv(cluster, k, remote)
+        tools.append(("pdsh -R ssh", lambda: run_quiet(argv, env)))
+    rows = [Row("stream", name, k, megabytes=k * lines * 100 / 1e6) for name, _ in tools]
+    for _ in range(repeat):
+        for row, (_, run) in zip(rows, tools, strict=True):
+            row.samples.append(measure(run, cluster.pids))
+    return rows
+
+
+def report(fan: list[Row], streams: list[Row], repeat: int) -> None:
+    print(f"### Fan-out (median of {repeat})\n")
+    print("| nodes | tool | wall (s) | ÷ asyncssh + python | head CPU / node (ms) "
+          "| node CPU / node (ms) |")
+    print("|---:|---|---:|---:|---:|---:|")
+    for n in sorted({r.nodes for r in fan}):
+        rows = [r for r in fan if r.nodes == n]
+        floor = next(r for r in rows if r.tool == "minimal asyncssh + python -c pass")
+        for r in rows:
+            print(f"| {n} | {r.tool} | {r.median('wall'):.2f} | "
+                  f"{r.median('wall') / floor.median('wall'):.2f}x | "
+                  f"{1000 * r.median('head_cpu') / n:.1f} | "
+                  f"{1000 * r.median('node_cpu') / n:.1f} |")
+    print(f"\n### sshrun's phases (median of {repeat}, seconds)\n")
+    names = list(next(r for r in fan if r.phases).phases[0])
+    print("| nodes | " + " | ".join(names) + " |")
+    print("|---:|" + "---:|" * len(names))
+    for r in fan:
+        if r.phases:
+            cells = [statistics.median(p[name] for p in r.phases) for name in names]
+            print(f"| {r.nodes} | " + " | ".join("-" if c != c else f"{c:.2f}" for c in cells)
+                  + " |")
+    if streams:
+        floor = next(r for r in streams if r.tool == "chunked asyncssh reader")
+        print(f"\n### Streaming, {streams[0].nodes} nodes (median of {repeat})\n")
+        print("| tool | wall (s) | MB/s | ÷ chunked asyncssh (throughput) | head CPU (s) |")
+        print("|---|---:|---:|---:|---:|")
+        for r in streams:
+            print(f"| {r.tool} | {r.median('wall'):.2f} | "
+                  f"{r.megabytes / r.median('wall'):.0f} | "
+                  f"{floor.median('wall') / r.median('wall'):.2f}x | "
+                  f"{r.median('head_cpu'):.2f} |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--nodes", type=int, default=32)
-    parser.add_argument("--stream-nodes", type=int, default=8)
+    parser.add_argument("--nodes", default="8,32", help="node counts, comma separated")
+    parser.add_argument("--stream-nodes", type=int, default=8, help="0: no stream test")
     parser.add_argument("--lines", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
+    counts = sorted(int(n) for n in args.nodes.split(","))
     have_pdsh = shutil.which("pdsh") is not None
-    rows: list[tuple[str, str, float, str]] = []
-    with tempfile.TemporaryDirectory() as tmp, SshdCluster(args.nodes, Path(tmp)) as cluster:
-        hostfile = Path(tmp, "bench_hosts")
-        hostfile.write_text("\n".join(cluster.aliases) + "\n")
-        base = [sys.executable, "-m", "sshrun", "exec", "-H", str(hostfile),
-                "--ssh-config", str(cluster.ssh_config), "--python", sys.executable]
-        n = args.nodes
-        rows.append(("fan-out", f"sshrun exec, {n} nodes",
-                     best_of(args.repeat, lambda: run_quiet([*base, "--", "true"])), ""))
-        rows.append(("fan-out", f"minimal asyncssh, {n} nodes",
-                     best_of(args.repeat, lambda: minimal_asyncssh(cluster, n)), ""))
-        # sshrun starts a Python agent on every node; so does anything that runs
-        # torchrun there. On loopback all those interpreters share this machine's
-        # cores, which a real cluster would not.
-        py_pass = f"{sys.executable} -c pass"
-        rows.append(("fan-out", f"minimal asyncssh + `python -c pass`, {n} nodes",
-                     best_of(args.repeat, lambda: minimal_asyncssh(cluster, n, py_pass)), ""))
-        if have_pdsh:
-            argv, env = pdsh_argv(cluster, n, "true")
-            rows.append(("fan-out", f"pdsh -R ssh, {n} nodes",
-                         best_of(args.repeat, lambda: run_quiet(argv, env)), ""))
-        k = args.stream_nodes
-        hostfile.write_text("\n".join(cluster.aliases[:k]) + "\n")
-        size_mb = k * args.lines * 100 / 1e6
-        script = f"import sys; sys.stdout.write(('x' * 99 + chr(10)) * {args.lines})"
-        t = best_of(args.repeat, lambda: run_quiet([*base, "--", sys.executable, "-c", script]))
-        rows.append(("stream", f"sshrun exec, {k} nodes x {args.lines} lines", t,
-                     f"{size_mb / t:.0f} MB/s"))
-        if have_pdsh:
-            remote = f'{sys.executable} -c "{script}"'
-            argv, env = pdsh_argv(cluster, k, remote)
-            t = best_of(args.repeat, lambda: run_quiet(argv, env))
-            rows.append(("stream", f"pdsh -R ssh, {k} nodes x {args.lines} lines", t,
-                         f"{size_mb / t:.0f} MB/s"))
-    print(f"| test | tool | best of {args.repeat} (s) | throughput |")
-    print("|---|---|---|---|")
-    for test, tool, seconds, extra in rows:
-        print(f"| {test} | {tool} | {seconds:.2f} | {extra} |")
+    # Each node's sshd and its sessions hold descriptors; so does the head per node.
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    size = max([*counts, args.stream_nodes])
+    with tempfile.TemporaryDirectory() as tmp, SshdCluster(size, Path(tmp)) as cluster:
+        fan = [row for n in counts
+               for row in fan_out(cluster, n, args.repeat, Path(tmp), have_pdsh)]
+        streams = (stream(cluster, args.stream_nodes, args.lines, args.repeat, Path(tmp),
+                          have_pdsh) if args.stream_nodes else [])
+    if not have_pdsh:
+        print("(pdsh is not installed: apt-get install pdsh)\n")
+    report(fan, streams, args.repeat)
 
 
 if __name__ == "__main__":
