@@ -9,8 +9,19 @@ slot indices (GPU ids)::
 
 Host names may use ranges (``gpu[01-04]``). Picking slots sets that node's
 ``CUDA_VISIBLE_DEVICES`` to the chosen indices and its slot count to how many
-there are. Naming a host that is not in the cluster is an error, as is giving
-both flags (as in DeepSpeed).
+there are. As in DeepSpeed's ``parse_resource_filter``:
+
+- a host named more than once gets the union of what each names
+  (``worker-0:1@worker-0:0,1`` is slots 0 and 1), in either flag, and a slot
+  named twice counts once; a bare name is every slot, so its union with any
+  slots is the whole host;
+- a host whose every slot is excluded is left out, as if named bare;
+- naming a host that is not in the cluster, or a slot that the host does not
+  have, is an error in either flag, as is giving both flags.
+
+sshrun adds: a host without a slot count takes any ``--include`` slots (its
+GPUs are not known on the head) but cannot have slots excluded, and a filter
+that leaves no host is an error.
 
 With no hostfile, host list or config, ``SLURM_JOB_NODELIST`` (inside an
 allocation) gives the hosts: Slurm's hostlist expressions are expanded and
@@ -24,21 +35,18 @@ import re
 from collections.abc import Mapping, Sequence
 
 from sshrun.errors import ConfigError
-from sshrun.hostfile import (
-    MAX_HOSTS,
-    MAX_SLOTS,
-    HostlistError,
-    HostSpec,
-    expand_hostlist,
-    hostlist_size,
-    parse_host_list,
-)
+from sshrun.hostfile import parse_host_list
+from sshrun.hostlist import MAX_HOSTS, HostlistError, expand_hostlist, hostlist_size
+from sshrun.hostspec import MAX_SLOTS, HostSpec
 from sshrun.values import BadValue, clip, whole_number
 
-Filter = dict[str, tuple[int, ...] | None]  # host -> chosen slots, or None for the whole host
+Slots = tuple[int, ...] | None  # chosen slot indices, sorted; None for the whole host
+Filter = dict[str, Slots]  # host -> its chosen slots
 
 
 def parse_filter(value: str, flag: str) -> Filter:
+    """``--include``/``--exclude``'s value: each host named, with its slot indices
+    (sorted, each once) or None for the whole host."""
     chosen: Filter = {}
     shown = clip(value)
     total = 0
@@ -58,7 +66,7 @@ def parse_filter(value: str, flag: str) -> Filter:
             names = expand_hostlist(name)
         except HostlistError as exc:
             raise ConfigError(f"{flag} {shown}: {exc.message}") from None
-        slots: tuple[int, ...] | None = None
+        slots: Slots = None
         if sep:
             try:
                 if not re.fullmatch(r"[0-9]+(,[0-9]+)*", slots_text):
@@ -72,20 +80,27 @@ def parse_filter(value: str, flag: str) -> Filter:
                     + ("" if exc.kind != "high" else ": a slot index is too large")
                 ) from None
         for host in names:
-            if host in chosen:
-                raise ConfigError(f"{flag} {value!r}: {host} is named twice")
-            chosen[host] = slots
+            chosen[host] = _union(chosen[host], slots) if host in chosen else slots
     return chosen
 
 
-def _with_slots(host: HostSpec, slots: tuple[int, ...], flag: str) -> HostSpec:
-    if host.slots is not None and slots and slots[-1] >= host.slots:
+def _union(first: Slots, second: Slots) -> Slots:
+    """What a host named twice stands for: a bare name (None) is every slot."""
+    if first is None or second is None:
+        return None
+    return tuple(sorted({*first, *second}))
+
+
+def _check_slots(host: HostSpec, slots: tuple[int, ...], flag: str) -> None:
+    """Every slot named (sorted) must exist on a host whose slot count is known."""
+    if host.slots is not None and slots[-1] >= host.slots:
         raise ConfigError(
             f"{flag}: {host.host} has {host.slots} slots (0-{host.slots - 1}); "
             f"slot {slots[-1]} does not exist"
         )
-    if not slots:
-        raise ConfigError(f"{flag}: no slot of {host.host} is left")
+
+
+def _with_slots(host: HostSpec, slots: tuple[int, ...]) -> HostSpec:
     env = tuple((k, v) for k, v in host.env if k != "CUDA_VISIBLE_DEVICES")
     devices = ",".join(str(s) for s in slots)
     return dataclasses.replace(
@@ -113,15 +128,22 @@ def apply_filters(
                 out.append(host)
             continue
         slots = chosen[host.host]
+        if slots is None:
+            if include is not None:
+                out.append(host)
+            continue
+        _check_slots(host, slots, flag)
         if include is not None:
-            out.append(host if slots is None else _with_slots(host, slots, flag))
-        elif slots is not None:
-            if host.slots is None:
-                raise ConfigError(
-                    f"{flag}: {host.host} has no slot count, so its slots cannot be excluded"
-                )
-            keep = tuple(s for s in range(host.slots) if s not in slots)
-            out.append(_with_slots(host, keep, flag))
+            out.append(_with_slots(host, slots))
+            continue
+        if host.slots is None:
+            raise ConfigError(
+                f"{flag}: {host.host} has no slot count, so its slots cannot be excluded"
+            )
+        keep = tuple(s for s in range(host.slots) if s not in slots)
+        # Every slot excluded: the host goes, as DeepSpeed drops an emptied host.
+        if keep:
+            out.append(_with_slots(host, keep))
     if not out:
         raise ConfigError(f"{flag}: no host is left to run on")
     return tuple(out)
