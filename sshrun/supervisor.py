@@ -4,6 +4,7 @@ Phases, each bounded in time::
 
     connect   every node at once (handshakes bounded by a semaphore)
     start     an agent per node; each says hello (node 0's hello gives the port)
+    check     every hello at once (sshrun.preflight), before any spec is sent
     run       specs out, output and events in, heartbeats out
     stop      on the first failure, Ctrl-C or a lost node: "stop" to every
               agent, which terminates its tree within the grace period
@@ -34,7 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sshrun import events
+from sshrun import events, preflight
 from sshrun.errors import AuthError, HostKeyError, NodeSetupError, SSHError
 from sshrun.failure import Failure as Failure  # where the report and the CLI find it
 from sshrun.failure import FailureKind, exit_status
@@ -51,7 +52,15 @@ from sshrun.node.protocol import (
     Stopping,
 )
 from sshrun.output import Printer
-from sshrun.plan import JobPlan, NodePlan, plan_job, target_args, torchrun_args
+from sshrun.plan import (
+    JobPlan,
+    NodePlan,
+    given_endpoint,
+    plan_job,
+    rank_env,
+    target_args,
+    torchrun_args,
+)
 from sshrun.sanitize import sanitize
 from sshrun.session import AgentSession
 from sshrun.transport import NodeConnection, SSHSettings, connect
@@ -173,6 +182,7 @@ class Supervisor:
         try:
             await self._bring_up()
             if self.stop_reason is None:
+                self._preflight()
                 await self._run_all()
         finally:
             await self._close_all()
@@ -269,7 +279,9 @@ class Supervisor:
         hello = await node.session.start(self.plan.config.timeouts.hello, node.plan.workdir)
         self.emit(events.AgentUp(**self._about(node), python=hello.python,
                                  python_version=hello.python_version, torch=hello.torch,
-                                 hostname=hello.hostname, pid=hello.pid))
+                                 hostname=hello.hostname, pid=hello.pid,
+                                 torch_version=hello.torch_version,
+                                 cuda_version=hello.cuda_version, modules=dict(hello.modules)))
         if not hello.workdir_ok:
             raise NodeSetupError(
                 label, f"working directory {node.plan.workdir} does not exist on this node "
@@ -281,6 +293,18 @@ class Supervisor:
                 "on this node "
                 "(install it there, or point --python at an interpreter that has it)",
             )
+
+    def _preflight(self) -> None:
+        """Every node is up and nothing is started yet: refuse here what would fail
+        later on one node (sshrun.preflight), before any spec is sent."""
+        hellos = [preflight.NodeHello(n.plan.host.label, n.session.hello)
+                  for n in self.nodes if n.session is not None and n.session.hello is not None]
+        problems = preflight.check_hellos(hellos, self.plan.config)
+        if problems:
+            for node in self.nodes:
+                if node.session is not None:
+                    node.session.send(Stop(reason="launch refused"))
+            raise preflight.refusal(problems)
 
     def _notice(self, kind: str, text: str, lines: Sequence[str] = (),
                 host: str | None = None) -> None:
@@ -303,12 +327,9 @@ class Supervisor:
         self.nodes = members
 
     def endpoint(self) -> tuple[str, int | None]:
-        config = self.plan.config
-        if config.rdzv_endpoint:
-            from sshrun.plan import parse_endpoint
-
-            host, port = parse_endpoint(config.rdzv_endpoint)
-            return host, port if port is not None else 29400
+        given = given_endpoint(self.plan.config)
+        if given is not None:
+            return given
         first = self.nodes[0]
         assert first.conn is not None and first.session is not None
         assert first.session.hello is not None
@@ -326,7 +347,7 @@ class Supervisor:
             assert node.conn is not None
             return replace(spec, torchrun_args=tuple(torchrun_args(
                 self.plan, node.plan, endpoint, node.conn.address
-            )), target=tuple(target_args(config)))
+            )), target=tuple(target_args(config)), rank_env=rank_env(self.plan))
         return replace(spec, argv=tuple(config.target))
 
     async def _run_all(self) -> None:
