@@ -18,7 +18,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import replace
 
-from sshrun import events
+from sshrun import events, preflight
 from sshrun.errors import AuthError, HostKeyError, NodeSetupError, SSHError
 from sshrun.gang import Gang, NodeStatus
 from sshrun.node.protocol import Stop
@@ -92,7 +92,9 @@ async def _up(gang: Gang, node: NodeStatus, ssh: SSHSettings,
     hello = await node.session.start(gang.plan.config.timeouts.hello, node.plan.workdir)
     gang.emit(events.AgentUp(**gang.about(node), python=hello.python,
                              python_version=hello.python_version, torch=hello.torch,
-                             hostname=hello.hostname, pid=hello.pid))
+                             hostname=hello.hostname, pid=hello.pid,
+                             torch_version=hello.torch_version,
+                             cuda_version=hello.cuda_version, modules=dict(hello.modules)))
     if not hello.workdir_ok:
         raise NodeSetupError(
             label, f"working directory {node.plan.workdir} does not exist on this node "
@@ -125,3 +127,16 @@ def _many(gang: Gang,
         return first
     others = ", ".join(f.host for f in failures[1:])
     return type(first)(first.host, f"{first.message} (and {len(failures) - 1} more: {others})")
+
+
+def check_before_start(gang: Gang) -> None:
+    """Every node is up and nothing is started yet: refuse here what would fail
+    later on one node (sshrun.preflight), before any spec is sent."""
+    hellos = [preflight.NodeHello(n.plan.host.label, n.session.hello)
+              for n in gang.nodes if n.session is not None and n.session.hello is not None]
+    problems = preflight.check_hellos(hellos, gang.plan.config)
+    if problems:
+        for node in gang.nodes:
+            if node.session is not None:
+                node.session.send(Stop(reason="launch refused"))
+        raise preflight.refusal(problems)

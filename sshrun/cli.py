@@ -54,8 +54,9 @@ DeepSpeed's syntax (``host1@host2:0,1``).
 
 torchrun's options keep torchrun's names and meanings: ``--nproc-per-node``
 (default: the host's slots, else 1), ``--nnodes N`` (use the first N hosts;
-``MIN:MAX`` below), ``--rdzv-backend static|c10d`` (static: ranks in hostfile order),
-``--rdzv-endpoint``, ``--rdzv-id``, ``--rdzv-conf``, ``-m/--module``,
+``MIN:MAX`` below), ``--rdzv-backend static|c10d|etcd|etcd-v2`` (static: ranks in
+hostfile order; etcd, etcd-v2: the etcd server at ``--rdzv-endpoint``, python-etcd
+on every node), ``--rdzv-endpoint``, ``--rdzv-id``, ``--rdzv-conf``, ``-m/--module``,
 ``--no-python``.
 
 On the nodes: ``--python PATH`` (default ``python3``; it needs torch, not
@@ -135,13 +136,13 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
-from sshrun import errors, values
+from sshrun import errors, rendezvous, values
 from sshrun.errors import ConfigError, SshrunError
 from sshrun.plan import (
     JobPlan,
     Timeouts,
     format_endpoint,
-    parse_endpoint,
+    given_endpoint,
     plan_job,
     target_args,
     torchrun_args,
@@ -202,7 +203,7 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
                         help="use the first N hosts; MIN:MAX: up to MAX, leaving out hosts "
                              "that fail, while at least MIN remain")
         tr.add_argument("--rdzv-backend", "--rdzv_backend", default=None,
-                        choices=("static", "c10d"))
+                        choices=rendezvous.NAMES)
         tr.add_argument("--rdzv-endpoint", "--rdzv_endpoint", metavar="HOST[:PORT]")
         tr.add_argument("--rdzv-id", "--rdzv_id", metavar="ID")
         tr.add_argument("--rdzv-conf", "--rdzv_conf", metavar="K=V,...")
@@ -326,10 +327,7 @@ def render_dry_run(plan: JobPlan) -> str:
         pool = config.hosts
         plan = plan_job(replace(config, hosts=pool[:elastic.max_nodes]), plan.job_id)
     first = plan.nodes[0]
-    if config.rdzv_endpoint:
-        endpoint = parse_endpoint(config.rdzv_endpoint)
-    else:
-        endpoint = (first.host.host, None)
+    endpoint: tuple[str, int | None] = given_endpoint(config) or (first.host.host, None)
     nodes = f"{len(plan.nodes)} node{'s' * (len(plan.nodes) != 1)}"
     if config.mode == "exec":
         out = [f"job {plan.job_id}: {nodes}, one command each"]

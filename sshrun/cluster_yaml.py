@@ -35,7 +35,7 @@ A cluster config describes the nodes of a job and how to reach them::
       nproc_per_node: auto          # N or auto | cpu | gpu | xpu
       nnodes: 2                     # N or MIN:MAX
       max_restarts: 3
-      rdzv_backend: c10d            # static | c10d
+      rdzv_backend: c10d            # static | c10d | etcd | etcd-v2
       rdzv_endpoint: gpu01:29400
       rdzv_id: job42
       rdzv_conf: {timeout: 900}     # or the string "timeout=900"
@@ -74,7 +74,7 @@ from typing import Any
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from sshrun import hostfile, values
+from sshrun import hostfile, rendezvous, values
 from sshrun.configfile import read_config_text
 from sshrun.environment import refused_name
 from sshrun.errors import LocationError
@@ -144,7 +144,7 @@ TORCHRUN_KEYS = (
     "rdzv_conf",
 )
 NPROC_WORDS = ("auto", "cpu", "gpu", "xpu")
-RDZV_BACKENDS = ("static", "c10d")
+RDZV_BACKENDS = rendezvous.NAMES
 MAX_PORT = 65535
 MAX_RESTARTS = values.MAX_RESTARTS
 

@@ -118,7 +118,14 @@ class NodeConnected(NodeEvent):
 
 @dataclass(frozen=True, kw_only=True)
 class AgentUp(NodeEvent):
-    """The node's agent said hello: the interpreter it runs and what it has."""
+    """The node's agent said hello: the interpreter it runs and what it has.
+
+    ``python``: the interpreter's path; ``torch``: whether torch is
+    importable, ``torch_version`` its version and ``cuda_version`` the CUDA
+    it was built for (None without CUDA or without torch); ``modules``: each
+    rendezvous client module (``sshrun.rendezvous.CLIENT_MODULES``, such as
+    python-etcd's ``etcd``), importable or not.
+    """
 
     name: ClassVar[str] = "agent_up"
     python: str
@@ -126,6 +133,9 @@ class AgentUp(NodeEvent):
     torch: bool
     hostname: str
     pid: int
+    torch_version: str | None = None
+    cuda_version: str | None = None
+    modules: dict[str, bool] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -38,7 +38,7 @@ from sshrun.node.protocol import (
     Stopping,
 )
 from sshrun.outcome import NodeState
-from sshrun.plan import parse_endpoint, target_args, torchrun_args
+from sshrun.plan import given_endpoint, rank_env, target_args, torchrun_args
 from sshrun.sanitize import sanitize
 
 # What a node has, beyond the grace period, to confirm a stop.
@@ -47,10 +47,9 @@ STOP_MARGIN = 15.0
 
 def endpoint(gang: Gang) -> tuple[str, int | None]:
     """The rendezvous: the configured endpoint, else node 0's address and free port."""
-    config = gang.plan.config
-    if config.rdzv_endpoint:
-        host, port = parse_endpoint(config.rdzv_endpoint)
-        return host, port if port is not None else 29400
+    given = given_endpoint(gang.plan.config)
+    if given is not None:
+        return given
     first = gang.nodes[0]
     assert first.conn is not None and first.session is not None
     assert first.session.hello is not None
@@ -70,7 +69,7 @@ def spec(gang: Gang, node: NodeStatus, rdzv: tuple[str, int | None]) -> Spec:
         assert node.conn is not None
         return replace(message, torchrun_args=tuple(torchrun_args(
             gang.plan, node.plan, rdzv, node.conn.address
-        )), target=tuple(target_args(config)))
+        )), target=tuple(target_args(config)), rank_env=rank_env(gang.plan))
     return replace(message, argv=tuple(config.target))
 
 

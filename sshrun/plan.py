@@ -4,14 +4,16 @@ Input is a ``JobConfig`` (what the user asked for, already parsed); output is
 a ``JobPlan`` with one ``NodePlan`` per host. Node rank is the host's position
 in the hostfile. With the default static rendezvous, global ranks follow
 hostfile order (node i holds ranks ``offset_i .. offset_i + nproc_i - 1``, as
-torchrun's static rendezvous assigns them); ``--rdzv-backend c10d`` lets the
-rendezvous decide and passes ``--local-addr`` so that every node advertises
-an address the others can route to.
+torchrun's static rendezvous assigns them); ``--rdzv-backend c10d`` (or
+``etcd``, ``etcd-v2``) lets the rendezvous decide and passes ``--local-addr``
+so that every node advertises an address the others can route to. What each
+backend needs is in ``sshrun.rendezvous``.
 
 The rendezvous endpoint is the first node, at a port that node's agent found
-free, unless the user gave ``--rdzv-endpoint``. The port is only known once
-the agents say hello, so ``torchrun_args`` takes the endpoint as an argument;
-``--dry-run`` shows it as ``<free port>``.
+free, unless the user gave ``--rdzv-endpoint`` (the etcd backends need it: the
+etcd server is the user's). The port is only known once the agents say hello,
+so ``torchrun_args`` takes the endpoint as an argument; ``--dry-run`` shows it
+as ``<free port>``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from sshrun import values
+from sshrun import rendezvous, values
 from sshrun.errors import ConfigError
 from sshrun.hostfile import MAX_SLOTS, HostSpec
 from sshrun.membership import Membership
@@ -180,6 +182,15 @@ def parse_endpoint(value: str, source: str = "--rdzv-endpoint") -> tuple[str, in
     return host, port
 
 
+def given_endpoint(config: JobConfig) -> tuple[str, int] | None:
+    """The user's ``--rdzv-endpoint`` with the backend's port where it has none
+    (torchrun's defaults: 29400, etcd's 2379); None when sshrun picks it."""
+    if not config.rdzv_endpoint:
+        return None
+    host, port = parse_endpoint(config.rdzv_endpoint)
+    return host, port if port is not None else rendezvous.backend(config.rdzv_backend).default_port
+
+
 def format_endpoint(host: str, port: int | None) -> str:
     shown = f"[{host}]" if ":" in host else host
     return f"{shown}:{port}" if port is not None else f"{shown}:<free port>"
@@ -190,10 +201,15 @@ def plan_job(config: JobConfig, job_id: str, attempt: int = 0) -> JobPlan:
         raise ConfigError("no hosts to run on")
     if not config.target:
         raise ConfigError("nothing to run: give a script (or, for sshrun exec, a command)")
-    if config.rdzv_backend not in ("static", "c10d"):
-        raise ConfigError(
-            f"--rdzv-backend: expected static or c10d, got {config.rdzv_backend!r}"
-        )
+    if config.rdzv_backend not in rendezvous.BACKENDS:
+        raise ConfigError(f"--rdzv-backend: expected {rendezvous.expected()}, "
+                          f"got {config.rdzv_backend!r}")
+    backend = rendezvous.backend(config.rdzv_backend)
+    if backend.needs_endpoint and not config.rdzv_endpoint:
+        raise ConfigError(f"--rdzv-backend {backend.name} needs --rdzv-endpoint HOST[:PORT]: "
+                          f"the etcd server's client address (port {backend.default_port} "
+                          "when left out)")
+    fixed_ranks = backend.fixed_ranks
     nodes: list[NodePlan] = []
     offset: int | None = 0
     for index, host in enumerate(config.hosts):
@@ -201,7 +217,7 @@ def plan_job(config: JobConfig, job_id: str, attempt: int = 0) -> JobPlan:
             nproc = config.nproc_per_node
         else:
             nproc = str(host.slots) if host.slots else "1"
-        deterministic = config.rdzv_backend == "static" and offset is not None
+        deterministic = fixed_ranks and offset is not None
         first = offset if deterministic else None
         offset = offset + int(nproc) if offset is not None and nproc.isdigit() else None
         # One entry per name: first position, last value (the layers' precedence).
@@ -260,7 +276,7 @@ def torchrun_args(
 ) -> list[str]:
     """torchrun's own arguments for one node (before the entrypoint)."""
     config = plan.config
-    rdzv_id = config.rdzv_id or plan.job_id
+    rdzv_id = run_id(plan)
     if plan.attempt:
         # A fresh rendezvous for every restart: stale store keys must not leak in.
         rdzv_id += f".{plan.attempt}"
@@ -275,13 +291,39 @@ def torchrun_args(
         "--monitor-interval", "0.1",
         "--shutdown-timeout", str(max(1, int(config.timeouts.grace))),
     ]
-    if config.rdzv_backend == "static":
+    if rendezvous.backend(config.rdzv_backend).fixed_ranks:
         args += ["--node-rank", str(node.index)]
     elif local_addr:
         args += ["--local-addr", local_addr]
     if config.rdzv_conf:
         args += ["--rdzv-conf", config.rdzv_conf]
     return args
+
+
+def run_id(plan: JobPlan) -> str:
+    """The job's run id as the user knows it: ``--rdzv-id``, or sshrun's job id.
+
+    Each attempt's rendezvous id (``torchrun_args``) adds the attempt to it;
+    that one stays between sshrun and torchrun.
+    """
+    return plan.config.rdzv_id or plan.job_id
+
+
+def rank_env(plan: JobPlan) -> dict[str, str]:
+    """What every rank sees over torchrun's own values, so that sshrun's restarts look
+    like torchrun's to the script.
+
+    torchrun sets these from its own arguments (torch 2.13,
+    ``LocalElasticAgent._start_workers``): under sshrun its restart count is
+    always 0, its budget ``--max-restarts 0`` and its run id the attempt's
+    rendezvous id. A script that resumes from a checkpoint reads them; the
+    rank shim puts these in their place.
+    """
+    return {
+        "TORCHELASTIC_RESTART_COUNT": str(plan.attempt),
+        "TORCHELASTIC_MAX_RESTARTS": str(plan.config.restarts.max_restarts),
+        "TORCHELASTIC_RUN_ID": run_id(plan),
+    }
 
 
 def target_args(config: JobConfig) -> list[str]:

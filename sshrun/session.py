@@ -32,6 +32,7 @@ from sshrun.errors import AgentError, NodeSetupError
 from sshrun.node import protocol
 from sshrun.node.protocol import PROTOCOL_VERSION, Hello, Message, Preflight, ProtocolError
 from sshrun.preamble import Preamble
+from sshrun.rendezvous import CLIENT_MODULES
 from sshrun.sanitize import sanitize
 
 if TYPE_CHECKING:
@@ -91,7 +92,8 @@ class AgentSession:
         # Read all along, so that a login shell's flood on stderr cannot stall
         # the channel (its window is shared with stdout).
         self._stderr_done = asyncio.ensure_future(self._read_stderr())
-        preflight = protocol.encode_command(Preflight(workdir=workdir, sync=self._token))
+        preflight = protocol.encode_command(Preflight(workdir=workdir, sync=self._token,
+                                                      modules=CLIENT_MODULES))
         # The channel may already be closed (no such interpreter): the read
         # below then sees EOF and says why.
         with contextlib.suppress(asyncssh.Error, OSError):

@@ -68,7 +68,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal, TypeVar
 
-from sshrun import values
+from sshrun import rendezvous, values
 from sshrun.cluster_yaml import EnvFileSettings, SSHFileSettings, load_cluster_yaml
 from sshrun.envfile import load_env_file
 from sshrun.environment import DEFAULT_FORWARD, resolve_env
@@ -221,7 +221,7 @@ def check_options(opts: Options) -> None:
         for name in RUN_ONLY:
             if getattr(opts, name) not in (None, False):
                 raise ConfigError(f"{FLAG[name]}: a torchrun option, not one of sshrun exec")
-    choices = {"rdzv_backend": ("static", "c10d"), "color": ("auto", "always", "never")}
+    choices = {"rdzv_backend": rendezvous.NAMES, "color": ("auto", "always", "never")}
     for name, allowed in choices.items():
         value = getattr(opts, name)
         if value is not None and value not in allowed:

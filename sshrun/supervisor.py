@@ -5,6 +5,7 @@ Phases, each bounded in time::
     connect   every node at once (handshakes bounded by a semaphore)
     start     an agent per node; each says hello (node 0's hello gives the port)
               -- both in sshrun.bring_up, one pipeline per node, spares if elastic
+    check     every hello at once (sshrun.preflight), before any spec is sent
     run       specs out, output and events in, heartbeats out (sshrun.node_run)
     stop      on the first failure, Ctrl-C or a lost node: "stop" to every
               agent, which terminates its tree within the grace period
@@ -31,7 +32,7 @@ import time
 from typing import TYPE_CHECKING
 
 from sshrun import events
-from sshrun.bring_up import bring_up
+from sshrun.bring_up import bring_up, check_before_start
 from sshrun.failure import FailureKind, exit_status
 from sshrun.gang import Gang, NodeStatus, OutputTap
 from sshrun.node_run import run_nodes
@@ -83,6 +84,7 @@ class Supervisor:
         try:
             await bring_up(gang, self.ssh)
             if gang.stop_reason is None:
+                check_before_start(gang)
                 await run_nodes(gang)
         finally:
             await gang.close_all()

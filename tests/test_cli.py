@@ -423,7 +423,7 @@ def test_config_errors_exit_2(
         ["--bogus", "--hosts", "a", "t.py"],
         ["--hosts", "a", "--bogus", "t.py"],
         ["--hosts", "a", "-H", "hosts.txt", "t.py"],  # two clusters
-        ["--hosts", "a", "--rdzv-backend", "etcd", "t.py"],
+        ["--hosts", "a", "--rdzv-backend", "zookeeper", "t.py"],
         ["--hosts", "a", "--grace-period", "-1", "t.py"],
         ["--hosts", "a", "--dry-run"],  # no script
     ],
@@ -523,3 +523,22 @@ def test_slurm_notice_comes_before_the_error_it_explains(
     assert capsys.readouterr().err.splitlines() == [
         "sshrun: no hosts given; using the Slurm allocation gpu[01-02] (2 hosts)",
         "sshrun: error: --nnodes 4: only 2 hosts given"]
+
+
+@pytest.mark.parametrize("backend", ["etcd", "etcd-v2"])
+def test_dry_run_etcd_uses_the_users_server(capsys: pytest.CaptureFixture[str],
+                                            backend: str) -> None:
+    _, out = dry_run(capsys, "--hosts", "a,b", "--rdzv-backend", backend,
+                     "--rdzv-endpoint", "etcd1", "t.py")
+    assert f"rendezvous: {backend} at etcd1:2379" in out
+    for line in run_lines(out):
+        assert f"--rdzv-backend {backend} --rdzv-endpoint etcd1:2379 " in line
+        assert "--node-rank" not in line
+
+
+def test_etcd_without_its_endpoint_is_exit_2_naming_the_flag(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = fails(capsys, "--dry-run", "--hosts", "a", "--rdzv-backend", "etcd", "t.py")
+    assert (code, out) == (2, "")
+    assert err == ("sshrun: error: --rdzv-backend etcd needs --rdzv-endpoint HOST[:PORT]: the "
+                   "etcd server's client address (port 2379 when left out)\n")

@@ -533,8 +533,9 @@ def test_load_handles_bom_and_crlf(tmp_path: Path) -> None:
             "c.yaml:2:26: expected an integer for max_restarts, got '-1'",
         ),
         (
-            "hosts: [a]\ntorchrun: {rdzv_backend: etcd}\n",
-            "c.yaml:2:26: unknown rdzv_backend 'etcd'; expected one of static, c10d",
+            "hosts: [a]\ntorchrun: {rdzv_backend: zookeeper}\n",
+            "c.yaml:2:26: unknown rdzv_backend 'zookeeper'; expected one of static, c10d, "
+            "etcd, etcd-v2",
         ),
         (
             "hosts: [a]\ntorchrun: {rdzv_backend: c10}\n",

@@ -286,7 +286,7 @@ def test_run_inside_a_running_loop_uses_a_thread_of_its_own() -> None:
     ({"local_cluster": 2, "dry_run": True}, "dry_run: the dry run is the command line's"),
     ({"local_cluster": 0}, "--local-cluster: expected "),
     ({"environ": {}}, "no cluster given"),
-    ({"local_cluster": 2, "rdzv_backend": "etcd"}, "--rdzv-backend: expected one of"),
+    ({"local_cluster": 2, "rdzv_backend": "zookeeper"}, "--rdzv-backend: expected one of"),
 ])
 def test_bad_keywords_raise_config_error(keywords: dict[str, object], message: str) -> None:
     with pytest.raises(sshrun.ConfigError) as caught:

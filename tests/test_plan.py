@@ -13,11 +13,14 @@ from sshrun.plan import (
     JobConfig,
     JobPlan,
     NodePlan,
+    RestartPolicy,
     Timeouts,
     format_endpoint,
+    given_endpoint,
     parse_endpoint,
     parse_nproc,
     plan_job,
+    rank_env,
     target_args,
     torchrun_args,
 )
@@ -90,8 +93,9 @@ def test_c10d_leaves_ranks_to_the_rendezvous() -> None:
 
 
 def test_unknown_rdzv_backend_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="--rdzv-backend: expected static or c10d"):
-        plan_job(config(("a", 1), rdzv_backend="etcd"), "job1")
+    with pytest.raises(ConfigError,
+                       match="--rdzv-backend: expected static, c10d, etcd or etcd-v2"):
+        plan_job(config(("a", 1), rdzv_backend="zookeeper"), "job1")
 
 
 def test_no_hosts_is_a_config_error() -> None:
@@ -372,3 +376,50 @@ def test_restart_attempts_get_a_fresh_rendezvous_id() -> None:
     assert flag(torchrun_args(second, second.nodes[0], ("a", 1), None), "--rdzv-id") == "job.1"
     assert {n.tag for n in first.nodes}.isdisjoint({n.tag for n in second.nodes})
     assert dict(second.nodes[0].env)["SSHRUN_ATTEMPT"] == "1"
+
+
+# --- the etcd backends and what the ranks see across restarts --------------------------
+
+
+@pytest.mark.parametrize("backend", ["etcd", "etcd-v2"])
+def test_etcd_backends_need_the_users_endpoint(backend: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        plan_job(config(("a", 1), rdzv_backend=backend), "job1")
+    assert str(caught.value) == (f"--rdzv-backend {backend} needs --rdzv-endpoint HOST[:PORT]: "
+                                 "the etcd server's client address (port 2379 when left out)")
+
+
+@pytest.mark.parametrize("backend", ["etcd", "etcd-v2"])
+def test_etcd_backends_pass_the_endpoint_to_every_node(backend: str) -> None:
+    plan = two_node_plan(rdzv_backend=backend, rdzv_endpoint="etcd1")
+    endpoint = given_endpoint(plan.config)
+    assert endpoint == ("etcd1", 2379)  # etcd's port, as torch's etcd backends default to
+    for node in plan.nodes:
+        assert node.first_rank is None  # the rendezvous decides
+        args = torchrun_args(plan, node, endpoint, f"10.0.0.{node.index}")
+        assert flag(args, "--rdzv-backend") == backend
+        assert flag(args, "--rdzv-endpoint") == "etcd1:2379"
+        assert flag(args, "--local-addr") == f"10.0.0.{node.index}"
+        assert "--node-rank" not in args
+
+
+def test_a_given_endpoint_keeps_its_port_or_gets_torchruns() -> None:
+    assert given_endpoint(config(("a", 1), rdzv_backend="etcd",
+                                 rdzv_endpoint="[::1]:2380")) == ("::1", 2380)
+    assert given_endpoint(config(("a", 1), rdzv_backend="c10d",
+                                 rdzv_endpoint="h")) == ("h", 29400)
+    assert given_endpoint(config(("a", 1))) is None
+
+
+def test_ranks_see_sshruns_restarts_as_torchruns_own() -> None:
+    cfg = config(("a", 1), ("b", 1), restarts=RestartPolicy(max_restarts=3))
+    for attempt in (0, 2):
+        plan = plan_job(cfg, "job9", attempt=attempt)
+        assert rank_env(plan) == {"TORCHELASTIC_RESTART_COUNT": str(attempt),
+                                  "TORCHELASTIC_MAX_RESTARTS": "3",
+                                  "TORCHELASTIC_RUN_ID": "job9"}
+        # torchrun's own rendezvous id changes per attempt; the run id the ranks see does not.
+        assert flag(torchrun_args(plan, plan.nodes[0], ("a", 1), None), "--rdzv-id") == (
+            "job9.2" if attempt else "job9")
+    named = plan_job(config(("a", 1), rdzv_id="exp7"), "job9", attempt=1)
+    assert rank_env(named)["TORCHELASTIC_RUN_ID"] == "exp7"

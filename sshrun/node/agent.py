@@ -11,7 +11,8 @@ node ever sees it and no ``ps`` shows it.
 Life of an agent::
 
     sync   ──> head          a marker with the head's token, on stdout and stderr
-    hello  ──> head          version, pid, hostname, python, torch present, a free port
+    hello  ──> head          version, pid, hostname, python, torch and CUDA versions,
+                             rendezvous client modules present, a free port
     spec   <── head          what to run (torchrun or a plain command)
     start                    child in a new session, tagged SSHRUN_TAG=<tag>
     output ──> head          framed chunks, tagged by global rank and stream
@@ -19,10 +20,11 @@ Life of an agent::
     exited ──> head          exit code, per-rank failures, what the sweep killed, and
                              why it stopped (``stopped``: the head's reason, or its own)
 
-Its parts: ``protocol`` (the messages), ``buffer`` (the queue to the head,
-back-pressure and the final drain), ``ranks`` (the ranks' streams and exit
-statuses), ``teardown`` (the job's processes, the sweep, the sentinel), and
-this module, which runs the job and the loop that serves them all.
+Its parts: ``protocol`` (the messages), ``probe`` (what the interpreter has,
+for hello), ``buffer`` (the queue to the head, back-pressure and the final
+drain), ``ranks`` (the ranks' streams and exit statuses), ``teardown`` (the
+job's processes, the sweep, the sentinel), and this module, which runs the
+job and the loop that serves them all.
 
 Teardown triggers: ``stop``/``kill`` from the head, stdin EOF (the head or
 its connection died), or no heartbeat for ``hb_timeout`` seconds. Output goes
@@ -47,6 +49,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sshrun.node.buffer import OutputBuffer
+from sshrun.node.probe import has_modules, torch_versions
 from sshrun.node.protocol import (
     COMMANDS,
     PROTOCOL_VERSION,
@@ -217,11 +220,7 @@ class Agent:
 
     def hello(self, preflight: Preflight) -> None:
         import platform
-        try:
-            import importlib.util
-            has_torch = importlib.util.find_spec("torch") is not None
-        except (ImportError, ValueError):
-            has_torch = False
+        has_torch, torch_version, cuda_version = torch_versions()
         workdir = preflight.workdir
         self.out.event(Hello(
             version=PROTOCOL_VERSION, pid=os.getpid(), hostname=socket.gethostname(),
@@ -229,6 +228,8 @@ class Agent:
             torch=has_torch, free_port=_free_port(), cwd=os.getcwd(),
             # Checked before any node starts anything, so that a typo fails fast.
             workdir_ok=os.path.isdir(os.path.expanduser(workdir)) if workdir else True,
+            torch_version=torch_version, cuda_version=cuda_version,
+            modules=has_modules(preflight.modules),
         ))
 
     def _write_script(self, name: str) -> str:
@@ -261,6 +262,8 @@ class Agent:
             env.setdefault("OMP_NUM_THREADS", "1")
             env["SSHRUN_SOCK"] = sock_path
             env["SSHRUN_FAILURES"] = os.path.join(self.tmpdir, "failures.json")
+            # The shim sets these in each rank over torchrun's own values.
+            env["SSHRUN_RANK_ENV"] = json.dumps(spec.rank_env)
             argv = [sys.executable, wrapper, *spec.torchrun_args, shim, *spec.target]
         else:
             argv = list(spec.argv)

@@ -30,7 +30,9 @@ from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 # 2: output frames carry the time the agent read them (OUTPUT_TIME).
-PROTOCOL_VERSION = 2
+# 3: hello says torch's and CUDA's versions and which modules the preflight
+#    asked about are importable; the spec carries rank_env.
+PROTOCOL_VERSION = 3
 
 # kind (1 byte), stream (1 byte), source (int32), payload length (uint32)
 HEADER = struct.Struct("!cBiI")
@@ -77,6 +79,11 @@ def _is_str_map(value: Any) -> bool:
         isinstance(k, str) and isinstance(v, str) for k, v in value.items())
 
 
+def _is_bool_map(value: Any) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, bool) for k, v in value.items())
+
+
 def _is_mapping(value: Any) -> bool:
     return isinstance(value, dict)
 
@@ -93,6 +100,7 @@ _CHECKS: dict[str, tuple[str, Callable[[Any], bool], Callable[[Any], Any]]] = {
     "bool": ("true or false", lambda value: isinstance(value, bool), bool),
     "tuple[str, ...]": ("a list of strings", _is_strings, tuple),
     "dict[str, str]": ("an object of strings", _is_str_map, dict),
+    "dict[str, bool]": ("an object of booleans", _is_bool_map, dict),
     "Swept": ("an object", _is_mapping, lambda value: _swept(value)),
     "dict[int, RankFailure]": ("an object", _is_mapping, lambda value: rank_failures(value)),
 }
@@ -146,17 +154,24 @@ class Message:
 
 @dataclasses.dataclass(frozen=True)
 class Preflight(Message):
-    """Sent with the agent's source: what to check before hello, and the sync token."""
+    """Sent with the agent's source: what to check before hello, and the sync token.
+
+    ``modules``: top-level module names whose presence hello reports (the
+    rendezvous clients, ``sshrun.rendezvous.CLIENT_MODULES``), found without
+    importing them.
+    """
 
     TYPE: ClassVar[str] = "preflight"
     sync: str | None = None
     workdir: str | None = None
+    modules: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
 class Spec(Message):
     """What to run. ``mode`` "torchrun": ``torchrun_args`` and ``target`` (the shim's
-    arguments: script or module, then the user's); "exec": ``argv``."""
+    arguments: script or module, then the user's), and ``rank_env``, set in every
+    rank over what torchrun set (``sshrun.plan.rank_env``); "exec": ``argv``."""
 
     TYPE: ClassVar[str] = "spec"
     mode: str
@@ -169,6 +184,7 @@ class Spec(Message):
     torchrun_args: tuple[str, ...] = ()
     target: tuple[str, ...] = ()
     argv: tuple[str, ...] = ()
+    rank_env: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,7 +215,14 @@ class Kill(Message):
 
 @dataclasses.dataclass(frozen=True)
 class Hello(Message):
-    """The agent is up: who and where it is, and what it can run."""
+    """The agent is up: who and where it is, and what it can run.
+
+    ``python`` is the interpreter's path (``sys.executable``); ``torch`` whether
+    torch is importable, ``torch_version`` its version and ``cuda_version``
+    the CUDA it was built for (None: built without CUDA, or no torch), read
+    from torch's files without importing it; ``modules``: each module the
+    preflight asked about, importable or not.
+    """
 
     TYPE: ClassVar[str] = "hello"
     version: int
@@ -211,6 +234,9 @@ class Hello(Message):
     free_port: int
     cwd: str
     workdir_ok: bool = True
+    torch_version: str | None = None
+    cuda_version: str | None = None
+    modules: dict[str, bool] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,7 +5,9 @@ and a control stream to the agent's Unix socket (``SSHRUN_SOCK``; see
 ``sshrun.node.ranks``), and runs the user's target in process so that the
 worker is the user's program (debuggers, py-spy and torch see what they
 expect). The rank itself runs in a forked child, so that this process
-outlives it and reports its exact status, signal deaths included.
+outlives it and reports its exact status, signal deaths included. Before
+that it sets ``SSHRUN_RANK_ENV``'s variables over torchrun's
+(``TORCHELASTIC_RESTART_COUNT`` and the like: see ``sshrun.plan.rank_env``).
 
 A script, not a module: the agent writes it as ``sshrun_rank.py`` with
 ``parent_death.py`` in front (``die_with_parent`` comes from there on the
@@ -86,8 +88,21 @@ def _run_target(ctl: socket.socket) -> int:
     return code
 
 
+def _rank_env() -> None:
+    """sshrun's values over torchrun's (``sshrun.plan.rank_env``): under sshrun, torchrun
+    never restarts, so its restart count, budget and run id are not what the
+    script should see; the rank and everything it starts see sshrun's."""
+    try:
+        overrides = json.loads(os.environ.pop("SSHRUN_RANK_ENV", "{}"))
+    except ValueError:
+        return
+    if isinstance(overrides, dict):
+        os.environ.update({str(k): str(v) for k, v in overrides.items()})
+
+
 def main() -> NoReturn:
     path = os.environ.pop("SSHRUN_SOCK")
+    _rank_env()
     rank = int(os.environ.get("RANK", "-1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "-1"))
     out = _connect(path, 1, rank, local_rank)

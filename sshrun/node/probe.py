@@ -1,0 +1,76 @@
+"""What the node's interpreter has, found cheaply: torch's and CUDA's versions, modules.
+
+The agent says hello with these before the head sends anything else, and its
+whole start is held to a few tens of milliseconds of CPU. So nothing here
+imports torch (about a second) or a module it asks about: presence is
+``importlib.util.find_spec`` on a top-level name, which only looks along
+``sys.path``; torch's versions are read as text from ``torch/version.py``,
+which torch's build writes (``__version__ = '2.13.0+cpu'``,
+``cuda: Optional[str] = None``). ``importlib.metadata``, which reads
+distribution records, is asked only when that file says no version.
+
+Standard library only, Python 3.8.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+from collections.abc import Iterable
+from typing import Any
+
+# A top-level assignment in torch/version.py, annotated or not.
+_ASSIGN = re.compile(r"^(__version__|cuda)\s*(?::[^=\n]*)?=[ \t]*(\S.*?)[ \t]*$", re.M)
+_MAX_READ = 65536
+
+
+def _find(name: str) -> Any:
+    """``name``'s spec, or None; a finder that breaks counts as not finding it."""
+    try:
+        return importlib.util.find_spec(name)
+    except Exception:
+        # ValueError (a module without __spec__), ImportError from a custom
+        # finder, or anything a half-installed package's hook raises: the
+        # module cannot be imported either.
+        return None
+
+
+def has_modules(names: Iterable[str]) -> dict[str, bool]:
+    """Whether each top-level module could be imported, without importing it."""
+    return {name: _find(name) is not None for name in names}
+
+
+def _literal(text: str) -> str | None:
+    """A quoted string's text; None for ``None`` or anything else."""
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
+    return None
+
+
+def torch_versions() -> tuple[bool, str | None, str | None]:
+    """Whether torch is importable, its version, and the CUDA version it was built with."""
+    spec = _find("torch")
+    if spec is None:
+        return False, None, None
+    found: dict[str, str | None] = {}
+    for folder in spec.submodule_search_locations or ():
+        try:
+            with open(os.path.join(folder, "version.py"), encoding="utf-8") as f:
+                text = f.read(_MAX_READ)
+        except (OSError, ValueError):
+            continue
+        found = {m.group(1): _literal(m.group(2)) for m in _ASSIGN.finditer(text)}
+        break
+    version = found.get("__version__")
+    if version is None:
+        version = _distribution_version("torch")
+    return True, version, found.get("cuda")
+
+
+def _distribution_version(name: str) -> str | None:
+    try:
+        import importlib.metadata as metadata
+        return metadata.version(name)
+    except Exception:
+        return None

@@ -1,0 +1,194 @@
+"""What the agents' hellos say (sshrun/node/probe.py) and the checks over all of them
+before anything starts (sshrun/preflight.py); the rendezvous backends' table
+(sshrun/rendezvous.py). Pure, apart from the probe's reads of a fake torch and
+a run of the real agent's hello on this machine.
+
+The same refusal against real sshd nodes, a real etcd and an interpreter
+without python-etcd is in tests/test_etcd.py.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.metadata
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sshrun import errors, rendezvous
+from sshrun.hostfile import HostSpec
+from sshrun.node import probe, protocol
+from sshrun.node.protocol import EVENTS, PROTOCOL_VERSION, Hello, Preflight, ProtocolError
+from sshrun.plan import JobConfig
+from sshrun.preflight import NodeHello, Problem, check_hellos, refusal
+
+
+def hello(python: str = "/usr/bin/python3", **modules: bool) -> Hello:
+    return Hello(version=PROTOCOL_VERSION, pid=1, hostname="n", python=python,
+                 python_version="3.8.18", torch=True, free_port=29500, cwd="/",
+                 torch_version="2.13.0", cuda_version="12.6", modules=modules)
+
+
+def job(backend: str, mode: str = "torchrun") -> JobConfig:
+    return JobConfig(hosts=(HostSpec("a"), HostSpec("b")), target=("t.py",),
+                     mode=mode, rdzv_backend=backend)  # type: ignore[arg-type]
+
+
+# -- the backends' table -----------------------------------------------------------------
+
+
+def test_every_backend_torchrun_knows_is_in_the_table() -> None:
+    assert rendezvous.NAMES == ("static", "c10d", "etcd", "etcd-v2")
+    assert rendezvous.CLIENT_MODULES == ("etcd", "urllib3")
+    assert rendezvous.expected() == "static, c10d, etcd or etcd-v2"
+
+
+def test_what_each_backend_needs_matches_torchs_imports() -> None:
+    """torch's etcd backends import python-etcd (and etcd-v2 urllib3) by these names."""
+    spec = importlib.util.find_spec("torch")
+    assert spec is not None and spec.origin is not None
+    folder = Path(spec.origin).parent
+    sources = {
+        "etcd": ["etcd_rendezvous.py", "etcd_store.py"],
+        "etcd-v2": ["etcd_rendezvous_backend.py", "etcd_store.py"],
+    }
+    for name, files in sources.items():
+        text = "".join((folder / "distributed/elastic/rendezvous" / f).read_text()
+                       for f in files)
+        for module in rendezvous.backend(name).modules:
+            assert f"import {module.name}" in text, (name, module)
+    assert not rendezvous.backend("c10d").modules and not rendezvous.backend("static").modules
+    assert [rendezvous.backend(n).default_port for n in rendezvous.NAMES] == [
+        29400, 29400, 2379, 2379]
+
+
+# -- the checks over every hello ---------------------------------------------------------
+
+
+def test_a_node_without_python_etcd_is_one_problem_naming_it() -> None:
+    hellos = [NodeHello("n1", hello(etcd=True, urllib3=True)),
+              NodeHello("127.0.0.3", hello(etcd=False, urllib3=True))]
+    assert check_hellos(hellos, job("etcd")) == [Problem(
+        "127.0.0.3", "--rdzv-backend etcd needs the Python module 'etcd' "
+                     "(pip install python-etcd) in /usr/bin/python3")]
+    error = refusal(check_hellos(hellos, job("etcd")))
+    assert isinstance(error, errors.NodeSetupError) and error.exit_code == errors.EXIT_USAGE
+    assert str(error) == ("127.0.0.3: --rdzv-backend etcd needs the Python module 'etcd' "
+                          "(pip install python-etcd) in /usr/bin/python3")
+
+
+def test_etcd_v2_names_every_module_it_lacks_and_the_other_nodes() -> None:
+    hellos = [NodeHello("n1", hello("/opt/py", etcd=False, urllib3=False)),
+              NodeHello("n2", hello(etcd=False, urllib3=True)),
+              NodeHello("n3", hello(etcd=True, urllib3=True))]
+    problems = check_hellos(hellos, job("etcd-v2"))
+    assert [p.host for p in problems] == ["n1", "n2"]
+    assert str(refusal(problems)) == (
+        "n1: --rdzv-backend etcd-v2 needs the Python modules 'etcd' and 'urllib3' "
+        "(pip install python-etcd urllib3) in /opt/py (and 1 more: n2)")
+
+
+@pytest.mark.parametrize("backend", ["static", "c10d"])
+def test_backends_without_a_client_need_nothing(backend: str) -> None:
+    hellos = [NodeHello("n1", hello(etcd=False, urllib3=False))]
+    assert check_hellos(hellos, job(backend)) == []
+
+
+def test_exec_and_modules_not_asked_about_are_no_problem() -> None:
+    assert check_hellos([NodeHello("n1", hello(etcd=False))], job("etcd", mode="exec")) == []
+    # An agent that was not asked (a head without the table's modules) is not refused.
+    assert check_hellos([NodeHello("n1", hello())], job("etcd")) == []
+
+
+def test_the_interpreter_in_the_line_is_sanitized() -> None:
+    problems = check_hellos([NodeHello("n1", hello("/opt/\x1b[2Jpy", etcd=False))],
+                            job("etcd"))
+    assert "\x1b" not in problems[0].message and problems[0].message.endswith(" in /opt/py")
+
+
+# -- the hello's shape -------------------------------------------------------------------
+
+
+def test_the_hello_with_versions_and_modules_round_trips() -> None:
+    message = hello(etcd=True, urllib3=False)
+    wire = json.loads(json.dumps(message.to_dict()))
+    assert wire["modules"] == {"etcd": True, "urllib3": False}
+    assert (wire["torch_version"], wire["cuda_version"]) == ("2.13.0", "12.6")
+    assert protocol.decode(wire, EVENTS) == message
+    assert Preflight.from_dict({"type": "preflight", "modules": ["etcd"]}).modules == ("etcd",)
+
+
+def test_modules_that_are_not_booleans_are_refused() -> None:
+    wire = hello().to_dict() | {"modules": {"etcd": "yes"}}
+    with pytest.raises(ProtocolError, match="'modules' is not an object of booleans"):
+        protocol.decode(wire, EVENTS)
+
+
+# -- the probe ---------------------------------------------------------------------------
+
+
+def use_fake_torch(root: Path, version_py: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``torch`` package first on the path, that raises when imported."""
+    package = root / "torch"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("raise ImportError('the probe must not import torch')\n")
+    if version_py is not None:
+        (package / "version.py").write_text(version_py)
+    monkeypatch.syspath_prepend(str(root))
+    # find_spec answers from sys.modules first: a torch imported earlier in the session.
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    importlib.invalidate_caches()
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("from typing import Optional\n__version__ = '2.5.1+cu124'\ndebug = False\n"
+     "cuda: Optional[str] = '12.4'\ngit_version = 'abc'\n", ("2.5.1+cu124", "12.4")),
+    ('__version__ = "2.13.0+cpu"\ncuda = None\n', ("2.13.0+cpu", None)),
+    ("__version__ = '1.13.1'\ncuda: Optional[str] = None  # no CUDA\n", ("1.13.1", None)),
+])
+def test_torch_versions_come_from_its_version_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  text: str, expected: tuple[str, str]) -> None:
+    use_fake_torch(tmp_path, text, monkeypatch)
+    # Its __init__ raises: had the probe imported it, it would see no torch at all.
+    assert probe.torch_versions() == (True, *expected)
+
+
+def test_torch_without_a_version_file_asks_its_distribution(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    use_fake_torch(tmp_path, None, monkeypatch)
+    # No dist-info of its own here: the installed torch's record answers, or nothing.
+    try:
+        installed: str | None = importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        installed = None
+    assert probe.torch_versions() == (True, installed, None)
+
+
+class _Broken(importlib.abc.MetaPathFinder):
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if name == "brokenmod":
+            raise RuntimeError("a half-installed package's import hook")
+        return None
+
+
+def test_a_module_whose_finder_breaks_counts_as_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "meta_path", [_Broken(), *sys.meta_path])
+    assert probe.has_modules(["brokenmod", "json", "no_such_module_x"]) == {
+        "brokenmod": False, "json": True, "no_such_module_x": False}
+
+
+def test_the_real_hello_imports_neither_torch_nor_the_modules() -> None:
+    """The probe, run as the agent runs it: nothing heavy is imported to answer."""
+    code = ("import sys; from sshrun.node import probe; "
+            "print(probe.torch_versions()[0], probe.has_modules(['etcd', 'urllib3']), "
+            "sorted(m for m in ('torch', 'etcd', 'urllib3', 'importlib.metadata') "
+            "if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, cwd=Path(__file__).resolve().parent.parent, check=True)
+    assert done.stdout.split(" ", 1)[1].strip() == "{'etcd': True, 'urllib3': True} []", (
+        done.stdout + done.stderr)
