@@ -9,14 +9,15 @@ rendezvous decide and passes ``--local-addr`` so that every node advertises
 an address the others can route to.
 
 The rendezvous endpoint is the first node, at a port that node's agent found
-free, unless the user gave ``--rdzv-endpoint``. The port is only known once
+free, unless the user gave ``--rdzv-endpoint`` (or torchrun's legacy
+``--master-addr``/``--master-port``); ``--standalone`` leaves the rendezvous
+to torchrun on the one node. The port is only known once
 the agents say hello, so ``torchrun_args`` takes the endpoint as an argument;
 ``--dry-run`` shows it as ``<free port>``.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -25,6 +26,7 @@ from sshrun.errors import ConfigError
 from sshrun.hostfile import MAX_SLOTS, HostSpec
 from sshrun.membership import Membership
 from sshrun.redact import REDACTED as REDACTED  # shown for secret names
+from sshrun.torchrun_options import RDZV_BACKENDS
 
 Mode = Literal["torchrun", "exec"]
 
@@ -105,8 +107,12 @@ class JobConfig:
     nproc_per_node: str | None = None  # None: the host's slots, else 1
     rdzv_backend: str = "static"
     rdzv_endpoint: str | None = None
+    rdzv_port: int | None = None  # --master-port alone: the first node, at this port
     rdzv_id: str | None = None
     rdzv_conf: str | None = None
+    standalone: bool = False  # torchrun --standalone on the one node
+    monitor_interval: str = "0.1"  # torchrun's --monitor-interval
+    torchrun_extra: tuple[str, ...] = ()  # options passed on to every node's torchrun
     # A flag (python, workdir) overrides every host's own setting; the
     # default_* values apply where neither the flag nor the host sets one.
     python: str | None = None
@@ -161,23 +167,16 @@ def parse_nproc(value: str, source: str = "--nproc-per-node") -> str:
 
 
 def parse_endpoint(value: str, source: str = "--rdzv-endpoint") -> tuple[str, int | None]:
-    """``host``, ``host:port`` or ``[v6addr]:port``."""
+    """``host``, ``host:port`` or ``[v6addr]:port`` (sshrun.values.endpoint)."""
     value = value.strip()
-    match = re.fullmatch(
-        r"\[([0-9A-Fa-f:.]+)\](?::([0-9]+))?|([A-Za-z0-9._-]+)(?::([0-9]+))?", value
-    )
-    if not match:
-        raise ConfigError(f"{source}: expected HOST[:PORT], got {value!r}")
-    host = match.group(1) or match.group(3)
-    port_text = match.group(2) or match.group(4)
-    port: int | None = None
-    if port_text:
-        try:
-            port = values.whole_number(port_text, 1, values.MAX_PORT)
-        except values.BadValue:
+    try:
+        return values.endpoint(value)
+    except values.BadValue as exc:
+        if exc.kind == "port":
+            port_text = value.rpartition(":")[2]
             raise ConfigError(f"{source}: port {values.clip(port_text, 20)[1:-1]} is out of "
                               f"range 1-{values.MAX_PORT}") from None
-    return host, port
+        raise ConfigError(f"{source}: expected HOST[:PORT], got {value!r}") from None
 
 
 def format_endpoint(host: str, port: int | None) -> str:
@@ -190,10 +189,9 @@ def plan_job(config: JobConfig, job_id: str, attempt: int = 0) -> JobPlan:
         raise ConfigError("no hosts to run on")
     if not config.target:
         raise ConfigError("nothing to run: give a script (or, for sshrun exec, a command)")
-    if config.rdzv_backend not in ("static", "c10d"):
-        raise ConfigError(
-            f"--rdzv-backend: expected static or c10d, got {config.rdzv_backend!r}"
-        )
+    if config.rdzv_backend not in RDZV_BACKENDS:
+        known = f"{', '.join(RDZV_BACKENDS[:-1])} or {RDZV_BACKENDS[-1]}"
+        raise ConfigError(f"--rdzv-backend: expected {known}, got {config.rdzv_backend!r}")
     nodes: list[NodePlan] = []
     offset: int | None = 0
     for index, host in enumerate(config.hosts):
@@ -201,7 +199,9 @@ def plan_job(config: JobConfig, job_id: str, attempt: int = 0) -> JobPlan:
             nproc = config.nproc_per_node
         else:
             nproc = str(host.slots) if host.slots else "1"
-        deterministic = config.rdzv_backend == "static" and offset is not None
+        # --standalone is one node: its ranks are 0..n-1 whatever the rendezvous.
+        deterministic = (config.rdzv_backend == "static" or config.standalone) \
+            and offset is not None
         first = offset if deterministic else None
         offset = offset + int(nproc) if offset is not None and nproc.isdigit() else None
         # One entry per name: first position, last value (the layers' precedence).
@@ -264,24 +264,32 @@ def torchrun_args(
     if plan.attempt:
         # A fresh rendezvous for every restart: stale store keys must not leak in.
         rdzv_id += f".{plan.attempt}"
-    args = [
-        "--nnodes", str(len(plan.nodes)),
-        "--nproc-per-node", node.nproc,
-        "--rdzv-backend", config.rdzv_backend,
-        "--rdzv-endpoint", format_endpoint(*endpoint),
-        "--rdzv-id", rdzv_id,
+    if config.standalone:
+        # torchrun picks its own rendezvous: c10d on the node, a free port, a uuid.
+        args = ["--standalone", "--nnodes", "1", "--nproc-per-node", node.nproc]
+    else:
+        if config.rdzv_port is not None:
+            endpoint = (endpoint[0], config.rdzv_port)
+        args = [
+            "--nnodes", str(len(plan.nodes)),
+            "--nproc-per-node", node.nproc,
+            "--rdzv-backend", config.rdzv_backend,
+            "--rdzv-endpoint", format_endpoint(*endpoint),
+            "--rdzv-id", rdzv_id,
+        ]
+    args += [
         # sshrun, not torchrun, owns restarts: they must span the cluster.
         "--max-restarts", "0",
-        "--monitor-interval", "0.1",
+        "--monitor-interval", config.monitor_interval,
         "--shutdown-timeout", str(max(1, int(config.timeouts.grace))),
     ]
-    if config.rdzv_backend == "static":
+    if config.rdzv_backend == "static" and not config.standalone:
         args += ["--node-rank", str(node.index)]
-    elif local_addr:
+    elif local_addr and not config.standalone:
         args += ["--local-addr", local_addr]
     if config.rdzv_conf:
         args += ["--rdzv-conf", config.rdzv_conf]
-    return args
+    return [*args, *config.torchrun_extra]
 
 
 def target_args(config: JobConfig) -> list[str]:
