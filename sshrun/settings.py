@@ -69,6 +69,9 @@ agree. sshrun.torchrun_settings does the torchrun rows.
 Within the environment, layers stack (a later one wins): the allow-list and
 ``env.forward`` from the head, env files, ``env.set``, each host's own
 ``env``, then ``-x``. docs/configuration.md has the same table.
+
+This module is longer than most (about 450 lines): a fifth of it is this
+table, and :class:`Options` has a field for every long option.
 """
 
 from __future__ import annotations

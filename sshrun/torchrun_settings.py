@@ -161,6 +161,10 @@ def rendezvous(config: JobConfig, given: Gathered) -> JobConfig:
                                   f"the node (c10d at a free port): leave out "
                                   f"{given[dest].where}")
         hosts = config.hosts
+        if config.membership is not None:
+            raise ConfigError(f"{given['standalone'].where} runs one node: --nnodes "
+                              f"{config.membership.min_nodes}:{config.membership.max_nodes} "
+                              "is an elastic pool of them")
         if len(hosts) > 1:
             shown = ", ".join(h.label for h in hosts[:5]) + (", ..." if len(hosts) > 5 else "")
             raise ConfigError(f"{given['standalone'].where} runs one node, but {len(hosts)} "

@@ -221,6 +221,8 @@ def test_exec_nnodes_takes_the_first_hosts(capsys: pytest.CaptureFixture[str]) -
      "--nnodes 1 to use the first"),
     (["--hosts", "a,b", "--standalone", "--nnodes", "2"],
      "--standalone runs one node, but 2 hosts are given"),
+    (["--hosts", "a", "--standalone", "--nnodes", "1:2"],
+     "--standalone runs one node: --nnodes 1:2 is an elastic pool of them"),
     (["--hosts", "a", "--standalone", "--rdzv-endpoint", "h:1"],
      "--standalone sets up its own rendezvous on the node (c10d at a free port): leave out "
      "--rdzv-endpoint"),

@@ -75,3 +75,28 @@ def test_master_port_is_the_static_rendezvous_port(sshd_cluster: SshdCluster) ->
     assert [line.rsplit(" port=", 1)[1].split()[0] for line in shown] == [str(port)] * 2, \
         head.transcript()
     assert_no_leftovers(canary)
+
+
+@pytest.mark.slow
+def test_logs_specs_names_an_entry_point_on_the_nodes(sshd_cluster: SshdCluster,
+                                                      tmp_path: Path) -> None:
+    """--logs-specs reaches every node's torchrun, which loads the plugin found there."""
+    canary = new_canary()
+    (tmp_path / "mine_specs.py").write_text(
+        "from torch.distributed.elastic.multiprocessing.api import DefaultLogsSpecs\n"
+        "class Mine(DefaultLogsSpecs):\n"
+        "    def reify(self, envs):\n"
+        "        print('MINE LOGS SPECS', len(envs), flush=True)\n"
+        "        return super().reify(envs)\n")
+    dist = tmp_path / "mine-0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: mine\nVersion: 0\n")
+    (dist / "entry_points.txt").write_text("[torchrun.logs_specs]\nmine = mine_specs:Mine\n")
+    code, head = run_sshrun([*cluster_args(sshd_cluster), "--nnodes", "2", "--logs-specs",
+                             "mine", "-x", f"PYTHONPATH={tmp_path}",
+                             "-x", f"SSHRUN_TEST_CANARY={canary}", SCRIPT])
+    assert code == 0, head.transcript()
+    assert sorted(line for line in head.out if "MINE LOGS SPECS" in line) == [
+        "node0 torchrun | MINE LOGS SPECS 1", "node1 torchrun | MINE LOGS SPECS 1"], \
+        head.transcript()
+    assert_no_leftovers(canary)
