@@ -41,12 +41,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sshrun import values
+from sshrun.hostfile import MAX_SLOTS
 
 if TYPE_CHECKING:
     from sshrun.plan import JobConfig, JobPlan
 
 STD_NONE, STD_OUT, STD_ERR, STD_ALL = 0, 1, 2, 3
-MAX_LOCAL_RANK = 999_999  # the most slots a host has, less one (sshrun.hostfile.MAX_SLOTS)
+MAX_LOCAL_RANK = MAX_SLOTS - 1
 _STREAMS = re.compile(r"[0-3]")
 _STREAMS_WORDS = "0-3 (1 stdout, 2 stderr, 3 both) or LOCAL_RANK:0-3[,...]"
 

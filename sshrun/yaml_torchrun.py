@@ -115,7 +115,8 @@ def _value(reader: YamlReader, canonical: str, name: str, node: Node) -> str:
         reader.check_tag(node)
         if not (isinstance(node, ScalarNode) and node.tag == BOOL):
             reader.fail(node, f"expected true or false for {name}, got {describe(node)}")
-        return "true" if str(node.value).lower() in ("true", "yes", "on", "y") else "false"
+        # YAML 1.1's booleans, as PyYAML's SafeLoader reads them (yes/no, on/off too).
+        return "true" if str(node.value).lower() in ("true", "yes", "on") else "false"
     if option.choices is not None:
         return reader.choice(node, name, option.choices)
     if canonical in ("duplicate_stdout_filters", "duplicate_stderr_filters",
