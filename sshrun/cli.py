@@ -57,7 +57,18 @@ torchrun's options keep torchrun's names and meanings: ``--nproc-per-node``
 ``MIN:MAX`` below), ``--rdzv-backend static|c10d|etcd|etcd-v2`` (static: ranks in
 hostfile order; etcd, etcd-v2: the etcd server at ``--rdzv-endpoint``, python-etcd
 on every node), ``--rdzv-endpoint``, ``--rdzv-id``, ``--rdzv-conf``, ``-m/--module``,
-``--no-python``.
+``--no-python``, ``--run-path``, ``--standalone`` (one node, its own
+rendezvous), ``--master-addr``/``--master-port`` (the static rendezvous's
+endpoint), ``--log-dir`` (below); ``--role``, ``--start-method``,
+``--monitor-interval`` and torchrun's other process options go on to every
+node's torchrun; ``-r/--redirects``, ``-t/--tee`` and
+``--local-ranks-filter`` say which ranks' streams reach the console (every
+line still reaches the log directory), ``--duplicate-stdout-filters`` and
+``--duplicate-stderr-filters`` copy matching lines apart in it, and
+``--shutdown-timeout`` is the grace period. ``--node-rank`` and
+``--local-addr`` are refused with one line saying why (sshrun assigns both).
+torchrun's ``PET_*`` variables are read too, below the flags and the YAML
+file. docs/configuration.md has the table of every option.
 
 On the nodes: ``--python PATH`` (default ``python3``; it needs torch, not
 sshrun), ``--workdir DIR`` (default: the current directory), ``-x NAME`` to
@@ -134,22 +145,12 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
 
-from sshrun import errors, rendezvous, values
+from sshrun import errors, values
+from sshrun.dry_run import render_dry_run
 from sshrun.errors import ConfigError, SshrunError
-from sshrun.plan import (
-    JobPlan,
-    Timeouts,
-    format_endpoint,
-    given_endpoint,
-    plan_job,
-    target_args,
-    torchrun_args,
-)
-from sshrun.redact import Redactor, redact_env
-from sshrun.sanitize import sanitize, shown_plain
-from sshrun.sanitize import shown as shell_word
+from sshrun.plan import Timeouts, plan_job
+from sshrun.sanitize import sanitize
 from sshrun.settings import (
     Invocation,
     new_job_id,
@@ -158,6 +159,7 @@ from sshrun.settings import (
     resolve,
     secret_values,
 )
+from sshrun.torchrun_options import OPTIONS
 from sshrun.transport import HOST_KEY_POLICIES
 
 __all__ = ["Invocation", "build_parser", "main", "new_job_id", "parse_invocation",
@@ -196,20 +198,7 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
                          help="only these hosts (and local slots), DeepSpeed syntax")
     cluster.add_argument("--exclude", metavar="HOST[:SLOTS]@...",
                          help="all hosts but these (or these local slots)")
-    if mode == "run":
-        tr = parser.add_argument_group("torchrun (same names and meanings)")
-        tr.add_argument("--nproc-per-node", "--nproc_per_node", metavar="N|auto|gpu|cpu")
-        tr.add_argument("--nnodes", metavar="N|MIN:MAX",
-                        help="use the first N hosts; MIN:MAX: up to MAX, leaving out hosts "
-                             "that fail, while at least MIN remain")
-        tr.add_argument("--rdzv-backend", "--rdzv_backend", default=None,
-                        choices=rendezvous.NAMES)
-        tr.add_argument("--rdzv-endpoint", "--rdzv_endpoint", metavar="HOST[:PORT]")
-        tr.add_argument("--rdzv-id", "--rdzv_id", metavar="ID")
-        tr.add_argument("--rdzv-conf", "--rdzv_conf", metavar="K=V,...")
-        tr.add_argument("-m", "--module", action="store_true", help="SCRIPT is a module name")
-        tr.add_argument("--no-python", "--no_python", action="store_true",
-                        help="SCRIPT is an executable, not a Python file")
+    _add_torchrun_options(parser, mode)
     nodes = parser.add_argument_group("on the nodes")
     nodes.add_argument("--python", metavar="PATH",
                        help="interpreter on the nodes (default python3; the embedded "
@@ -231,15 +220,13 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
     ssh.add_argument("--max-handshakes", default="32", metavar="N",
                      help="SSH handshakes in flight at once")
     job = parser.add_argument_group("job")
-    job.add_argument("--grace-period", type=_positive_float, default=Timeouts.grace,
-                     metavar="SECONDS", help="SIGTERM to SIGKILL on the nodes")
+    job.add_argument("--grace-period", type=_positive_float, default=None,
+                     metavar="SECONDS", help="SIGTERM to SIGKILL on the nodes (default 10)")
     job.add_argument("--heartbeat-timeout", type=_positive_float,
                      default=Timeouts.heartbeat_timeout, metavar="SECONDS",
                      help="a node silent this long is lost (the job stops or restarts); "
                           "an agent whose head is silent this long tears its node down "
                           "(default 15)")
-    job.add_argument("--max-restarts", "--max_restarts", metavar="N",
-                     help="restart the whole cluster up to N times after a failure (default 0)")
     job.add_argument("--restart-backoff", type=_backoff, default=1.0, metavar="SECONDS",
                      help="wait before the first restart, doubled each time (default 1)")
     job.add_argument("--restart-backoff-max", type=_backoff, default=60.0,
@@ -254,15 +241,33 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
     job.add_argument("--events", metavar="PATH|-", default=None,
                      help="write every event as a JSON line to PATH (- : stdout, and the "
                           "ranks' output goes to stderr)")
-    job.add_argument("--log-dir", metavar="DIR", default=None,
-                     help="write the job's events, report, summary and every rank's log "
-                          "under DIR/JOB-ID/")
     if mode == "exec":
         parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
     else:
         parser.add_argument("script", metavar="SCRIPT")
         parser.add_argument("script_args", nargs=argparse.REMAINDER, metavar="SCRIPT_ARGS")
     return parser
+
+
+def _add_torchrun_options(parser: argparse.ArgumentParser, mode: str) -> None:
+    """Every torchrun option, from sshrun.torchrun_options' table.
+
+    Those the subcommand has not are still parsed (hidden from the help), so
+    that sshrun refuses them with its own line rather than argparse's
+    "unrecognized arguments".
+    """
+    group = parser.add_argument_group(
+        "torchrun's options (torchrun's names and meanings; docs/configuration.md says what "
+        "sshrun does with each)")
+    for option in OPTIONS:
+        shown = mode in option.modes and option.handling != "refused"
+        help_text = option.does if shown else argparse.SUPPRESS
+        if option.switch:
+            group.add_argument(*option.flags, dest=option.dest, action="store_true",
+                               default=None, help=help_text)
+        else:
+            group.add_argument(*option.flags, dest=option.dest, metavar=option.metavar,
+                               choices=option.choices if shown else None, help=help_text)
 
 
 def parse_invocation(argv: Sequence[str], environ: dict[str, str] | None = None) -> Invocation:
@@ -312,57 +317,6 @@ def _refuse_empty(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
             raise ConfigError(f"{flag}: expected a value, got an empty string")
 
 
-def render_dry_run(plan: JobPlan) -> str:
-    """Every node's plan, as the real run would start it.
-
-    Secrets are hidden by name (``redact_env``) and by value everywhere, as
-    in the real run; a value with a control character or an escape in it is
-    shown as a ``$'...'`` word (``\\r``, ``\\x1b``), never raw.
-    """
-    config = plan.config
-    redact = Redactor(secret_values(config))
-    elastic = config.membership
-    if elastic is not None:
-        # What the first attempt runs when every host comes up.
-        pool = config.hosts
-        plan = plan_job(replace(config, hosts=pool[:elastic.max_nodes]), plan.job_id)
-    first = plan.nodes[0]
-    endpoint: tuple[str, int | None] = given_endpoint(config) or (first.host.host, None)
-    nodes = f"{len(plan.nodes)} node{'s' * (len(plan.nodes) != 1)}"
-    if config.mode == "exec":
-        out = [f"job {plan.job_id}: {nodes}, one command each"]
-    else:
-        size = plan.world_size if plan.world_size is not None else "decided at launch"
-        out = [f"job {plan.job_id}: {nodes}, world size {size}",
-               f"rendezvous: {config.rdzv_backend} at {format_endpoint(*endpoint)}"]
-    if elastic is not None:
-        out.append(
-            f"elastic: {elastic.min_nodes} to {elastic.max_nodes} nodes from "
-            f"{len(pool)} hosts; a host that fails is left out for {elastic.cooldown:g}s, "
-            "spares fill in, each attempt renumbers the nodes that come up"
-        )
-    for node in plan.nodes:
-        ranks = node.ranks
-        if config.mode == "exec":
-            out.append(f"node {node.index}: {node.host.label}")
-        else:
-            shown = (f"ranks {ranks.start}-{ranks.stop - 1}" if ranks is not None
-                     else f"{node.nproc} processes")
-            out.append(f"node {node.index}: {node.host.label} ({shown})")
-        if config.mode == "torchrun":
-            argv = ["torchrun", *torchrun_args(plan, node, endpoint, node.host.host),
-                    *target_args(config)[1:]]
-        else:
-            argv = list(config.target)
-        out.append(f"  python:  {shown_plain(redact(node.python))}")
-        out.append(f"  workdir: {shown_plain(redact(str(node.workdir)))}")
-        out.append(f"  run:     {' '.join(shell_word(redact(arg)) for arg in argv)}")
-        for name, value in redact_env(node.env, config.secrets):
-            out.append(f"  env:     {name}={shown_plain(redact(value))}")
-    # Again over the whole text: a secret may span two arguments.
-    return redact("\n".join(out) + "\n")
-
-
 def run(argv: Sequence[str]) -> int:
     from sshrun.launcher import Runtime, run_job
 
@@ -371,7 +325,7 @@ def run(argv: Sequence[str]) -> int:
         if inv.dry_run:
             # Not a job, so no events: the dry run shows resolving's notices itself.
             _print_notices(notice.text for notice in inv.notices)
-            sys.stdout.write(render_dry_run(plan_job(inv.config, inv.job_id)))
+            sys.stdout.write(render_dry_run(plan_job(inv.config, inv.job_id), inv))
             sys.stdout.flush()
             return errors.EXIT_OK
         runtime = Runtime(stdout=sys.stdout.buffer, stderr=sys.stderr.buffer,

@@ -39,6 +39,8 @@ A cluster config describes the nodes of a job and how to reach them::
       rdzv_endpoint: gpu01:29400
       rdzv_id: job42
       rdzv_conf: {timeout: 900}     # or the string "timeout=900"
+      role: trainer                 # ... every torchrun option sshrun takes (yaml_torchrun)
+    log_dir: logs                   # the head's log directory, relative to this file
 
 The file is read with PyYAML's safe composer (``yaml.compose`` with
 ``SafeLoader``: what ``yaml.safe_load`` accepts, no Python objects) by
@@ -50,19 +52,20 @@ aliases and ``<<`` merge keys work as in ``safe_load``; top-level keys that
 start with ``x-`` are ignored, so that they can hold anchors (as in Docker
 Compose files).
 
-Relative ``identity_file``, ``ssh.config`` and ``env.file`` paths are taken
-relative to the YAML file's directory; paths starting with ``~`` are left for
-ssh to expand; ``python`` and ``workdir`` are node paths and kept as written
-(a ``~`` in ``workdir`` is expanded on the node, as for ``--workdir``). The
+Relative ``identity_file``, ``ssh.config``, ``env.file`` and ``log_dir``
+paths are taken relative to the YAML file's directory; paths starting with
+``~`` are left for ssh (or, for ``log_dir``, the resolver) to expand;
+``python`` and ``workdir`` are node paths and kept as written (a ``~`` in
+``workdir`` is expanded on the node, as for ``--workdir``). The
 value checks are :mod:`sshrun.values`', shared with the command line.
 Environment values may be strings, numbers or booleans and are kept as their
 YAML source text (``true`` stays ``"true"``, ``0x10`` stays ``"0x10"``).
 
-This module is longer than most (about 560 lines, a quarter of it this
-docstring and the typed results) because it is the whole schema: the sections
-are read together (hosts merge ``defaults``, duplicates are checked across
-entries), and splitting them apart would scatter one file format over several
-modules.
+The ``torchrun`` section is :mod:`sshrun.yaml_torchrun`'s (its keys are
+torchrun's options, from one table). This module is a little longer than
+most (about 440 lines, a quarter of it this docstring and the typed results):
+the host entries, ``defaults``, ``ssh`` and ``env`` are read together (hosts
+merge ``defaults``, duplicates are checked across entries).
 """
 
 from __future__ import annotations
@@ -74,12 +77,13 @@ from typing import Any
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from sshrun import hostfile, rendezvous, values
+from sshrun import hostfile, values
 from sshrun.configfile import read_config_text
 from sshrun.environment import refused_name
 from sshrun.errors import LocationError
 from sshrun.hostfile import MAX_HOSTS, MAX_SLOTS, HostSpec
 from sshrun.transport import HOST_KEY_POLICIES
+from sshrun.yaml_torchrun import TORCHRUN_KEYS, read_torchrun, typed
 from sshrun.yamlread import NULL, YamlReader, clip, compose, describe, suggest
 
 __all__ = [
@@ -124,29 +128,23 @@ class ClusterFile:
     hosts: tuple[HostSpec, ...]
     ssh: SSHFileSettings = SSHFileSettings()
     env: EnvFileSettings = EnvFileSettings()
-    # torchrun option (dash spelling, e.g. "nproc-per-node") -> value, in
-    # TORCHRUN_KEYS order.
+    # torchrun option (dash spelling, e.g. "nproc-per-node") -> value as
+    # torchrun's command line takes it, in TORCHRUN_KEYS order.
     torchrun: tuple[tuple[str, str], ...] = ()
+    log_dir: str | None = None  # the head's log directory (absolute when loaded from a file)
+
+    @property
+    def torchrun_values(self) -> dict[str, Any]:
+        """The torchrun section parsed (dest -> typed value) by sshrun.torchrun_options."""
+        return typed(self.torchrun)
 
 
-TOP_KEYS = ("hosts", "defaults", "ssh", "env", "torchrun")
+TOP_KEYS = ("hosts", "defaults", "ssh", "env", "torchrun", "log_dir")
 HOST_KEYS = ("host", "slots", "user", "port", "python", "workdir", "identity_file", "env")
 DEFAULTS_KEYS = ("user", "port", "slots", "python", "workdir", "identity_file", "env")
 SSH_KEYS = ("config", "identity_file", "jump_host", "host_key_policy", "connect_timeout")
 ENV_KEYS = ("forward", "set", "secret", "file")
-TORCHRUN_KEYS = (
-    "nproc_per_node",
-    "nnodes",
-    "max_restarts",
-    "rdzv_backend",
-    "rdzv_endpoint",
-    "rdzv_id",
-    "rdzv_conf",
-)
-NPROC_WORDS = ("auto", "cpu", "gpu", "xpu")
-RDZV_BACKENDS = rendezvous.NAMES
-MAX_PORT = 65535
-MAX_RESTARTS = values.MAX_RESTARTS
+MAX_PORT = values.MAX_PORT
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ENV_PATTERN = re.compile(r"[A-Za-z0-9_*?\[\]!-]+")
@@ -154,9 +152,6 @@ _HOP = re.compile(
     r"(?:(?P<user>[A-Za-z0-9._][A-Za-z0-9._-]*)@)?"
     r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._][A-Za-z0-9._-]*)"
     r"(?::(?P<port>[0-9]{1,5}))?"
-)
-_ENDPOINT = re.compile(
-    r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._][A-Za-z0-9._-]*)(?::(?P<port>[0-9]{1,5}))?"
 )
 
 
@@ -232,8 +227,10 @@ class _Converter(YamlReader):
         hosts = self.hosts(top["hosts"], defaults)
         ssh = self.ssh(top.get("ssh"))
         env = self.env(top.get("env"))
-        torchrun = self.torchrun(top.get("torchrun"))
-        return ClusterFile(self.source, tuple(hosts), ssh, env, torchrun)
+        torchrun = read_torchrun(self, top.get("torchrun"))
+        log_dir = (self.path(top["log_dir"], "log_dir", resolve=True)
+                   if "log_dir" in top and not self.is_null(top["log_dir"]) else None)
+        return ClusterFile(self.source, tuple(hosts), ssh, env, torchrun, log_dir)
 
     def defaults(self, node: Node | None) -> _Defaults:
         keys = self.section(node, "defaults", DEFAULTS_KEYS)
@@ -422,131 +419,11 @@ class _Converter(YamlReader):
             out["file"] = self.path(keys["file"], "file", resolve=True)
         return EnvFileSettings(**out)
 
-    def torchrun(self, node: Node | None) -> tuple[tuple[str, str], ...]:
-        if node is None or self.is_null(node):
-            return ()
-        given: dict[str, tuple[Node, str, Node]] = {}
-        for name, (key, value) in self.pairs(node, "torchrun").items():
-            canonical = name.replace("-", "_")
-            if canonical not in TORCHRUN_KEYS:
-                valid: tuple[str, ...] = TORCHRUN_KEYS
-                if "-" in name:
-                    valid = tuple(k.replace("_", "-") for k in TORCHRUN_KEYS)
-                self.fail(key, f"unknown key {name!r} in torchrun; {suggest(name, valid)}")
-            first = given.get(canonical)
-            if first is not None:
-                self.fail(
-                    key,
-                    f"{canonical} given twice in torchrun: {name!r} here, {first[1]!r} at "
-                    f"{self.ref(first[0])}",
-                )
-            given[canonical] = (key, name, value)
-        result: list[tuple[str, str]] = []
-        for canonical in TORCHRUN_KEYS:
-            if canonical in given:
-                _, name, value = given[canonical]
-                text = self.torchrun_value(canonical, name, value)
-                result.append((canonical.replace("_", "-"), text))
-        return tuple(result)
-
-    def torchrun_value(self, canonical: str, name: str, node: Node) -> str:
-        if canonical == "nproc_per_node":
-            text = self.scalar(node, name, "a positive integer or one of auto, cpu, gpu, xpu")
-            if text in NPROC_WORDS:
-                return text
-            if not (text.isascii() and text.isdigit()):
-                self.fail(
-                    node,
-                    f"expected a positive integer or one of {', '.join(NPROC_WORDS)} for {name}, "
-                    f"got {describe(node)}",
-                )
-            return str(self.integer(node, name, 1, MAX_SLOTS))
-        if canonical == "nnodes":
-            return self.nnodes(node, name)
-        if canonical == "max_restarts":
-            return str(self.integer(node, name, 0, MAX_RESTARTS))
-        if canonical == "rdzv_backend":
-            return self.choice(node, name, RDZV_BACKENDS)
-        if canonical == "rdzv_endpoint":
-            return self.endpoint(node, name)
-        if canonical == "rdzv_id":
-            return self.word(node, name)
-        return self.rdzv_conf(node, name)
-
-    def nnodes(self, node: Node, name: str) -> str:
-        text = self.scalar(node, name, "N or MIN:MAX")
-        try:
-            low, high = values.nnodes(text, MAX_HOSTS)
-        except values.BadValue as exc:
-            if exc.kind == "low":
-                self.fail(node, f"expected N or MIN:MAX with 1 <= MIN <= MAX for {name}, "
-                                f"got {clip(text)}")
-            if exc.kind == "high":
-                self.fail(node, f"expected {exc.reason} for {name}, got {clip(text)}")
-            self.fail(node, f"expected N or MIN:MAX for {name}, got {describe(node)}")
-        return f"{low}:{high}" if ":" in text else str(low)
-
-    def endpoint(self, node: Node, name: str) -> str:
-        text = self.string(node, name)
-        match = _ENDPOINT.fullmatch(text)
-        port = match.group("port") if match else None
-        if match is None or (port is not None and not 1 <= int(port) <= MAX_PORT):
-            self.fail(node, f"expected HOST or HOST:PORT for {name}, got {clip(text)}")
-        return text
-
-    def rdzv_conf(self, node: Node, name: str) -> str:
-        self.check_tag(node)
-        items: list[tuple[str, str]] = []
-        if isinstance(node, MappingNode):
-            for key_name, (key, value) in self.pairs(node, name).items():
-                self.conf_item(key, key_name, None, f"{name} key")
-                text = self.scalar(value, f"{name}.{key_name}", "a string or number")
-                self.conf_item(value, text, None, f"{name} value", value_part=True)
-                items.append((key_name, text))
-        else:
-            text = self.string(node, name)
-            offset = 0
-            for piece in text.split(","):
-                key_name, eq, value_text = piece.partition("=")
-                if not eq:
-                    self.fail(
-                        node,
-                        f"expected KEY=VALUE[,KEY=VALUE...] for {name}, got {clip(text)}",
-                        offset,
-                    )
-                self.conf_item(node, key_name, offset, f"{name} key")
-                self.conf_item(
-                    node, value_text, offset + len(key_name) + 1, f"{name} value", value_part=True
-                )
-                items.append((key_name, value_text))
-                offset += len(piece) + 1
-        if not items:
-            self.fail(node, f"expected at least one KEY=VALUE for {name}")
-        return ",".join(f"{k}={v}" for k, v in items)
-
-    def conf_item(
-        self, node: Node, text: str, index: int | None, what: str, *, value_part: bool = False
-    ) -> None:
-        if value_part:
-            if values.conf_value_problem(text) is not None:
-                self.fail(
-                    node,
-                    f"unexpected character in {what} {clip(text)}: ',', '=', spaces and "
-                    "control characters cannot be passed",
-                    index,
-                )
-        elif not values.CONF_KEY.fullmatch(text):
-            self.fail(
-                node,
-                f"expected {what} of letters, digits, '_', '.' or '-', got {clip(text)}",
-                index,
-            )
-
 
 def parse_cluster_yaml(text: str, source: str, base_dir: str | None = None) -> ClusterFile:
     """Parse a cluster config; ``source`` names it in errors and in ``where``.
 
-    Relative ``identity_file``, ``ssh.config`` and ``env.file`` paths are
+    Relative ``identity_file``, ``ssh.config``, ``env.file`` and ``log_dir`` paths are
     joined to ``base_dir`` (kept relative when it is None).  Raises
     :class:`~sshrun.errors.LocationError` for anything wrong.
     """

@@ -103,7 +103,8 @@ async def run_job(inv: Invocation, runtime: Runtime = Runtime()) -> JobResult:
     log_dir = None
     if inv.log_dir is not None:
         try:
-            log_dir = LogDir.create(inv.log_dir, inv.job_id, inv.secret_values, warn)
+            log_dir = LogDir.create(inv.log_dir, inv.job_id, inv.secret_values, warn,
+                                    inv.duplicate)
         except ConfigError:
             if event_file is not None:
                 event_file.close()
@@ -286,6 +287,7 @@ class _Job:
             launcher_label="torchrun" if config.mode == "torchrun" else "",
             # --events -: stdout is the events'; the ranks' lines all go to stderr.
             stdout=out.stderr if inv.events == "-" else out.stdout, stderr=out.stderr,
+            shows=inv.console.for_plan(plan),
         )
         logs = self.log_dir.attempt(attempt) if self.log_dir is not None else None
         supervisor = Supervisor(plan, ssh, printer, out, self.emit, logs)

@@ -7,12 +7,17 @@
     DIR/<job-id>/summary.json        exit code, first failure, attempts, hosts
     DIR/<job-id>/attempt-<n>/<host>/rank-<global rank>.log
     DIR/<job-id>/attempt-<n>/<host>/launcher.log   torchrun's own output, or exec's command
+    DIR/<job-id>/attempt-<n>/<host>/filtered_stdout.log   with --duplicate-stdout-filters
+    DIR/<job-id>/attempt-<n>/<host>/filtered_stderr.log   with --duplicate-stderr-filters
 
 A log line is ``<time> <out|err> <text>``: the time is the node's wall clock
 when its agent read the chunk that ended the line (ISO 8601, UTC, in
 microseconds), the text as the console shows it (sanitized, no colour) with
 the job's secrets redacted. Every line of every rank reaches its file,
-whatever the console shows.
+whatever the console shows. A filtered file holds the node's rank lines of
+that stream that contain any of the filter strings (torchrun's
+``--duplicate-std*-filters``, ``sshrun.output_filters``), each as
+``<time> r<rank> <text>``, all ranks of the node in the order read.
 
 One reader of the job's events (sshrun.events) and, per attempt, a tap on
 the ranks' output ahead of the console's printer. Writes are buffered and
@@ -41,6 +46,7 @@ from sshrun.errors import ConfigError
 from sshrun.event_log import EventLog
 from sshrun.events import Event, JobFinished, JobStarted
 from sshrun.output import MAX_LINE, LineFramer
+from sshrun.output_filters import DuplicateFilters
 from sshrun.redact import Redactor
 from sshrun.sanitize import sanitize
 
@@ -147,10 +153,12 @@ class _EventsFile:
 class LogDir:
     """``on_event`` for the job's directory, and a tap per attempt on the ranks' output."""
 
-    def __init__(self, root: Path, writer: _Writer, redactor: Redactor) -> None:
+    def __init__(self, root: Path, writer: _Writer, redactor: Redactor,
+                 duplicate: DuplicateFilters | None = None) -> None:
         self.root = root
         self.writer = writer
         self.redactor = redactor
+        self.duplicate = duplicate or DuplicateFilters()
         self.events_path = root / "events.jsonl"
         self.events = EventLog(_EventsFile(writer, self.events_path), redactor,
                                writer.warn, str(self.events_path))
@@ -163,7 +171,8 @@ class LogDir:
 
     @classmethod
     def create(cls, base: str, job_id: str, secrets: frozenset[str],
-               warn: Callable[[str], None]) -> LogDir:
+               warn: Callable[[str], None],
+               duplicate: DuplicateFilters | None = None) -> LogDir:
         """DIR/<job-id>/ made and events.jsonl opened; a ConfigError when it cannot be."""
         root = Path(base) / _file_name(job_id)
         writer = _Writer(f"--log-dir {base}", warn)
@@ -174,7 +183,7 @@ class LogDir:
         except OSError as exc:
             raise ConfigError(f"--log-dir {base}: cannot write {root}: "
                               f"{exc.strerror or exc}") from None
-        return cls(root, writer, Redactor(secrets))
+        return cls(root, writer, Redactor(secrets), duplicate)
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, JobStarted):
@@ -225,11 +234,15 @@ class LogDir:
 class _Stream:
     """One stream of one rank: its lines and the time the last chunk was read."""
 
-    def __init__(self, path: Path, tag: str) -> None:
+    def __init__(self, path: Path, tag: str, rank: int = -1,
+                 filtered: Path | None = None, needles: tuple[str, ...] = ()) -> None:
         self.path = path
         self.tag = tag
         self.framer = LineFramer(MAX_LINE)
         self.when = 0.0
+        self.rank = rank
+        self.filtered = filtered  # the node's filtered_std*.log, when this stream has filters
+        self.needles = needles
 
 
 class AttemptLog:
@@ -246,8 +259,12 @@ class AttemptLog:
         source = self._streams.get(key)
         if source is None:
             name = f"rank-{rank}.log" if rank >= 0 else "launcher.log"
+            tag = _STREAMS.get(stream, str(stream))
+            needles = self.log.duplicate.of(stream) if rank >= 0 else ()
+            filtered = (self.root / _file_name(host) / f"filtered_std{tag}.log"
+                        if needles else None)
             source = self._streams[key] = _Stream(
-                self.root / _file_name(host) / name, _STREAMS.get(stream, str(stream)))
+                self.root / _file_name(host) / name, tag, rank, filtered, needles)
         source.when = when
         self._write(source, source.framer.feed(data))
 
@@ -262,14 +279,24 @@ class AttemptLog:
         for key in {k[0] for k in self._streams}:
             self.flush_node(key)
         writer = self.log.writer
-        for path in {s.path for s in self._streams.values()}:
+        paths = {s.path for s in self._streams.values()}
+        paths |= {s.filtered for s in self._streams.values() if s.filtered is not None}
+        for path in paths:
             writer.close(path)
         writer.flush()
 
     def _write(self, source: _Stream, lines: list[str]) -> None:
         if not lines or self.log.writer.failed:
             return
-        head = f"{stamp(source.when)} {source.tag} "
+        when = stamp(source.when)
+        head = f"{when} {source.tag} "
         redact = self.log.redactor
-        text = "".join(f"{head}{redact(sanitize(line))}\n" for line in lines)
+        shown = [sanitize(line) for line in lines]
+        text = "".join(f"{head}{redact(line)}\n" for line in shown)
         self.log.writer.write(source.path, text.encode("utf-8", "replace"))
+        if source.filtered is not None:
+            needles = source.needles
+            picked = "".join(f"{when} r{source.rank} {redact(line)}\n" for line in shown
+                             if any(needle in line for needle in needles))
+            if picked:
+                self.log.writer.write(source.filtered, picked.encode("utf-8", "replace"))

@@ -34,7 +34,7 @@ import codecs
 import collections
 import itertools
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -217,6 +217,7 @@ class Source:
     rank: int  # global rank; -1 for torchrun or the exec'd command
     stream: int  # 1 stdout, 2 stderr
     framer: LineFramer = field(default_factory=LineFramer)
+    shown: bool = True  # on the console (else only kept for the report's last lines)
 
 
 class Printer:
@@ -233,6 +234,7 @@ class Printer:
         launcher_label: str = "torchrun",
         secrets: Iterable[str] = (),
         max_line: int = MAX_LINE,
+        shows: Callable[[int, int, int], bool] | None = None,
     ) -> None:
         self.stdout: Writable = stdout if stdout is not None else sys.stdout.buffer
         self.stderr: Writable = stderr if stderr is not None else sys.stderr.buffer
@@ -251,6 +253,9 @@ class Printer:
         # Short values are left alone: redacting "1" would mangle everything.
         self.redactor = Redactor(secrets)
         self._secrets = self.redactor if self.redactor else None
+        # (node, rank, stream) -> whether its lines reach the console
+        # (sshrun.output_filters: --local-ranks-filter, --redirects, --tee).
+        self.shows = shows
 
     def redact(self, text: str) -> str:
         return self.redactor.redact(text)
@@ -275,8 +280,11 @@ class Printer:
         key = (node, rank, stream)
         source = self._sources.get(key)
         if source is None:
+            shown = self.shows is None or self.shows(node, rank, stream)
             source = self._sources[key] = Source(node, host, rank, stream,
-                                                 LineFramer(self.max_line))
+                                                 LineFramer(self.max_line), shown)
+        if not source.shown and stream != 2:
+            return  # neither shown nor kept: stderr only is kept for the report
         lines = source.framer.feed(data)
         if lines:
             self._emit(source, lines)
@@ -294,6 +302,10 @@ class Printer:
             self.flush_node(node)
 
     def _emit(self, source: Source, lines: list[str]) -> None:
+        if not source.shown:
+            self._keep(source, [self.redact(line) for line in lines]
+                       if self._secrets is not None else lines)
+            return
         prefix = self.prefix(source.node, source.host, source.rank)
         more = self.prefix(source.node, source.host, source.rank, "+")
         marks = [more if isinstance(line, Continuation) else prefix for line in lines]
@@ -306,6 +318,10 @@ class Printer:
         out = self.stderr if source.stream == 2 else self.stdout
         out.write(text.encode("utf-8", "replace"))
         out.flush()
+        self._keep(source, lines)
+
+    def _keep(self, source: Source, lines: list[str]) -> None:
+        """A rank's last stderr lines, for the report (shown on the console or not)."""
         if source.stream == 2:
             tail = self.tails.get((source.node, source.rank))
             if tail is None:

@@ -10,15 +10,16 @@ so that every node advertises an address the others can route to. What each
 backend needs is in ``sshrun.rendezvous``.
 
 The rendezvous endpoint is the first node, at a port that node's agent found
-free, unless the user gave ``--rdzv-endpoint`` (the etcd backends need it: the
-etcd server is the user's). The port is only known once the agents say hello,
-so ``torchrun_args`` takes the endpoint as an argument; ``--dry-run`` shows it
+free, unless the user gave ``--rdzv-endpoint`` (or torchrun's legacy
+``--master-addr``/``--master-port``; the etcd backends need it: the etcd
+server is the user's); ``--standalone`` leaves the rendezvous to torchrun on
+the one node. The port is only known once the agents say hello, so
+``torchrun_args`` takes the endpoint as an argument; ``--dry-run`` shows it
 as ``<free port>``.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -107,8 +108,12 @@ class JobConfig:
     nproc_per_node: str | None = None  # None: the host's slots, else 1
     rdzv_backend: str = "static"
     rdzv_endpoint: str | None = None
+    rdzv_port: int | None = None  # --master-port alone: the first node, at this port
     rdzv_id: str | None = None
     rdzv_conf: str | None = None
+    standalone: bool = False  # torchrun --standalone on the one node
+    monitor_interval: str = "0.1"  # torchrun's --monitor-interval
+    torchrun_extra: tuple[str, ...] = ()  # options passed on to every node's torchrun
     # A flag (python, workdir) overrides every host's own setting; the
     # default_* values apply where neither the flag nor the host sets one.
     python: str | None = None
@@ -163,23 +168,16 @@ def parse_nproc(value: str, source: str = "--nproc-per-node") -> str:
 
 
 def parse_endpoint(value: str, source: str = "--rdzv-endpoint") -> tuple[str, int | None]:
-    """``host``, ``host:port`` or ``[v6addr]:port``."""
+    """``host``, ``host:port`` or ``[v6addr]:port`` (sshrun.values.endpoint)."""
     value = value.strip()
-    match = re.fullmatch(
-        r"\[([0-9A-Fa-f:.]+)\](?::([0-9]+))?|([A-Za-z0-9._-]+)(?::([0-9]+))?", value
-    )
-    if not match:
-        raise ConfigError(f"{source}: expected HOST[:PORT], got {value!r}")
-    host = match.group(1) or match.group(3)
-    port_text = match.group(2) or match.group(4)
-    port: int | None = None
-    if port_text:
-        try:
-            port = values.whole_number(port_text, 1, values.MAX_PORT)
-        except values.BadValue:
+    try:
+        return values.endpoint(value)
+    except values.BadValue as exc:
+        if exc.kind == "port":
+            port_text = value.rpartition(":")[2]
             raise ConfigError(f"{source}: port {values.clip(port_text, 20)[1:-1]} is out of "
                               f"range 1-{values.MAX_PORT}") from None
-    return host, port
+        raise ConfigError(f"{source}: expected HOST[:PORT], got {value!r}") from None
 
 
 def given_endpoint(config: JobConfig) -> tuple[str, int] | None:
@@ -217,7 +215,8 @@ def plan_job(config: JobConfig, job_id: str, attempt: int = 0) -> JobPlan:
             nproc = config.nproc_per_node
         else:
             nproc = str(host.slots) if host.slots else "1"
-        deterministic = fixed_ranks and offset is not None
+        # --standalone is one node: its ranks are 0..n-1 whatever the rendezvous.
+        deterministic = (fixed_ranks or config.standalone) and offset is not None
         first = offset if deterministic else None
         offset = offset + int(nproc) if offset is not None and nproc.isdigit() else None
         # One entry per name: first position, last value (the layers' precedence).
@@ -280,24 +279,32 @@ def torchrun_args(
     if plan.attempt:
         # A fresh rendezvous for every restart: stale store keys must not leak in.
         rdzv_id += f".{plan.attempt}"
-    args = [
-        "--nnodes", str(len(plan.nodes)),
-        "--nproc-per-node", node.nproc,
-        "--rdzv-backend", config.rdzv_backend,
-        "--rdzv-endpoint", format_endpoint(*endpoint),
-        "--rdzv-id", rdzv_id,
+    if config.standalone:
+        # torchrun picks its own rendezvous: c10d on the node, a free port, a uuid.
+        args = ["--standalone", "--nnodes", "1", "--nproc-per-node", node.nproc]
+    else:
+        if config.rdzv_port is not None:
+            endpoint = (endpoint[0], config.rdzv_port)
+        args = [
+            "--nnodes", str(len(plan.nodes)),
+            "--nproc-per-node", node.nproc,
+            "--rdzv-backend", config.rdzv_backend,
+            "--rdzv-endpoint", format_endpoint(*endpoint),
+            "--rdzv-id", rdzv_id,
+        ]
+    args += [
         # sshrun, not torchrun, owns restarts: they must span the cluster.
         "--max-restarts", "0",
-        "--monitor-interval", "0.1",
+        "--monitor-interval", config.monitor_interval,
         "--shutdown-timeout", str(max(1, int(config.timeouts.grace))),
     ]
-    if rendezvous.backend(config.rdzv_backend).fixed_ranks:
+    if rendezvous.backend(config.rdzv_backend).fixed_ranks and not config.standalone:
         args += ["--node-rank", str(node.index)]
-    elif local_addr:
+    elif local_addr and not config.standalone:
         args += ["--local-addr", local_addr]
     if config.rdzv_conf:
         args += ["--rdzv-conf", config.rdzv_conf]
-    return args
+    return [*args, *config.torchrun_extra]
 
 
 def run_id(plan: JobPlan) -> str:

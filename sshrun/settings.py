@@ -33,14 +33,21 @@ that layer has no say::
     forwarded names   -x NAME, -x 'PAT_*'     env.forward (added)        DEFAULT_FORWARD
     env files         --env-file (after)      env.file (first)           none
     secrets           --secret (added)        env.secret (added)         none
-    nproc_per_node    --nproc-per-node        torchrun.nproc_per_node    the host's slots, or 1
-    nnodes            --nnodes                torchrun.nnodes            every host
-    max_restarts      --max-restarts          torchrun.max_restarts      0
-    rdzv_backend      --rdzv-backend          torchrun.rdzv_backend      static
-    rdzv_endpoint     --rdzv-endpoint         torchrun.rdzv_endpoint     the first node
-    rdzv_id           --rdzv-id               torchrun.rdzv_id           the job id
-    rdzv_conf         --rdzv-conf             torchrun.rdzv_conf         none
-    grace period      --grace-period          -                          10 s
+    nproc_per_node    --nproc-per-node        torchrun.nproc_per_node    $PET_NPROC_PER_NODE;
+                                                                         the host's slots, or 1
+    nnodes            --nnodes (exec too)     torchrun.nnodes            $PET_NNODES; every host
+    max_restarts      --max-restarts          torchrun.max_restarts      $PET_MAX_RESTARTS; 0
+    rdzv_backend      --rdzv-backend          torchrun.rdzv_backend      $PET_RDZV_BACKEND;
+                                                                         static
+    rdzv_endpoint     --rdzv-endpoint, or     torchrun.rdzv_endpoint,    $PET_RDZV_ENDPOINT,
+                      --master-addr and       or master_addr and         $PET_MASTER_*; the
+                      --master-port (static)  master_port                first node
+    rdzv_id           --rdzv-id               torchrun.rdzv_id           $PET_RDZV_ID; the job id
+    rdzv_conf         --rdzv-conf             torchrun.rdzv_conf         $PET_RDZV_CONF; none
+    other torchrun    --OPTION (the table in  torchrun.OPTION            $PET_OPTION (torchrun's
+    options           sshrun.torchrun_options)                           own fallbacks); none
+    grace period      --grace-period or       torchrun.shutdown_timeout  $PET_SHUTDOWN_TIMEOUT;
+                      --shutdown-timeout                                 10 s
     heartbeat         --heartbeat-timeout     -                          15 s
     back-off          --restart-backoff,      -                          1 s, at most 60 s
                       --restart-backoff-max
@@ -49,11 +56,22 @@ that layer has no say::
     handshakes        --max-handshakes        -                          32
     colour            --color                 -                          auto (a terminal)
     event file        --events                -                          none
-    log directory     --log-dir               -                          none
+    log directory     --log-dir               log_dir (relative to the   $PET_LOG_DIR; none
+                                              file's directory)
+
+torchrun's ``PET_*`` variables are read on the head, by ``sshrun run`` only
+(``sshrun exec`` runs no torchrun), below the flag and the file as the table
+says; a switch's variable is on unless it is ``0``. A flag's switch cannot be
+turned off on the command line (as in torchrun); the API's ``False`` can.
+Two flags for one key (``--shutdown-timeout`` and ``--grace-period``) must
+agree. sshrun.torchrun_settings does the torchrun rows.
 
 Within the environment, layers stack (a later one wins): the allow-list and
 ``env.forward`` from the head, env files, ``env.set``, each host's own
 ``env``, then ``-x``. docs/configuration.md has the same table.
+
+This module is longer than most (about 450 lines): a fifth of it is this
+table, and :class:`Options` has a field for every long option.
 """
 
 from __future__ import annotations
@@ -68,18 +86,20 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal, TypeVar
 
-from sshrun import rendezvous, values
+from sshrun import torchrun_settings, values
 from sshrun.cluster_yaml import EnvFileSettings, SSHFileSettings, load_cluster_yaml
 from sshrun.envfile import load_env_file
 from sshrun.environment import DEFAULT_FORWARD, resolve_env
 from sshrun.errors import ConfigError, SshrunError
-from sshrun.hostfile import MAX_HOSTS, HostSpec, load_hostfile, parse_host_list
+from sshrun.hostfile import HostSpec, load_hostfile, parse_host_list
 from sshrun.local_cluster import MAX_NODES as MAX_LOCAL_NODES
 from sshrun.local_cluster import local_cluster_hosts
-from sshrun.membership import Membership
-from sshrun.plan import JobConfig, RestartPolicy, Timeouts, parse_endpoint, parse_nproc
+from sshrun.output_filters import ConsoleFilter, DuplicateFilters
+from sshrun.plan import JobConfig, RestartPolicy, Timeouts
 from sshrun.redact import is_secret_name
 from sshrun.selection import apply_filters, slurm_hosts
+from sshrun.torchrun_options import EXEC_OPTIONS, OPTIONS, REFUSED
+from sshrun.torchrun_settings import parse_nnodes as parse_nnodes
 from sshrun.transport import HOST_KEY_POLICIES, HostKeyPolicy, SSHSettings, check_ssh_files
 
 T = TypeVar("T")
@@ -104,15 +124,37 @@ class Options:
     config: str | None = None
     include: str | None = None
     exclude: str | None = None
-    # torchrun (run mode only)
+    # torchrun's options (sshrun.torchrun_options: what sshrun does with each);
+    # None: not given here. Switches: True, or (the API) False to override the
+    # YAML file and PET_*.
     nproc_per_node: Number | None = None
     nnodes: Number | None = None
     rdzv_backend: str | None = None
     rdzv_endpoint: str | None = None
     rdzv_id: str | None = None
     rdzv_conf: str | None = None
-    module: bool = False
-    no_python: bool = False
+    standalone: bool | None = None
+    monitor_interval: Number | None = None
+    start_method: str | None = None
+    event_log_handler: str | None = None
+    role: str | None = None
+    module: bool | None = None
+    no_python: bool | None = None
+    run_path: bool | None = None
+    redirects: Number | None = None
+    tee: Number | None = None
+    local_ranks_filter: Number | None = None
+    duplicate_stdout_filters: str | None = None
+    duplicate_stderr_filters: str | None = None
+    node_rank: Number | None = None  # refused: sshrun assigns node ranks
+    master_addr: str | None = None
+    master_port: Number | None = None
+    local_addr: str | None = None  # refused: every node gets its own
+    logs_specs: str | None = None
+    numa_binding: str | None = None
+    signals_to_handle: str | None = None
+    shutdown_timeout: Number | None = None
+    virtual_local_rank: bool | None = None
     # on the nodes
     python: str | None = None
     workdir: str | None = None
@@ -125,7 +167,7 @@ class Options:
     connect_timeout: Number | None = None
     max_handshakes: Number = "32"
     # job
-    grace_period: Number = Timeouts.grace
+    grace_period: Number | None = None  # default Timeouts.grace
     heartbeat_timeout: Number = Timeouts.heartbeat_timeout
     max_restarts: Number | None = None
     restart_backoff: Number = 1.0
@@ -138,9 +180,9 @@ class Options:
     log_dir: str | None = None  # DIR: the job's logs under DIR/<job-id>/
 
 
-# Options that only `sshrun run` has (torchrun's own).
-RUN_ONLY = ("nproc_per_node", "nnodes", "rdzv_backend", "rdzv_endpoint", "rdzv_id",
-            "rdzv_conf", "module", "no_python")
+# torchrun's options that `sshrun exec` has not.
+RUN_ONLY = tuple(o.dest for o in OPTIONS if o.dest not in EXEC_OPTIONS)
+SWITCHES = ("dry_run", *(o.dest for o in OPTIONS if o.switch))
 CLUSTER_OPTIONS = ("hostfile", "hosts", "local_cluster", "config")
 # The flag each option is named by in messages (the long option, or its first).
 FLAG = {f.name: "--" + f.name.replace("_", "-") for f in dataclasses.fields(Options)}
@@ -170,6 +212,9 @@ class Invocation:
     events: str | None = None  # --events: a path, "-" (stdout), or None (no event file)
     log_dir: str | None = None  # --log-dir: the directory the job's own one goes in
     notices: tuple[SettingNotice, ...] = ()  # what resolving has to tell the user
+    # Which ranks' streams the console shows; which lines the log dir copies apart.
+    console: ConsoleFilter = dataclasses.field(default_factory=ConsoleFilter)
+    duplicate: DuplicateFilters = dataclasses.field(default_factory=DuplicateFilters)
 
 
 def options_from_namespace(args: argparse.Namespace, mode: Mode,
@@ -195,8 +240,8 @@ def check_options(opts: Options) -> None:
     """What argparse checks for the CLI, checked again for the API's keywords."""
     for f in dataclasses.fields(Options):
         value = getattr(opts, f.name)
-        if f.name in ("module", "no_python", "dry_run"):
-            if not isinstance(value, bool):
+        if f.name in SWITCHES:
+            if not isinstance(value, bool) and (value is not None or f.name == "dry_run"):
                 raise ConfigError(f"{FLAG[f.name]}: expected True or False, got {value!r}")
             continue
         if f.name in ("env", "env_file", "secret", "target"):
@@ -217,11 +262,15 @@ def check_options(opts: Options) -> None:
                           "(give one cluster)")
     if opts.mode not in ("run", "exec"):
         raise ConfigError(f"mode: expected 'run' or 'exec', got {opts.mode!r}")
+    for option in REFUSED:
+        if getattr(opts, option.dest) is not None:
+            raise ConfigError(f"{FLAG[option.dest]}: {option.does}")
     if opts.mode == "exec":
         for name in RUN_ONLY:
             if getattr(opts, name) not in (None, False):
                 raise ConfigError(f"{FLAG[name]}: a torchrun option, not one of sshrun exec")
-    choices = {"rdzv_backend": rendezvous.NAMES, "color": ("auto", "always", "never")}
+    choices = {"color": ("auto", "always", "never"),
+               **{o.dest: o.choices for o in OPTIONS if o.choices is not None}}
     for name, allowed in choices.items():
         value = getattr(opts, name)
         if value is not None and value not in allowed:
@@ -269,7 +318,12 @@ def _resolve(opts: Options, env: dict[str, str], notices: list[SettingNotice],
         raise ConfigError("sshrun exec: no command given (sshrun exec [OPTIONS] -- COMMAND)"
                           if mode == "exec" else "no script given (SCRIPT [SCRIPT_ARGS...])")
     cf = load_cluster_yaml(opts.config) if opts.config is not None else None
-    torch_opts = dict(cf.torchrun) if cf is not None else {}
+    yaml = dict(cf.torchrun_values) if cf is not None else {}
+    if cf is not None and cf.log_dir is not None:
+        yaml["log_dir"] = os.path.expanduser(cf.log_dir)
+    given = torchrun_settings.gather(
+        {o.dest: getattr(opts, o.dest) for o in OPTIONS}, yaml,
+        cf.source if cf is not None else "", env, mode)
     if local_count is not None:
         # The embedded nodes' names, so that every check below (--nnodes,
         # --include) applies to them as to any cluster, in the dry run too.
@@ -281,10 +335,13 @@ def _resolve(opts: Options, env: dict[str, str], notices: list[SettingNotice],
     ssh_file = cf.ssh if cf is not None else SSHFileSettings()
     connect = (_seconds(opts.connect_timeout, "connect_timeout")
                if opts.connect_timeout is not None else None)
+    grace = torchrun_settings.grace_period(
+        _seconds(opts.grace_period, "grace_period") if opts.grace_period is not None else None,
+        given)
     timeouts = Timeouts.for_liveness(
         _seconds(opts.heartbeat_timeout, "heartbeat_timeout"),
         connect=connect or ssh_file.connect_timeout or Timeouts.connect,
-        grace=_seconds(opts.grace_period, "grace_period"),
+        grace=grace if grace is not None else Timeouts.grace,
     )
     env_file = cf.env if cf is not None else EnvFileSettings()
     files = [entry for path in (*([env_file.file] if env_file.file else []), *opts.env_file)
@@ -312,8 +369,13 @@ def _resolve(opts: Options, env: dict[str, str], notices: list[SettingNotice],
         secrets=frozenset(everything.secrets),
         timeouts=timeouts,
     )
+    config = torchrun_settings.select_nodes(
+        config, given, hosts, lambda: _seconds(opts.host_cooldown, "host_cooldown"))
     if mode == "run":
-        config = _torchrun(config, opts, torch_opts, hosts)
+        config = torchrun_settings.rendezvous(config, given)
+        config = torchrun_settings.torchrun_job(config, given)
+    log_dir = given["log_dir"].value if "log_dir" in given else None
+    console, duplicate = torchrun_settings.output_filters(config, given, log_dir)
     policy_text = opts.host_key_policy or ssh_file.host_key_policy or "strict"
     if policy_text not in HOST_KEY_POLICIES:
         raise ConfigError(f"host_key_policy: expected one of {', '.join(HOST_KEY_POLICIES)}")
@@ -334,9 +396,7 @@ def _resolve(opts: Options, env: dict[str, str], notices: list[SettingNotice],
     if local_count is None:
         # Once, before any connection, in the dry run as in the real run.
         check_ssh_files(config.hosts, ssh)
-    restarts_text = (_text(opts.max_restarts, "max_restarts") if opts.max_restarts is not None
-                     else torch_opts.get("max-restarts", "0"))
-    max_restarts = _number(restarts_text, "--max-restarts", 0, values.MAX_RESTARTS)
+    max_restarts = given["max_restarts"].value if "max_restarts" in given else 0
     codes_text = opts.no_restart_on if opts.no_restart_on is not None else ""
     codes = _checked(values.exit_codes, codes_text, "--no-restart-on") or frozenset()
     config = replace(config, restarts=RestartPolicy(
@@ -350,46 +410,8 @@ def _resolve(opts: Options, env: dict[str, str], notices: list[SettingNotice],
     # Never the user's --rdzv-id: the job id tags every process for teardown,
     # and two jobs that share a rendezvous id must not share tags.
     return Invocation(config, ssh, local_count, opts.dry_run, colour, new_job_id(),
-                      secret_values(config), events=opts.events, log_dir=opts.log_dir)
-
-
-def _torchrun(config: JobConfig, opts: Options, torch_opts: dict[str, str],
-              hosts: tuple[HostSpec, ...]) -> JobConfig:
-    """torchrun's options: a flag overrides the config file's torchrun section."""
-    def opt(name: str, key: str) -> str | None:
-        flag = getattr(opts, name)
-        return _text(flag, name) if flag is not None else torch_opts.get(key)
-
-    nnodes_text = opt("nnodes", "nnodes")
-    nnodes = parse_nnodes(nnodes_text) if nnodes_text is not None else None
-    if opts.module and opts.no_python:
-        raise ConfigError("-m/--module and --no-python cannot be used together "
-                          "(a module is run by Python)")
-    endpoint = opt("rdzv_endpoint", "rdzv-endpoint")
-    if endpoint is not None:
-        parse_endpoint(endpoint)
-    nproc = opt("nproc_per_node", "nproc-per-node")
-    config = replace(
-        config,
-        nproc_per_node=parse_nproc(nproc) if nproc else None,
-        rdzv_backend=opt("rdzv_backend", "rdzv-backend") or "static",
-        rdzv_endpoint=endpoint,
-        rdzv_id=_checked(values.word, opt("rdzv_id", "rdzv-id"), "--rdzv-id"),
-        rdzv_conf=_checked(values.rdzv_conf, opt("rdzv_conf", "rdzv-conf"), "--rdzv-conf"),
-        module=opts.module,
-        no_python=opts.no_python,
-    )
-    if nnodes is not None and nnodes[0] < nnodes[1]:
-        low, high = nnodes
-        if hosts and low > len(hosts):
-            raise ConfigError(f"--nnodes {nnodes_text}: only {len(hosts)} hosts given")
-        cooldown = _seconds(opts.host_cooldown, "host_cooldown")
-        config = replace(config, membership=Membership(low, high, cooldown))
-    elif nnodes is not None and hosts:
-        if nnodes[0] > len(hosts):
-            raise ConfigError(f"--nnodes {nnodes[0]}: only {len(hosts)} hosts given")
-        config = replace(config, hosts=hosts[:nnodes[0]])
-    return config
+                      secret_values(config), events=opts.events, log_dir=log_dir,
+                      console=console, duplicate=duplicate)
 
 
 def _hosts(opts: Options, environ: dict[str, str],
@@ -439,32 +461,13 @@ def _checked(check: Callable[[str], T], text: str | None, flag: str) -> T | None
     try:
         return check(text)
     except values.BadValue as exc:
-        if exc.kind == "option":
-            # ssh and the node's ``exec`` would read it as one of their options.
-            raise ConfigError(f"{flag} may not start with '-' (the node's shell would read it "
-                              f"as an option), got {values.clip(text)}") from None
-        if exc.index is not None:
-            raise ConfigError(
-                f"{flag}: unexpected character {text[exc.index]!r} at {exc.index + 1} in "
-                f"{values.clip(text)}: expected {exc.reason}"
-            ) from None
-        raise ConfigError(f"{flag}: expected {exc.reason}, got {values.clip(text)}") from None
+        raise ConfigError(values.worded(flag, text, exc)) from None
 
 
 def secret_values(config: JobConfig) -> frozenset[str]:
     """Values never to print: of named secrets and of secret-looking names."""
     pairs = [*config.env, *config.env_flags, *(kv for h in config.hosts for kv in h.env)]
     return frozenset(v for k, v in pairs if v and is_secret_name(k, config.secrets))
-
-
-def parse_nnodes(value: str) -> tuple[int, int]:
-    """``N`` (fixed), or torchrun's ``MIN:MAX`` (elastic when MIN < MAX)."""
-    try:
-        return values.nnodes(value, MAX_HOSTS)
-    except values.BadValue as exc:
-        if exc.reason == "MIN <= MAX":
-            raise ConfigError(f"--nnodes {value}: MIN is larger than MAX") from None
-        raise ConfigError(f"--nnodes: expected {exc.reason}, got {values.clip(value)}") from None
 
 
 def new_job_id() -> str:

@@ -15,7 +15,10 @@ the file position or the variable. The bounds are sshrun's documented limits
 - words (``--rdzv-id``) are non-empty, without whitespace or control
   characters, at most ``MAX_WORD`` characters;
 - node paths (``--python``, ``--workdir``) are non-empty, do not start with
-  ``-`` (ssh or ``exec`` would read an option) and hold no control characters.
+  ``-`` (ssh or ``exec`` would read an option) and hold no control characters;
+- endpoints are ``HOST``, ``HOST:PORT`` or ``[v6addr]:PORT``, ports 1 to
+  ``MAX_PORT``; switches are ``true``/``false`` or a whole number (torchrun's
+  ``PET_*`` switches: 0 is off, anything else on).
 """
 
 from __future__ import annotations
@@ -37,8 +40,11 @@ _FLOAT = re.compile(r"\+?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 _MAX_FLOAT_TEXT = 64
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 CONF_KEY = re.compile(r"[A-Za-z0-9_.-]+")
+_ENDPOINT = re.compile(
+    r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._][A-Za-z0-9._-]*)(?::(?P<port>[0-9]+))?"
+)
 
-Kind = Literal["syntax", "low", "high", "empty", "option"]
+Kind = Literal["syntax", "low", "high", "empty", "option", "port"]
 
 
 class BadValue(ValueError):
@@ -54,6 +60,18 @@ class BadValue(ValueError):
 def clip(text: str, limit: int = 60) -> str:
     """How a message shows a value: quoted, escaped, and cut short."""
     return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def worded(name: str, text: str, exc: BadValue) -> str:
+    """``exc`` as the one line that names the flag, variable or key ``name``."""
+    if exc.kind == "option":
+        # ssh and the node's ``exec`` would read it as one of their options.
+        return (f"{name} may not start with '-' (the node's shell would read it as an "
+                f"option), got {clip(text)}")
+    if exc.index is not None and exc.index < len(text):
+        return (f"{name}: unexpected character {text[exc.index]!r} at {exc.index + 1} in "
+                f"{clip(text)}: expected {exc.reason}")
+    return f"{name}: expected {exc.reason}, got {clip(text)}"
 
 
 def whole_number(text: str, low: int, high: int, unit: str = "") -> int:
@@ -164,3 +182,30 @@ def rdzv_conf(text: str) -> str:
                            index=offset + len(key) + 1 + bad)
         offset += len(piece) + 1
     return text
+
+
+def endpoint(text: str) -> tuple[str, int | None]:
+    """``HOST``, ``HOST:PORT`` or ``[v6addr][:PORT]``; kind ``port``: the port is out of range."""
+    match = _ENDPOINT.fullmatch(text)
+    if match is None:
+        raise BadValue("HOST[:PORT]")
+    host = match.group("host")
+    if host.startswith("["):
+        host = host[1:-1]
+    port_text = match.group("port")
+    if port_text is None:
+        return host, None
+    try:
+        return host, whole_number(port_text, 1, MAX_PORT)
+    except BadValue:
+        raise BadValue(f"a port from 1 to {MAX_PORT}", "port") from None
+
+
+def switch(text: str) -> bool:
+    """On or off: ``true``/``false``, or a whole number as torchrun reads ``PET_*`` switches."""
+    if text in ("true", "false"):
+        return text == "true"
+    try:
+        return whole_number(text, 0, 10**MAX_DIGITS - 1) != 0
+    except BadValue:
+        raise BadValue("0 or 1 (or true or false)") from None

@@ -16,6 +16,7 @@ from sshrun.cluster_yaml import SSH_KEYS, ClusterFile
 from sshrun.environment import is_valid_name
 from sshrun.errors import ConfigError
 from sshrun.hostfile import MAX_PORT, MAX_SLOTS, HostSpec
+from sshrun.torchrun_options import BY_DEST
 
 # --- env files ---------------------------------------------------------------------------
 
@@ -130,6 +131,13 @@ def _plain(value: str) -> str | int:
     return value
 
 
+def _torchrun_value(name: str, value: str) -> str | int | bool:
+    """A switch as a YAML boolean (its text is true/false), anything else as _plain."""
+    if BY_DEST[name.replace("-", "_")].switch:
+        return value == "true"
+    return _plain(value)
+
+
 def render_cluster_yaml(cf: ClusterFile) -> str:
     """Write ``cf`` as YAML that parses back to an equal ClusterFile.
 
@@ -151,7 +159,10 @@ def render_cluster_yaml(cf: ClusterFile) -> str:
     if env:
         doc["env"] = env
     if cf.torchrun:
-        doc["torchrun"] = {name.replace("-", "_"): _plain(value) for name, value in cf.torchrun}
+        doc["torchrun"] = {name.replace("-", "_"): _torchrun_value(name, value)
+                           for name, value in cf.torchrun}
+    if cf.log_dir is not None:
+        doc["log_dir"] = cf.log_dir
     body = yaml.dump(
         doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False
     )

@@ -308,7 +308,7 @@ def test_load_handles_bom_and_crlf(tmp_path: Path) -> None:
         (
             "hosts: [a]\nfoo: 1\n",
             "c.yaml:2:1: unknown key 'foo' in the cluster config; "
-            "expected one of hosts, defaults, ssh, env, torchrun",
+            "expected one of hosts, defaults, ssh, env, torchrun, log_dir",
         ),
         (
             "hosts: [a]\ndefaults: {workdr: /x}\n",
@@ -331,8 +331,8 @@ def test_load_handles_bom_and_crlf(tmp_path: Path) -> None:
             "c.yaml:2:12: unknown key 'max_restart' in torchrun; did you mean 'max_restarts'?",
         ),
         (
-            "hosts: [a]\ntorchrun: {monitor_interval: 2}\n",
-            "c.yaml:2:12: unknown key 'monitor_interval' in torchrun; expected one of "
+            "hosts: [a]\ntorchrun: {foo: 2}\n",
+            "c.yaml:2:12: unknown key 'foo' in torchrun; expected one of "
             + ", ".join(TORCHRUN_KEYS),
         ),
         (
@@ -864,6 +864,27 @@ def torchrun_options(draw: st.DrawFn) -> tuple[tuple[str, str], ...]:
             max_size=3,
             unique_by=lambda p: p[0],
         ).map(lambda items: ",".join(f"{k}={v}" for k, v in items)),
+        # The keys after the first releases', as torchrun's command line takes them.
+        **{key: st.sampled_from(["true", "false"]) for key in
+           ("standalone", "module", "no_python", "run_path", "virtual_local_rank")},
+        "monitor_interval": st.floats(1e-3, 1e6).map(repr),
+        "start_method": st.sampled_from(["spawn", "fork", "forkserver"]),
+        "event_log_handler": st.sampled_from(["console", "null"]),
+        "numa_binding": st.sampled_from(["node", "core-complex"]),
+        "role": _WORD,
+        "logs_specs": _WORD,
+        "master_addr": _WORD,
+        "master_port": st.integers(1, 65535).map(str),
+        "shutdown_timeout": st.integers(1, 10**6).map(str),
+        "signals_to_handle": st.sampled_from(["SIGTERM", "SIGTERM,SIGUSR1"]),
+        **{key: st.sampled_from(["0", "3"]) | st.dictionaries(
+            st.integers(0, 9), st.integers(0, 3), min_size=1).map(
+            lambda d: ",".join(f"{k}:{v}" for k, v in sorted(d.items())))
+           for key in ("redirects", "tee")},
+        "local_ranks_filter": st.sets(st.integers(0, 99), min_size=1).map(
+            lambda s: ",".join(map(str, sorted(s)))),
+        **{key: st.lists(_WORD, min_size=1, max_size=3).map(",".join)
+           for key in ("duplicate_stdout_filters", "duplicate_stderr_filters")},
     }
     chosen = draw(st.sets(st.sampled_from(TORCHRUN_KEYS)))
     return tuple(
@@ -898,7 +919,8 @@ def cluster_files(draw: st.DrawFn) -> ClusterFile:
         secret=tuple(draw(st.lists(_ENV_NAME, unique=True, max_size=3))),
         file=draw(st.none() | _PATH),
     )
-    return ClusterFile("", tuple(hosts), ssh, env, draw(torchrun_options()))
+    return ClusterFile("", tuple(hosts), ssh, env, draw(torchrun_options()),
+                       draw(st.none() | _PATH))
 
 
 @settings(max_examples=200, deadline=None)
@@ -908,3 +930,79 @@ def test_render_parse_round_trip(cf: ClusterFile) -> None:
     again = parse(text)
     assert strip_where(again) == cf
     assert render_cluster_yaml(again) == text
+
+
+# -- torchrun's other options, and log_dir ------------------------------------------------
+
+
+def test_torchrun_section_takes_torchruns_options_and_gives_typed_values() -> None:
+    from sshrun.output_filters import Streams
+
+    cf = parse(
+        "hosts: [h]\ntorchrun:\n  standalone: true\n  module: no\n  monitor-interval: 2\n"
+        "  start_method: fork\n  role: trainer\n  redirects: 3\n  tee: '0:1,1:2'\n"
+        "  local_ranks_filter: [0, 1]\n  duplicate_stdout_filters: [loss, 'a,b']\n"
+        "  duplicate_stderr_filters: 'x,,y'\n  master_addr: '[::1]'\n  master_port: 29500\n"
+        "  signals_to_handle: SIGTERM, SIGUSR1\n  shutdown_timeout: 7\n"
+        "  numa_binding: socket\n  logs_specs: mine\n  nnodes: '1:2'\n  max_restarts: 2\n"
+    )
+    assert cf.torchrun_values == {
+        "nnodes": (1, 2), "max_restarts": 2, "standalone": True, "module": False,
+        "monitor_interval": 2.0, "start_method": "fork", "role": "trainer",
+        "redirects": Streams(3), "tee": Streams(per_rank=((0, 1), (1, 2))),
+        "local_ranks_filter": frozenset({0, 1}),
+        "duplicate_stdout_filters": ("loss", "a,b"), "duplicate_stderr_filters": ("x,y",),
+        "master_addr": "[::1]", "master_port": 29500, "signals_to_handle": "SIGTERM,SIGUSR1",
+        "shutdown_timeout": 7, "numa_binding": "socket", "logs_specs": "mine",
+    }
+    # The text is torchrun's command line's, in TORCHRUN_KEYS order.
+    assert dict(cf.torchrun)["duplicate-stdout-filters"] == "loss,a,,b"
+    assert [name for name, _ in cf.torchrun][:2] == ["nnodes", "max-restarts"]
+
+
+def test_log_dir_is_relative_to_the_file_and_kept_with_a_tilde() -> None:
+    assert parse("hosts: [h]\nlog_dir: logs\n", "/base").log_dir == "/base/logs"
+    assert parse("hosts: [h]\nlog_dir: /abs\n", "/base").log_dir == "/abs"
+    assert parse("hosts: [h]\nlog_dir: ~/logs\n", "/base").log_dir == "~/logs"
+    assert parse("hosts: [h]\nlog_dir:\n", "/base").log_dir is None
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("hosts: [a]\ntorchrun: {node_rank: 1}\n",
+         "c.yaml:2:12: node_rank in torchrun: sshrun assigns node ranks in host order"),
+        ("hosts: [a]\ntorchrun: {local-addr: h}\n",
+         "c.yaml:2:12: local-addr in torchrun: sshrun gives every node its own address"),
+        ("hosts: [a]\ntorchrun: {log_dir: x}\n",
+         "c.yaml:2:12: log_dir in torchrun: give log_dir at the top level of the file"),
+        ("hosts: [a]\ntorchrun: {standalone: 1}\n",
+         "c.yaml:2:24: expected true or false for standalone, got '1'"),
+        ("hosts: [a]\ntorchrun: {start_method: clone}\n",
+         "c.yaml:2:26: unknown start_method 'clone'; expected one of spawn, fork, forkserver"),
+        ("hosts: [a]\ntorchrun: {redirects: '0:9'}\n",
+         "c.yaml:2:24: expected 0-3 (1 stdout, 2 stderr, 3 both) or LOCAL_RANK:0-3[,...] for "
+         "redirects, got '0:9'"),
+        ("hosts: [a]\ntorchrun: {local_ranks_filter: [0, x]}\n",
+         "c.yaml:2:32: expected local ranks 0-999999, comma separated (0,1,2) for "
+         "local_ranks_filter, got '0,x'"),
+        ("hosts: [a]\ntorchrun: {duplicate_stdout_filters: [a, ',b']}\n",
+         "c.yaml:2:42: a filter in duplicate_stdout_filters may not start or end with ','"),
+        ("hosts: [a]\ntorchrun: {duplicate_stdout_filters: []}\n",
+         "c.yaml:2:38: expected at least one entry for duplicate_stdout_filters"),
+        ("hosts: [a]\ntorchrun: {master_port: 0}\n",
+         "c.yaml:2:25: expected at least 1 for master_port, got '0'"),
+        ("hosts: [a]\ntorchrun: {monitor_interval: inf}\n",
+         "c.yaml:2:30: expected a number of seconds for monitor_interval, got 'inf'"),
+        ("hosts: [a]\ntorchrun: {role: yes}\n",
+         "c.yaml:2:18: expected a string for role, got yes (a boolean; quote it to mean the "
+         "string)"),
+        ("hosts: [a]\nlog_dir: '-x'\n", "c.yaml:2:10: log_dir may not start with '-'"),
+        ("hosts: [a]\ntorchrun: {rolle: x}\n",
+         "c.yaml:2:12: unknown key 'rolle' in torchrun; did you mean 'role'?"),
+    ],
+)
+def test_torchrun_section_errors(text: str, message: str) -> None:
+    with pytest.raises(LocationError) as exc:
+        parse(text)
+    assert str(exc.value).startswith(message), str(exc.value)

@@ -143,3 +143,62 @@ def test_both_doors_refuse_alike(door: Door) -> None:
         door("t.py", hosts="a", max_restarts="-1")
     with pytest.raises(ConfigError, match=r"^--rdzv-id: "):
         door("t.py", hosts="a", rdzv_id="a b")
+
+
+# -- torchrun's options: flag > YAML file > PET_* > default --------------------------------
+
+
+def _run_line(inv: Invocation) -> str:
+    from sshrun.dry_run import render_dry_run
+
+    text = render_dry_run(plan_job(inv.config, inv.job_id), inv)
+    return next(line for line in text.splitlines() if line.startswith("  run:"))
+
+
+def test_torchrun_options_flag_beats_file_beats_pet_variable(
+        door: Door, yaml_file: Callable[[str], str]) -> None:
+    assert "--role" not in _run_line(door("t.py", hosts="a"))
+    pet = {"PET_ROLE": "from-env", "PET_MONITOR_INTERVAL": "0.3", "PET_NPROC_PER_NODE": "5"}
+    env = door("t.py", hosts="a", environ=pet)
+    assert (" --role from-env" in _run_line(env), _node(env).nproc) == (True, "5")
+    assert " --monitor-interval 0.3 " in _run_line(env)
+    config = yaml_file("hosts: [a]\ntorchrun: {role: from-file, monitor_interval: 0.4, "
+                       "nproc_per_node: 6}\n")
+    file = door("t.py", config=config, environ=pet)
+    assert (" --role from-file" in _run_line(file), _node(file).nproc) == (True, "6")
+    assert " --monitor-interval 0.4 " in _run_line(file)
+    flag = door("t.py", config=config, environ=pet, role="from-flag", monitor_interval=0.5,
+                nproc_per_node=7)
+    assert (" --role from-flag" in _run_line(flag), _node(flag).nproc) == (True, "7")
+    assert " --monitor-interval 0.5 " in _run_line(flag)
+
+
+def test_torchrun_switches_a_file_false_beats_a_pet_one(
+        door: Door, yaml_file: Callable[[str], str]) -> None:
+    pet = {"PET_VIRTUAL_LOCAL_RANK": "1"}
+    assert " --virtual-local-rank" in _run_line(door("t.py", hosts="a", environ=pet))
+    config = yaml_file("hosts: [a]\ntorchrun: {virtual_local_rank: false}\n")
+    assert " --virtual-local-rank" not in _run_line(door("t.py", config=config, environ=pet))
+    flag = door("t.py", config=config, environ=pet, virtual_local_rank=True)
+    assert " --virtual-local-rank" in _run_line(flag)
+
+
+def test_log_dir_flag_beats_file_beats_pet_variable(
+        door: Door, yaml_file: Callable[[str], str], tmp_path: Path) -> None:
+    assert door("t.py", hosts="a").log_dir is None
+    pet = {"PET_LOG_DIR": "/from/env"}
+    assert door("t.py", hosts="a", environ=pet).log_dir == "/from/env"
+    config = yaml_file("hosts: [a]\nlog_dir: logs\n")  # relative to the file's directory
+    assert door("t.py", config=config, environ=pet).log_dir == str(tmp_path / "logs")
+    assert door("t.py", config=config, environ=pet, log_dir="/from/flag").log_dir == "/from/flag"
+
+
+def test_shutdown_timeout_is_the_grace_period(door: Door,
+                                              yaml_file: Callable[[str], str]) -> None:
+    config = yaml_file("hosts: [a]\ntorchrun: {shutdown_timeout: 4}\n")
+    assert door("t.py", config=config).config.timeouts.grace == 4.0
+    assert door("t.py", config=config, environ={"PET_SHUTDOWN_TIMEOUT": "6"}
+                ).config.timeouts.grace == 4.0
+    assert door("t.py", hosts="a", environ={"PET_SHUTDOWN_TIMEOUT": "6"}
+                ).config.timeouts.grace == 6.0
+    assert door("t.py", hosts="a", shutdown_timeout=2, grace_period=2).config.timeouts.grace == 2

@@ -39,6 +39,11 @@ def main() -> int:
     # The agent died: stop the workers the graceful way (torchrun handles SIGTERM).
     die_with_parent(signal.SIGTERM)
     failures_path = os.environ.pop("SSHRUN_FAILURES")
+    # The head resolved torchrun's PET_* fallbacks into these arguments; the
+    # node's own (its login environment's; the head's on --local-cluster) must
+    # not add to them: PET_NO_PYTHON=1 would have torchrun exec the rank shim.
+    for name in [n for n in os.environ if n.startswith("PET_")]:
+        del os.environ[name]
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import main as torchrun
