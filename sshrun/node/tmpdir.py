@@ -1,9 +1,8 @@
 """The agent's private directory: made as ``tempfile.mkdtemp`` makes one, removed at the end.
 
 Without ``tempfile`` and ``shutil``: importing the two costs every node about
-4 ms of CPU for every job, a tenth of what the agent may cost its node
-(docs/benchmarks.md), for two calls that the standard library's ``os`` does
-as well here.
+4 ms of CPU for every job (docs/benchmarks.md, "Agent cost on a node"), for
+two calls that ``os`` does as well here.
 
 Runs on the node: standard library only, Python 3.8.
 """
