@@ -129,11 +129,14 @@ if scenario == "tree":
         fds = [p.fd for p in found]
         proctree.close_all(found)
         result = {"expected": sorted(expected), "found": sorted(p.pid for p in found),
-                  "fds": fds, "zombie": zombie, "me": me, "read": read}
+                  "fds": fds, "zombie": zombie, "me": me, "read": read,
+                  "any_before": proctree.any_descendant(me)}
     finally:
-        swept = teardown.terminate(lambda: proctree.descendants(me), 1.0, reap)
+        swept = teardown.terminate(lambda: proctree.descendants(me), 1.0, reap,
+                                   lambda: proctree.any_descendant(me))
     result["swept"] = [swept.terminated, swept.killed, swept.left]
     result["alive"] = [pid for pid in expected if alive(pid)]
+    result["any_after"] = proctree.any_descendant(me)
     print(json.dumps(result))
 
 elif scenario == "runner":
@@ -151,11 +154,12 @@ elif scenario == "runner":
     empty = 0
     for i in range(3000):
         found = proctree.descendants(me)
-        empty += not found
+        empty += (not found) + (not proctree.any_descendant(me))
         proctree.close_all(found)
         if i % 50 == 0:
             reap(0)
-    swept = teardown.terminate(lambda: proctree.descendants(me), 1.0, reap)
+    swept = teardown.terminate(lambda: proctree.descendants(me), 1.0, reap,
+                               lambda: proctree.any_descendant(me))
     reap(0.2)
     left = proctree.descendants(me)
     print(json.dumps({"swept": [swept.terminated, swept.killed, swept.left],
@@ -251,11 +255,13 @@ def test_a_sweep_of_the_tree_leaves_nothing(tree: tuple[str, dict[str, Any]]) ->
     assert killed == 1  # the daemon, which ignores SIGTERM
     assert left == 0
     assert result["alive"] == []
+    assert result["any_before"] is True
+    assert result["any_after"] is False
 
 
 def test_a_process_that_keeps_forking_away_is_caught(python: str) -> None:
     """A new pid every few ms, each orphan coming back to the subreaper mid-walk: no walk
-    misses it, and the sweep ends it."""
+    (nor the grace period's cheaper check) misses it, and the sweep ends it."""
     result = _run_agent(python, "runner")
     assert result["empty"] == 0
     assert result["swept"][2] == 0

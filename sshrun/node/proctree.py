@@ -177,6 +177,22 @@ def descendants(root: int, spare: int = 0) -> list[Proc]:
             stack.extend(children(pid))
 
 
+def any_descendant(root: int, spare: int = 0) -> bool:
+    """Whether ``root`` has a live descendant but ``spare``: whether one of its own
+    children lives, which is exact for the reason ``descendants`` gives. What a
+    grace period polls: one read of ``root``'s children, not a walk of the tree."""
+    seen: set[int] = {spare}
+    while True:
+        fresh = [pid for pid in children(root) if pid not in seen]
+        if not fresh:
+            return False
+        seen.update(fresh)
+        for pid in fresh:
+            stat = _stat(pid)
+            if stat is not None and _alive(pid, stat[0]):
+                return True
+
+
 def scan(tag: str, root: int, spare: int = 0) -> list[Proc]:
     """Every live process on the machine tagged ``SSHRUN_TAG=tag`` (this user's), plus
     the live descendants of ``root``; never ``root`` itself nor ``spare``.

@@ -23,7 +23,14 @@ import signal
 import time
 from collections.abc import Callable
 
-from sshrun.node.proctree import Proc, close_all, descendants, scan, tree_walk_supported
+from sshrun.node.proctree import (
+    Proc,
+    any_descendant,
+    close_all,
+    descendants,
+    scan,
+    tree_walk_supported,
+)
 from sshrun.node.protocol import Swept
 
 
@@ -53,10 +60,14 @@ def signal_all(procs: list[Proc], sig: int) -> None:
 
 
 def terminate(find: Callable[[], list[Proc]], grace: float,
-              wait: Callable[[float], None]) -> Swept:
+              wait: Callable[[float], None],
+              any_left: Callable[[], bool] | None = None) -> Swept:
     """SIGTERM what ``find`` returns, the grace period, then SIGKILL until none is left.
 
     ``wait(seconds)`` lets time pass (the agent serves its head meanwhile).
+    ``any_left()``, where given, tells more cheaply than ``find`` whether
+    anything is left: it is what the grace period polls, and ``find`` runs
+    again only for an answer to act on (nothing left, or what to SIGKILL).
     Bounded: the grace period plus 50 rounds of SIGKILL. Returns how many
     processes needed which signal, and how many are still left.
     """
@@ -65,9 +76,16 @@ def terminate(find: Callable[[], list[Proc]], grace: float,
     killed = 0
     signal_all(procs, signal.SIGTERM)
     deadline = time.monotonic() + grace
+    stale = False  # procs says only that something is left, not what
     while procs and time.monotonic() < deadline:
         close_all(procs)
         wait(0.05)
+        if any_left is not None and any_left():
+            stale = True
+            continue
+        stale = False
+        procs = find()
+    if stale:
         procs = find()
     for _ in range(50):
         if not procs:
@@ -154,7 +172,11 @@ class Teardown:
         """Stop every process of this job; how many needed which signal."""
         if not self.tag:
             return Swept()
-        return terminate(self.processes, grace, wait)
+        return terminate(self.processes, grace, wait, self._any_left if self.tree else None)
+
+    def _any_left(self) -> bool:
+        spare = self.sentinel[0] if self.sentinel is not None else 0
+        return any_descendant(os.getpid(), spare)
 
     def release_sentinel(self) -> None:
         """The job is swept: tell the sentinel it has nothing to do."""
