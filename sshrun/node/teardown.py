@@ -1,11 +1,16 @@
 """Tearing a job down on its node: find its processes, signal them, watch for a dead agent.
 
-Never by process name. Every process of the job carries ``SSHRUN_TAG`` (job,
-node and attempt) in its environment, and the agent is a child subreaper so
-that daemonized descendants come back to it; a sweep signals exactly the
-tagged processes and the agent's own descendants: SIGTERM (+SIGCONT for
-stopped ones), the grace period, then SIGKILL, then a check that none is
-left. The sentinel covers an agent that dies without sweeping.
+Never by process name. The agent is a child subreaper, so that daemonized
+descendants come back to it, and every process of the job carries
+``SSHRUN_TAG`` (job, node and attempt) in its environment. While the agent
+lives, a sweep signals exactly its own descendants (``proctree.descendants``:
+the job's tree, at a cost that does not grow with the node's other
+processes); where the kernel cannot list children, or the agent is no
+subreaper, it signals the tagged processes too (``proctree.scan``, all of
+/proc). SIGTERM (+SIGCONT for stopped ones), the grace period, then SIGKILL,
+then a check that none is left. The sentinel covers an agent that dies
+without sweeping: with the agent gone its tree is gone too, and it sweeps by
+tag.
 
 Runs on the node: standard library only, Python 3.8.
 """
@@ -18,6 +23,14 @@ import signal
 import time
 from collections.abc import Callable
 
+from sshrun.node.proctree import (
+    Proc,
+    any_descendant,
+    close_all,
+    descendants,
+    scan,
+    tree_walk_supported,
+)
 from sshrun.node.protocol import Swept
 
 
@@ -38,84 +51,52 @@ def set_child_subreaper() -> bool:
         return False
 
 
-def find_job_processes(tag: str, root: int, spare: int = 0) -> list[int]:
-    """Live processes tagged ``SSHRUN_TAG=tag``, plus live descendants of ``root``.
-
-    Zombies are dead and left out; ``root`` itself and ``spare`` (the
-    sentinel) are never included.
-    """
-    needle = b"\0SSHRUN_TAG=" + tag.encode() + b"\0"
-    uid = os.getuid()
-    parents: dict[int, int] = {}
-    tagged: set[int] = set()
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        pid = int(name)
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                stat = f.read()
-            # The command name may contain spaces and parentheses.
-            fields = stat[stat.rindex(b")") + 2 :].split()
-            if fields[0] == b"Z":
-                continue
-            parents[pid] = int(fields[1])
-            if os.stat(f"/proc/{pid}").st_uid != uid:
-                continue
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                environ = b"\0" + f.read()
-            if needle in environ:
-                tagged.add(pid)
-        except (OSError, ValueError, IndexError):
-            continue
-    children: dict[int, list[int]] = {}
-    for pid, ppid in parents.items():
-        children.setdefault(ppid, []).append(pid)
-    stack = [pid for pid in children.get(root, []) if pid != spare]
-    while stack:
-        pid = stack.pop()
-        if pid not in tagged:
-            tagged.add(pid)
-            stack.extend(children.get(pid, []))
-    tagged.discard(root)
-    return sorted(tagged)
+def signal_all(procs: list[Proc], sig: int) -> None:
+    for proc in procs:
+        proc.signal(sig)
+        if sig == signal.SIGTERM:
+            # A stopped process would hold SIGTERM pending forever.
+            proc.signal(signal.SIGCONT)
 
 
-def signal_all(pids: list[int], sig: int) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, sig)
-            if sig == signal.SIGTERM:
-                # A stopped process would hold SIGTERM pending forever.
-                os.kill(pid, signal.SIGCONT)
-        except OSError:
-            pass
-
-
-def terminate(find: Callable[[], list[int]], grace: float,
-              wait: Callable[[float], None]) -> Swept:
+def terminate(find: Callable[[], list[Proc]], grace: float,
+              wait: Callable[[float], None],
+              any_left: Callable[[], bool] | None = None) -> Swept:
     """SIGTERM what ``find`` returns, the grace period, then SIGKILL until none is left.
 
     ``wait(seconds)`` lets time pass (the agent serves its head meanwhile).
+    ``any_left()``, where given, tells more cheaply than ``find`` whether
+    anything is left: it is what the grace period polls, and ``find`` runs
+    again only for an answer to act on (nothing left, or what to SIGKILL).
     Bounded: the grace period plus 50 rounds of SIGKILL. Returns how many
     processes needed which signal, and how many are still left.
     """
-    pids = find()
-    terminated = len(pids)
+    procs = find()
+    terminated = len(procs)
     killed = 0
-    signal_all(pids, signal.SIGTERM)
+    signal_all(procs, signal.SIGTERM)
     deadline = time.monotonic() + grace
-    while pids and time.monotonic() < deadline:
+    stale = False  # procs says only that something is left, not what
+    while procs and time.monotonic() < deadline:
+        close_all(procs)
         wait(0.05)
-        pids = find()
+        if any_left is not None and any_left():
+            stale = True
+            continue
+        stale = False
+        procs = find()
+    if stale:
+        procs = find()
     for _ in range(50):
-        if not pids:
+        if not procs:
             break
-        killed += len(pids)
-        signal_all(pids, signal.SIGKILL)
+        killed += len(procs)
+        signal_all(procs, signal.SIGKILL)
+        close_all(procs)
         wait(0.02)
-        pids = find()
-    return Swept(terminated=terminated, killed=killed, left=len(pids))
+        procs = find()
+    close_all(procs)
+    return Swept(terminated=terminated, killed=killed, left=len(procs))
 
 
 def start_sentinel(tag: str, grace: float) -> tuple[int, int]:
@@ -147,7 +128,8 @@ def start_sentinel(tag: str, grace: float) -> tuple[int, int]:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         if not os.read(read_end, 1):
             me = os.getpid()
-            terminate(lambda: find_job_processes(tag, me), grace, time.sleep)
+            # The agent is gone and its tree with it: only the tag finds the rest.
+            terminate(lambda: scan(tag, me), grace, time.sleep)
     finally:
         os._exit(0)
 
@@ -158,29 +140,43 @@ class Teardown:
     def __init__(self) -> None:
         self.tag = ""
         self.sentinel: tuple[int, int] | None = None  # pid, pipe write end
+        # Whether our own tree holds every process of the job (we are a subreaper
+        # and the kernel lists children); else every sweep scans all of /proc.
+        self.tree = False
 
     def arm(self, tag: str, grace: float) -> None:
         """The job is about to start under ``tag``: fork its sentinel."""
         self.tag = tag
+        self.tree = tree_walk_supported()
         try:
             self.sentinel = start_sentinel(tag, grace)
         except OSError:
             self.sentinel = None  # the heartbeat and parent-death signals remain
 
-    def processes(self) -> list[int]:
+    def processes(self) -> list[Proc]:
+        """The job's live processes, each with its pidfd where there are pidfds: the
+        caller closes them (``close_all``)."""
         if not self.tag:
             return []
         spare = self.sentinel[0] if self.sentinel is not None else 0
-        return find_job_processes(self.tag, os.getpid(), spare)
+        if self.tree:
+            return descendants(os.getpid(), spare)
+        return scan(self.tag, os.getpid(), spare)
 
     def signal(self, sig: int) -> None:
-        signal_all(self.processes(), sig)
+        procs = self.processes()
+        signal_all(procs, sig)
+        close_all(procs)
 
     def sweep(self, grace: float, wait: Callable[[float], None]) -> Swept:
         """Stop every process of this job; how many needed which signal."""
         if not self.tag:
             return Swept()
-        return terminate(self.processes, grace, wait)
+        return terminate(self.processes, grace, wait, self._any_left if self.tree else None)
+
+    def _any_left(self) -> bool:
+        spare = self.sentinel[0] if self.sentinel is not None else 0
+        return any_descendant(os.getpid(), spare)
 
     def release_sentinel(self) -> None:
         """The job is swept: tell the sentinel it has nothing to do."""

@@ -1,0 +1,263 @@
+"""What one node agent costs its node in CPU, beside ``python -c pass``, with idle processes around.
+
+The agent runs as the head starts it (``PYTHON -c BOOTSTRAP``, the bundle on
+stdin, then the preflight), says hello, gets a spec for ``exec -- true``,
+runs it, sweeps, sends ``exited`` and exits: a job that exits cleanly. It runs
+under a measuring process that is a child subreaper, so that every process
+the agent leaves behind (its sentinel) comes back to it; that process reaps
+them all and reads ``RUSAGE_CHILDREN``: the CPU (user + system) of the agent
+and every helper it forked, the job's own process included. The job's
+(``true`` under the same measure) and the interpreter's start-up (``python -c
+pass``) are measured the same way and subtracted:
+
+    agent cost = cpu(agent running `true`) - cpu(true) - cpu(python -c pass)
+
+Each case runs with ``--extra`` idle processes (``sleep``) on the machine,
+spawned before and killed after, so that a cost that grows with the machine's
+processes shows. Medians of ``--repeat`` runs, and the same from the fastest run of
+each (CPU time on a shared machine only grows with the neighbours' load); the result
+is a Markdown table.
+
+The agent comes from whatever ``sshrun`` is first on the path, so the same
+script measures another tree (an older commit, say):
+
+    python bench/agent_cost.py --extra 100,5000 --repeat 15
+    git archive REV sshrun | tar -x -C /tmp/before
+    PYTHONPATH=/tmp/before python bench/agent_cost.py
+
+``--phases`` adds where the agent's start-up goes: per part of the bundle, its
+compile and its run (its imports included), timed in process.
+Linux only, like the agent. Nothing is contacted: the agent's stdin and
+stdout are pipes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import json
+import os
+import resource
+import select
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+
+from sshrun import agent
+from sshrun.node.protocol import HEADER, KIND_EVENT, Preflight, Spec, encode_command
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def _cpu_children() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _read_event(fd: int, buf: bytearray, deadline: float) -> dict[str, object]:
+    """The next event frame on ``fd`` (output frames skipped)."""
+    while True:
+        while len(buf) >= HEADER.size:
+            kind, _, _, size = HEADER.unpack_from(buf)
+            if len(buf) < HEADER.size + size:
+                break
+            payload = bytes(buf[HEADER.size:HEADER.size + size])
+            del buf[:HEADER.size + size]
+            if kind == KIND_EVENT:
+                event: dict[str, object] = json.loads(payload)
+                return event
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            raise SystemExit("the agent did not answer within 60 s")
+        data = os.read(fd, 65536)
+        if not data:
+            raise SystemExit(f"the agent closed its stdout early: {bytes(buf[:200])!r}")
+        buf += data
+
+
+def _drive_agent(python: str) -> None:
+    """Start one agent, run ``true`` through it, and wait for its ``exited``."""
+    token = uuid.uuid4().hex
+    proc = subprocess.Popen([python, "-c", agent.BOOTSTRAP], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdin is not None and proc.stdout is not None
+    fd = proc.stdout.fileno()
+    proc.stdin.write(b"%08x" % len(agent.BUNDLE) + agent.BUNDLE
+                     + encode_command(Preflight(sync=token)))
+    proc.stdin.flush()
+    buf = bytearray()
+    deadline = time.monotonic() + 60
+    # The sync marker comes before any frame.
+    marker = b"\nsshrun-agent-sync " + token.encode() + b"\n"
+    while marker not in buf:
+        if not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            raise SystemExit("no sync marker from the agent")
+        data = os.read(fd, 65536)
+        if not data:
+            raise SystemExit("the agent exited before its sync marker")
+        buf += data
+    del buf[:buf.index(marker) + len(marker)]
+    hello = _read_event(fd, buf, deadline)
+    assert hello["type"] == "hello", hello
+    spec = Spec(mode="exec", tag=f"bench.{token}.0", grace=10.0, hb_timeout=30.0,
+                hb_period=10.0, argv=("true",))
+    proc.stdin.write(encode_command(spec))
+    proc.stdin.flush()
+    while True:
+        event = _read_event(fd, buf, deadline)
+        if event["type"] == "exited":
+            assert event["code"] == 0, event
+            break
+    proc.stdin.close()
+    proc.wait(60)
+    proc.stdout.close()
+
+
+def measured(argv: list[str] | None, python: str) -> float:
+    """CPU seconds of one run (``argv``, or an agent when None) and everything it forked."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(read_end)
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+                raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+            before = _cpu_children()
+            if argv is None:
+                _drive_agent(python)
+            else:
+                subprocess.run(argv, check=True, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL)
+            # Orphans (the agent's sentinel) came back to us: reap them too.
+            with contextlib.suppress(ChildProcessError):
+                while True:
+                    os.wait()
+            os.write(write_end, repr(_cpu_children() - before).encode())
+            code = 0
+        except BaseException as exc:  # reported by the parent, which sees no number
+            os.write(2, f"measure: {exc!r}\n".encode())
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as f:
+        text = f.read()
+    _, status = os.waitpid(pid, 0)
+    if status != 0 or not text:
+        raise SystemExit(f"measuring {argv or 'the agent'} failed")
+    return float(text)
+
+
+@contextlib.contextmanager
+def idle_processes(count: int) -> Iterator[None]:
+    """``count`` sleeping processes on the machine for the duration; killed afterwards."""
+    sleep = "/bin/sleep"
+    pids: list[int] = []
+    try:
+        for _ in range(count):
+            pids.append(os.posix_spawn(sleep, [sleep, "3600"], dict(os.environ)))
+        yield
+    finally:
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in pids:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+
+
+def _processes() -> int:
+    return sum(name.isdigit() for name in os.listdir("/proc"))
+
+
+def median_ms(samples: list[float]) -> float:
+    return statistics.median(samples) * 1000
+
+
+def min_ms(samples: list[float]) -> float:
+    return min(samples) * 1000
+
+
+# Loads the agent's modules as the bundle's loader does, timing each: its source
+# compiled, then run (its imports included). Reads JSON: the bundle, then the modules.
+PHASES = """
+import json, sys, time, types
+t = time.process_time
+bundle, modules = json.loads(sys.stdin.read())
+a = t()
+compile(bundle, "<sshrun-agent>", "exec")
+out = [("bundle", (t() - a) * 1000, 0.0)]
+for name in ("sshrun", "sshrun.node"):
+    package = types.ModuleType(name)
+    package.__path__ = []
+    sys.modules[name] = package
+for name, source in modules:
+    a = t()
+    code = compile(source, name, "exec")
+    b = t()
+    module = types.ModuleType(name)
+    sys.modules[name] = module
+    parent, _, leaf = name.rpartition(".")
+    setattr(sys.modules[parent], leaf, module)
+    exec(code, module.__dict__)
+    out.append((leaf, (b - a) * 1000, (t() - b) * 1000))
+print(json.dumps(out))
+"""
+
+
+def phases(python: str, repeat: int) -> list[tuple[str, float, float]]:
+    """Median CPU ms, per part of the bundle, of compiling it and of running it."""
+    modules = [(f"sshrun.node.{part}", agent.source(part)) for part in agent.MODULES]
+    feed = json.dumps([agent.BUNDLE.decode(), modules])
+    runs = [json.loads(subprocess.run([python, "-c", PHASES], input=feed, capture_output=True,
+                                      text=True, check=True, timeout=60).stdout)
+            for _ in range(repeat)]
+    return [(str(name), statistics.median(run[i][1] for run in runs),
+             statistics.median(run[i][2] for run in runs))
+            for i, (name, _, _) in enumerate(runs[0])]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--python", default=sys.executable,
+                        help="the node's interpreter (default: this one)")
+    parser.add_argument("--extra", default="100,5000",
+                        help="idle processes to add, comma-separated counts")
+    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--phases", action="store_true",
+                        help="also time the bundle's compile and the loader, in process")
+    args = parser.parse_args()
+
+    import sshrun
+    print(f"agent from {os.path.dirname(sshrun.__file__)}, python {args.python}, "
+          f"median of {args.repeat}\n")
+    print("| extra processes | on the machine | python -c pass | true | agent (exec true) "
+          "| agent beyond python -c pass | the same, from the fastest runs |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for count in (int(c) for c in args.extra.split(",")):
+        with idle_processes(count):
+            total = _processes()
+            base, job, whole = [], [], []
+            for _ in range(args.repeat):
+                base.append(measured([args.python, "-c", "pass"], args.python))
+                job.append(measured(["true"], args.python))
+                whole.append(measured(None, args.python))
+        cost = median_ms(whole) - median_ms(job) - median_ms(base)
+        floor = min_ms(whole) - min_ms(job) - min_ms(base)
+        print(f"| {count} | {total} | {median_ms(base):.1f} ms | {median_ms(job):.1f} ms "
+              f"| {median_ms(whole):.1f} ms | **{cost:.1f} ms** | {floor:.1f} ms |", flush=True)
+    if args.phases:
+        print("\n| part of the bundle | compile | run (its imports included) |")
+        print("|---|---:|---:|")
+        for name, compiled, ran in phases(args.python, args.repeat):
+            print(f"| {name} | {compiled:.1f} ms | {ran:.1f} ms |")
+
+
+if __name__ == "__main__":
+    main()
