@@ -18,6 +18,11 @@ once per connection. What the run has built lives in ``SSHSettings.cache``:
 the resolver makes one ``SSHSettings`` per run, and ``dataclasses.replace``
 gives a fresh, empty cache. A host the check did not see (a ProxyJump hop,
 the local cluster's nodes) is built at its first connection.
+
+The config is parsed by ``sshrun.ssh_config.IndexedConfig``: asyncssh's
+parser, which reads the whole file for every host, visiting only the blocks
+that can apply, so that a config with one ``Host`` block per node does not
+cost O(nodes) per node.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from sshrun.errors import ConfigError, ConnectError
 from sshrun.hostfile import HostSpec
 from sshrun.known_hosts import KnownHostsFiles
 from sshrun.plan import Timeouts
+from sshrun.ssh_config import IndexedConfig
 
 HostKeyPolicy = Literal["strict", "accept-new", "insecure"]
 HOST_KEY_POLICIES: tuple[HostKeyPolicy, ...] = ("strict", "accept-new", "insecure")
@@ -126,7 +132,7 @@ def _local_user() -> str:
 def _parse(host: HostSpec, paths: Sequence[str]) -> SSHClientConfig:
     """The config as asyncssh reads it for ``host``: options under a ``Host`` block apply
     only where it matches. OSError or ValueError (asyncssh's ConfigParseError) on failure."""
-    return cast(SSHClientConfig, SSHClientConfig.load(  # typed as its base's
+    return cast(SSHClientConfig, IndexedConfig.load(  # typed as its base's
         None, list(paths), False, False, False, _local_user(),
         host.user if host.user else (), host.host, host.port if host.port else (),
     ))
