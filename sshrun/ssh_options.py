@@ -40,7 +40,7 @@ from asyncssh.config import SSHClientConfig
 
 from sshrun.configfile import read_config_bytes, read_config_text
 from sshrun.errors import ConfigError, ConnectError
-from sshrun.hostfile import HostSpec
+from sshrun.hostspec import HostSpec
 from sshrun.known_hosts import KnownHostsFiles
 from sshrun.plan import Timeouts
 from sshrun.ssh_config import IndexedConfig

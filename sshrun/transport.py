@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import asyncssh
 
 from sshrun.errors import AuthError, ConnectError, HostKeyError, SSHError
-from sshrun.hostfile import HostSpec
+from sshrun.hostspec import HostSpec
 from sshrun.known_hosts import KnownHostsFiles, KnownHostsView
 from sshrun.ssh_options import DEFAULT_KNOWN_HOSTS, HostOptions, SSHSettings
 from sshrun.ssh_options import HOST_KEY_POLICIES as HOST_KEY_POLICIES

@@ -15,7 +15,7 @@ import asyncssh
 import pytest
 
 from sshrun.errors import ConnectError
-from sshrun.hostfile import HostSpec
+from sshrun.hostspec import HostSpec
 from sshrun.plan import Timeouts
 from sshrun.ssh_options import SSHSettings, check_ssh_files
 
