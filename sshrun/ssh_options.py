@@ -6,8 +6,9 @@ Options are built explicitly:
   supplies Host aliases, HostName, User, Port, IdentityFile and ProxyJump;
 - agent forwarding off, keepalives on, connect and login timeouts, no
   password or keyboard-interactive prompts (a prompt would hang a cluster);
-- the known_hosts files a host is checked against: ``--known-hosts``, else
-  the config's ``UserKnownHostsFile``, else the defaults, never none.
+- the known_hosts files a host is checked against: ``SSHSettings.known_hosts``
+  (the local cluster's), else the config's ``UserKnownHostsFile``, else the
+  defaults, never none.
 
 Once per run (issue 12). ``check_ssh_files`` runs before any connection: it
 parses the config once for each distinct host, checks the identity files,
@@ -19,10 +20,10 @@ the resolver makes one ``SSHSettings`` per run, and ``dataclasses.replace``
 gives a fresh, empty cache. A host the check did not see (a ProxyJump hop,
 the local cluster's nodes) is built at its first connection.
 
-The config is parsed by ``sshrun.ssh_config.IndexedConfig``: asyncssh's
-parser, which reads the whole file for every host, visiting only the blocks
-that can apply, so that a config with one ``Host`` block per node does not
-cost O(nodes) per node.
+asyncssh's parser reads the whole config file for every host; the parse here
+is ``sshrun.ssh_config.IndexedConfig``'s, which gives the same result
+visiting only the blocks that can apply, so that a config with one ``Host``
+block per node does not cost O(nodes) per node.
 """
 
 from __future__ import annotations
