@@ -241,6 +241,14 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
     job.add_argument("--events", metavar="PATH|-", default=None,
                      help="write every event as a JSON line to PATH (- : stdout, and the "
                           "ranks' output goes to stderr)")
+    shown = parser.add_argument_group("console")
+    if mode != "exec":
+        shown.add_argument("--ranks", metavar="SPEC", default=None,
+                           help="only these global ranks' lines on the console (0, 0-7,12); "
+                                "every rank still reaches --log-dir")
+    shown.add_argument("--timestamps", action="store_true",
+                       help="each line stamped with the node-side time it was read "
+                            "(HH:MM:SS.ffffff, the head's local time zone)")
     if mode == "exec":
         parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
     else:

@@ -287,7 +287,7 @@ class _Job:
             launcher_label="torchrun" if config.mode == "torchrun" else "",
             # --events -: stdout is the events'; the ranks' lines all go to stderr.
             stdout=out.stderr if inv.events == "-" else out.stdout, stderr=out.stderr,
-            shows=inv.console.for_plan(plan),
+            shows=inv.console.for_plan(plan), timestamps=inv.timestamps,
         )
         logs = self.log_dir.attempt(attempt) if self.log_dir is not None else None
         supervisor = Supervisor(plan, ssh, printer, out, self.emit, logs)

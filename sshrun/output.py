@@ -26,12 +26,19 @@ node on a terminal and plain text when piped, stderr lines to stderr, and
 keeps each rank's last stderr lines for the final report. It writes to
 anything with ``write`` and ``flush``; the head gives it the console sinks of
 ``sshrun.console``, which never block the event loop.
+
+With ``timestamps`` (``--timestamps``) each line starts with the node-side
+time its last chunk was read, in the head's time zone, to the microsecond,
+before the prefix as journalctl and ``ts`` put it::
+
+    12:03:04.123456 node1 r3 | loss 0.25
 """
 
 from __future__ import annotations
 
 import codecs
 import collections
+import datetime
 import itertools
 import sys
 from collections.abc import Callable, Iterable
@@ -218,6 +225,12 @@ class Source:
     stream: int  # 1 stdout, 2 stderr
     framer: LineFramer = field(default_factory=LineFramer)
     shown: bool = True  # on the console (else only kept for the report's last lines)
+    when: float = 0.0  # the node-side time its last chunk was read (seconds since the epoch)
+
+
+def console_stamp(when: float) -> str:
+    """``--timestamps``: a node's time as the console shows it (``12:03:04.123456``)."""
+    return datetime.datetime.fromtimestamp(when).strftime("%H:%M:%S.%f")
 
 
 class Printer:
@@ -235,6 +248,7 @@ class Printer:
         secrets: Iterable[str] = (),
         max_line: int = MAX_LINE,
         shows: Callable[[int, int, int], bool] | None = None,
+        timestamps: bool = False,
     ) -> None:
         self.stdout: Writable = stdout if stdout is not None else sys.stdout.buffer
         self.stderr: Writable = stderr if stderr is not None else sys.stderr.buffer
@@ -256,6 +270,7 @@ class Printer:
         # (node, rank, stream) -> whether its lines reach the console
         # (sshrun.output_filters: --local-ranks-filter, --redirects, --tee).
         self.shows = shows
+        self.timestamps = timestamps
 
     def redact(self, text: str) -> str:
         return self.redactor.redact(text)
@@ -276,7 +291,9 @@ class Printer:
         self._prefixes[key] = text + " "
         return self._prefixes[key]
 
-    def feed(self, node: int, host: str, rank: int, stream: int, data: bytes) -> None:
+    def feed(self, node: int, host: str, rank: int, stream: int, data: bytes,
+             when: float | None = None) -> None:
+        """``when``: the node-side time ``data`` was read (for ``timestamps``)."""
         key = (node, rank, stream)
         source = self._sources.get(key)
         if source is None:
@@ -285,6 +302,8 @@ class Printer:
                                                  LineFramer(self.max_line), shown)
         if not source.shown and stream != 2:
             return  # neither shown nor kept: stderr only is kept for the report
+        if when is not None:
+            source.when = when
         lines = source.framer.feed(data)
         if lines:
             self._emit(source, lines)
@@ -309,6 +328,9 @@ class Printer:
         prefix = self.prefix(source.node, source.host, source.rank)
         more = self.prefix(source.node, source.host, source.rank, "+")
         marks = [more if isinstance(line, Continuation) else prefix for line in lines]
+        if self.timestamps:
+            stamp = console_stamp(source.when) + " "
+            marks = [stamp + mark for mark in marks]
         if self._secrets is not None:
             # A secret cut across two pieces of a line over MAX_LINE is not seen.
             lines = [self.redact(line) for line in lines]
