@@ -246,6 +246,13 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
         shown.add_argument("--ranks", metavar="SPEC", default=None,
                            help="only these global ranks' lines on the console (0, 0-7,12); "
                                 "every rank still reaches --log-dir")
+        folding = shown.add_mutually_exclusive_group()
+        folding.add_argument("--fold", dest="fold", action="store_const", const=True,
+                             default=None,
+                             help="fold a line many ranks print into its first copy and one "
+                                  "count (default: on a terminal)")
+        folding.add_argument("--no-fold", dest="fold", action="store_const", const=False,
+                             help="every rank's copy of every line on the console")
     shown.add_argument("--timestamps", action="store_true",
                        help="each line stamped with the node-side time it was read "
                             "(HH:MM:SS.ffffff, the head's local time zone)")

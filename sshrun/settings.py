@@ -181,11 +181,12 @@ class Options:
     # the console (sshrun.output_filters, sshrun.output)
     ranks: Number | None = None  # SPEC: only these global ranks' lines (run only)
     timestamps: bool = False  # each line stamped with its node-side time
+    fold: bool | None = None  # identical lines across ranks folded; None: on a terminal (run)
 
 
 # torchrun's options that `sshrun exec` has not.
-RUN_ONLY = (*(o.dest for o in OPTIONS if o.dest not in EXEC_OPTIONS), "ranks")
-SWITCHES = ("dry_run", "timestamps", *(o.dest for o in OPTIONS if o.switch))
+RUN_ONLY = (*(o.dest for o in OPTIONS if o.dest not in EXEC_OPTIONS), "ranks", "fold")
+SWITCHES = ("dry_run", "timestamps", "fold", *(o.dest for o in OPTIONS if o.switch))
 CLUSTER_OPTIONS = ("hostfile", "hosts", "local_cluster", "config")
 # The flag each option is named by in messages (the long option, or its first).
 FLAG = {f.name: "--" + f.name.replace("_", "-") for f in dataclasses.fields(Options)}
@@ -219,6 +220,7 @@ class Invocation:
     console: ConsoleFilter = dataclasses.field(default_factory=ConsoleFilter)
     duplicate: DuplicateFilters = dataclasses.field(default_factory=DuplicateFilters)
     timestamps: bool = False  # --timestamps: each console line with its node-side time
+    fold: bool | None = None  # --fold/--no-fold; None: a torchrun job on a terminal folds
 
 
 def options_from_namespace(args: argparse.Namespace, mode: Mode,
@@ -273,7 +275,7 @@ def check_options(opts: Options) -> None:
     if opts.mode == "exec":
         for name in RUN_ONLY:
             if getattr(opts, name) not in (None, False):
-                what = ("a filter of torchrun's ranks" if name == "ranks"
+                what = ("for torchrun's ranks" if name in ("ranks", "fold")
                         else "a torchrun option")
                 raise ConfigError(f"{FLAG[name]}: {what}, not one of sshrun exec")
     choices = {"color": ("auto", "always", "never"),
@@ -421,7 +423,8 @@ def _resolve(opts: Options, env: dict[str, str], notices: list[SettingNotice],
     # and two jobs that share a rendezvous id must not share tags.
     return Invocation(config, ssh, local_count, opts.dry_run, colour, new_job_id(),
                       secret_values(config), events=opts.events, log_dir=log_dir,
-                      console=console, duplicate=duplicate, timestamps=opts.timestamps)
+                      console=console, duplicate=duplicate, timestamps=opts.timestamps,
+                      fold=opts.fold if mode == "run" else False)
 
 
 def _hosts(opts: Options, environ: dict[str, str],

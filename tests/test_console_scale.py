@@ -1,9 +1,10 @@
 """The console at scale, end to end on the embedded cluster: --ranks (only some
-global ranks on the console, every rank in the log directory) and --timestamps
-(node-side times before the prefix)."""
+global ranks on the console, every rank in the log directory), --timestamps
+(node-side times before the prefix) and folding (--fold, --no-fold)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import io
 import re
@@ -14,6 +15,7 @@ from head import WORKERS, run_sshrun
 from jobprocs import assert_no_leftovers, new_canary
 
 from sshrun import api
+from sshrun.fold import LineFolder
 from sshrun.output import Printer, console_stamp
 from sshrun.output_filters import format_ranks, parse_ranks
 from sshrun.values import BadValue
@@ -107,3 +109,100 @@ def test_timestamps_are_node_side_times_before_the_prefix(tmp_path: Path) -> Non
     launcher = [line for line in head.err if " torchrun | " in line]
     assert all(re.match(r"\d\d:\d\d:\d\d\.\d{6} node\d torchrun \| ", line)
                for line in launcher), head.transcript()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_printer_folds_across_ranks_and_prints_the_count_after_the_window() -> None:
+    out, err = io.BytesIO(), io.BytesIO()
+    clock = Clock()
+    printer = Printer(stdout=out, stderr=err, colour=False, host_width=5, rank_width=2,
+                      folder=LineFolder(window=1.0), clock=clock)
+    for rank in range(4):
+        printer.feed(rank // 2, f"node{rank // 2 + 1}", rank, 2, WARNING.encode() + b"\n")
+        printer.feed(rank // 2, f"node{rank // 2 + 1}", rank, 1, f"rank {rank}\n".encode())
+    # The first copy at once; the others are counted, not held back.
+    assert err.getvalue().decode() == f"node1 r0 | {WARNING}\n"
+    clock.now += 0.5
+    printer.fold_due()
+    assert err.getvalue().decode() == f"node1 r0 | {WARNING}\n"
+    clock.now += 0.5
+    printer.fold_due()
+    assert err.getvalue().decode() == (f"node1 r0 | {WARNING}\n"
+                                       "node[1-2] r[1-3] | (same line, 3 more ranks)\n")
+    # Distinct lines are never folded; the report's tails keep every copy.
+    assert out.getvalue().decode() == "".join(
+        f"node{r // 2 + 1} r{r} | rank {r}\n" for r in range(4))
+    assert [printer.tail(r // 2, r) for r in range(4)] == [[WARNING]] * 4
+
+
+def test_printer_timer_prints_the_count_with_no_more_output_and_flush_closes() -> None:
+    async def main() -> tuple[str, str]:
+        err = io.BytesIO()
+        printer = Printer(stdout=io.BytesIO(), stderr=err, colour=False,
+                          folder=LineFolder(window=0.2))
+        printer.feed(0, "node1", 0, 2, b"same\n")
+        printer.feed(1, "node2", 1, 2, b"same\n")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while b"more rank" not in err.getvalue() and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        after_timer = err.getvalue().decode()
+        # A fold still open when the attempt ends is printed by flush_all.
+        printer.feed(1, "node2", 2, 2, b"again\n")
+        printer.feed(0, "node1", 3, 2, b"again\n")
+        printer.flush_all()
+        return after_timer, err.getvalue().decode()
+
+    after_timer, at_end = asyncio.run(main())
+    assert after_timer == "node1 r0 | same\nnode2 r1 | (same line, 1 more rank)\n"
+    assert at_end == after_timer + "node2 r2 | again\nnode1 r3 | (same line, 1 more rank)\n"
+
+
+FOLDED = {0: "node[1-2] r[1-3]", 1: "node[1-2] r[0,2-3]", 2: "node[1-2] r[0-1,3]",
+          3: "node[1-2] r[0-2]"}
+
+
+@pytest.mark.torch
+def test_fold_on_the_embedded_cluster_and_the_log_dir_keeps_every_copy(tmp_path: Path) -> None:
+    canary = new_canary()
+    logs = tmp_path / "logs"
+    code, head = run_sshrun(
+        ["--local-cluster", "2", "--nproc-per-node", "2", "-x", f"SSHRUN_TEST_CANARY={canary}",
+         "-x", "SAME_BARRIER=1", "--log-dir", str(logs), "--fold", SCRIPT], cwd=tmp_path,
+        timeout=240)
+    assert code == 0, head.transcript()
+    shown = [line for line in head.err if re.match(r"node[\d\[]", line)]
+    assert len(shown) == 2, head.transcript()
+    first = re.fullmatch(rf"node\d r(\d) \| {WARNING}", shown[0])
+    assert first is not None, head.transcript()
+    rank = int(first.group(1))
+    assert shown == [f"node{rank // 2 + 1} r{rank} | {WARNING}",
+                     f"{FOLDED[rank]} | (same line, 3 more ranks)"], head.transcript()
+    # The count comes before the final report.
+    assert head.err.index(shown[1]) < next(
+        i for i, line in enumerate(head.err) if line.startswith("sshrun: job finished")), \
+        head.transcript()
+    assert rank_lines(head.out) == [f"node{r // 2 + 1} r{r} | rank {r} done"
+                                    for r in range(4)], head.transcript()
+    job = next(logs.iterdir())
+    for r in range(4):
+        text = (job / "attempt-0" / f"node{r // 2 + 1}" / f"rank-{r}.log").read_text()
+        assert f" err {WARNING}\n" in text, text
+    assert_no_leftovers(canary)
+
+
+@pytest.mark.torch
+def test_no_fold_shows_every_copy(tmp_path: Path) -> None:
+    code, head = run_sshrun(
+        ["--local-cluster", "2", "--nproc-per-node", "2", "-x", "SAME_BARRIER=1", "--no-fold",
+         SCRIPT], cwd=tmp_path, timeout=240)
+    assert code == 0, head.transcript()
+    assert rank_lines(head.err) == [f"node{r // 2 + 1} r{r} | {WARNING}" for r in range(4)], \
+        head.transcript()
