@@ -257,6 +257,10 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
                        help="each line stamped with the node-side time it was read "
                             "(HH:MM:SS.ffffff, the head's local time zone)")
     if mode == "exec":
+        shown.add_argument("--gather", action="store_true",
+                           help="print each distinct output once, under the hostlist of its "
+                                "nodes and their exit statuses, when the command ends "
+                                "(as dshbak -c)")
         parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
     else:
         parser.add_argument("script", metavar="SCRIPT")

@@ -59,6 +59,7 @@ from sshrun.events import (
 )
 from sshrun.failure import Failure, FailureKind, exit_status
 from sshrun.fold import LineFolder
+from sshrun.gather import gathered_text
 from sshrun.hostfile import HostSpec
 from sshrun.log_dir import LogDir
 from sshrun.membership import HostPool, LeftOut
@@ -292,7 +293,7 @@ class _Job:
             # --events -: stdout is the events'; the ranks' lines all go to stderr.
             stdout=out.stderr if inv.events == "-" else out.stdout, stderr=out.stderr,
             shows=inv.console.for_plan(plan), timestamps=inv.timestamps,
-            folder=LineFolder() if fold else None,
+            folder=LineFolder() if fold else None, gather=inv.gather,
         )
         logs = self.log_dir.attempt(attempt) if self.log_dir is not None else None
         supervisor = Supervisor(plan, ssh, printer, out, self.emit, logs)
@@ -310,7 +311,13 @@ class _Job:
                     # As Ctrl-C: the first stops every node, a second kills at once.
                     self.cancelled = True
                     supervisor.interrupt()
-            return task.result()
+            outcome = task.result()
+            if printer.gathered is not None:
+                # exec --gather: each distinct output once, before the attempt's report.
+                printer.stdout.write(gathered_text(outcome.nodes, printer.gathered).encode(
+                    "utf-8", "replace"))
+                printer.stdout.flush()
+            return outcome
         finally:
             self.interrupts.target = None
             out.on_stdout_closed = None

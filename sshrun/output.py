@@ -40,6 +40,9 @@ has passed one line names the rest::
     node1 r0 | UserWarning: TypedStorage is deprecated
     node[1-2] r[1-3] | (same line, 3 more ranks)
 
+With ``gather`` (``sshrun exec --gather``) nothing is printed: each node's
+lines are kept in :attr:`Printer.gathered` for sshrun.gather.
+
 Only the ranks' lines fold, never torchrun's or exec's. A summary must come
 even when no more output arrives: the Printer owns one timer on the running
 event loop (``call_later``) for the next window's end, and :meth:`flush_all`
@@ -268,6 +271,7 @@ class Printer:
         timestamps: bool = False,
         folder: LineFolder | None = None,
         clock: Callable[[], float] = time.monotonic,
+        gather: bool = False,
     ) -> None:
         self.stdout: Writable = stdout if stdout is not None else sys.stdout.buffer
         self.stderr: Writable = stderr if stderr is not None else sys.stderr.buffer
@@ -296,6 +300,8 @@ class Printer:
         self._timer_at: float | None = None
         # (stream, text) -> the node time of the last copy folded in (its stamp)
         self._folded_when: dict[tuple[str, str], float] = {}
+        # exec --gather: node index -> its lines, kept instead of printed (sshrun.gather)
+        self.gathered: dict[int, list[str]] | None = {} if gather else None
 
     def redact(self, text: str) -> str:
         return self.redactor.redact(text)
@@ -408,6 +414,10 @@ class Printer:
             # A secret cut across two pieces of a line over MAX_LINE is not seen.
             lines = [self.redact(line) for line in lines]
         kept = lines
+        if self.gathered is not None:
+            self.gathered.setdefault(source.node, []).extend(lines)
+            self._keep(source, lines)
+            return
         if self.folder is not None and source.rank >= 0:
             lines, marks = self._fold(source, lines, marks)
         # A rank's unterminated colour must not bleed into the next prefix.

@@ -182,11 +182,12 @@ class Options:
     ranks: Number | None = None  # SPEC: only these global ranks' lines (run only)
     timestamps: bool = False  # each line stamped with its node-side time
     fold: bool | None = None  # identical lines across ranks folded; None: on a terminal (run)
+    gather: bool = False  # exec: each distinct node output once, under its hostlist
 
 
 # torchrun's options that `sshrun exec` has not.
 RUN_ONLY = (*(o.dest for o in OPTIONS if o.dest not in EXEC_OPTIONS), "ranks", "fold")
-SWITCHES = ("dry_run", "timestamps", "fold", *(o.dest for o in OPTIONS if o.switch))
+SWITCHES = ("dry_run", "timestamps", "fold", "gather", *(o.dest for o in OPTIONS if o.switch))
 CLUSTER_OPTIONS = ("hostfile", "hosts", "local_cluster", "config")
 # The flag each option is named by in messages (the long option, or its first).
 FLAG = {f.name: "--" + f.name.replace("_", "-") for f in dataclasses.fields(Options)}
@@ -221,6 +222,7 @@ class Invocation:
     duplicate: DuplicateFilters = dataclasses.field(default_factory=DuplicateFilters)
     timestamps: bool = False  # --timestamps: each console line with its node-side time
     fold: bool | None = None  # --fold/--no-fold; None: a torchrun job on a terminal folds
+    gather: bool = False  # exec --gather: the nodes' output gathered (sshrun.gather)
 
 
 def options_from_namespace(args: argparse.Namespace, mode: Mode,
@@ -248,7 +250,8 @@ def check_options(opts: Options) -> None:
         value = getattr(opts, f.name)
         if f.name in SWITCHES:
             if not isinstance(value, bool) and (value is not None
-                                                or f.name in ("dry_run", "timestamps")):
+                                                or f.name in ("dry_run", "timestamps",
+                                                              "gather")):
                 raise ConfigError(f"{FLAG[f.name]}: expected True or False, got {value!r}")
             continue
         if f.name in ("env", "env_file", "secret", "target"):
@@ -272,6 +275,9 @@ def check_options(opts: Options) -> None:
     for option in REFUSED:
         if getattr(opts, option.dest) is not None:
             raise ConfigError(f"{FLAG[option.dest]}: {option.does}")
+    if opts.mode == "run" and opts.gather:
+        raise ConfigError("--gather: for sshrun exec (a command's output on every node), "
+                          "not for torchrun's ranks")
     if opts.mode == "exec":
         for name in RUN_ONLY:
             if getattr(opts, name) not in (None, False):
@@ -424,7 +430,7 @@ def _resolve(opts: Options, env: dict[str, str], notices: list[SettingNotice],
     return Invocation(config, ssh, local_count, opts.dry_run, colour, new_job_id(),
                       secret_values(config), events=opts.events, log_dir=log_dir,
                       console=console, duplicate=duplicate, timestamps=opts.timestamps,
-                      fold=opts.fold if mode == "run" else False)
+                      fold=opts.fold if mode == "run" else False, gather=opts.gather)
 
 
 def _hosts(opts: Options, environ: dict[str, str],
