@@ -116,6 +116,16 @@ the line, and the text as the console shows it, secrets redacted. A
 directory that cannot be written is exit 2 before anything starts; a write
 error later is told once on stderr and the job goes on.
 
+The console at scale. ``--ranks 0-7,12`` shows only those global ranks'
+lines (torchrun's own still shown; every rank still reaches ``--log-dir``).
+``--timestamps`` starts each line with the node-side time it was read
+(``12:03:04.123456 node1 r3 | ...``, the head's time zone). On a terminal a
+line that many ranks print is shown once at once, then, after a second, as
+``node[2-64] r[8-511] | (same line, 504 more ranks)``; ``--no-fold`` shows
+every copy, ``--fold`` folds in a pipe too. ``sshrun exec --gather`` prints
+each distinct output once under its nodes' hostlist and exit status, as
+``dshbak -c``.
+
 ``--dry-run`` prints every node's plan (torchrun arguments, environment; secrets
 redacted by name and by value, controls shown as ``$'...'`` words) and exits.
 It applies every check of the real run, the ssh config and identity files
