@@ -7,7 +7,12 @@ from __future__ import annotations
 import asyncio
 import datetime
 import io
+import os
 import re
+import signal
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -206,3 +211,51 @@ def test_no_fold_shows_every_copy(tmp_path: Path) -> None:
     assert code == 0, head.transcript()
     assert rank_lines(head.err) == [f"node{r // 2 + 1} r{r} | {WARNING}" for r in range(4)], \
         head.transcript()
+
+
+@pytest.mark.torch
+def test_fold_is_on_by_default_when_stdout_is_a_terminal(tmp_path: Path) -> None:
+    main, tty = os.openpty()
+    env = dict(os.environ)
+    env.pop("SSH_AUTH_SOCK", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sshrun", "--local-cluster", "2", "--nproc-per-node", "2",
+         "-x", "SAME_BARRIER=1", SCRIPT], cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
+        stdout=tty, stderr=subprocess.PIPE, start_new_session=True)
+    os.close(tty)
+    chunks: list[bytes] = []
+
+    def read_terminal() -> None:
+        while True:
+            try:
+                data = os.read(main, 65536)
+            except OSError:  # EIO: the terminal's last writer has closed it
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=read_terminal, daemon=True)
+    reader.start()
+    try:
+        _, err = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    reader.join(10)
+    os.close(main)
+    plain = re.compile(r"\x1b\[[0-9;]*m")
+    errors = plain.sub("", err.decode()).splitlines()
+    screen = plain.sub("", b"".join(chunks).decode()).replace("\r\n", "\n").splitlines()
+    assert proc.returncode == 0, (errors, screen)
+    # On a terminal the ranks' lines are coloured, and their copies folded.
+    assert "\x1b[" in b"".join(chunks).decode()
+    shown = [line for line in errors if re.match(r"node[\d\[]", line)]
+    first = re.fullmatch(rf"node\d r(\d) \| {WARNING}", shown[0]) if shown else None
+    assert first is not None, errors
+    rank = int(first.group(1))
+    assert shown == [f"node{rank // 2 + 1} r{rank} | {WARNING}",
+                     f"{FOLDED[rank]} | (same line, 3 more ranks)"], errors
+    assert sorted(line for line in screen if " | rank " in line) == [
+        f"node{r // 2 + 1} r{r} | rank {r} done" for r in range(4)], screen
