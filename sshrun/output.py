@@ -49,6 +49,11 @@ event loop (``call_later``) for the next window's end, and :meth:`flush_all`
 (the attempt's end, before its report) cancels it and prints every fold
 still open. Without a running loop (unit tests) the caller asks
 :meth:`Printer.fold_due`.
+
+This module is longer than most (about 460 lines): the framer and the
+Printer share ``Continuation`` and the per-source state; the folding and
+gathering here are the Printer's glue only (the logic is sshrun.fold's and
+sshrun.gather's).
 """
 
 from __future__ import annotations
