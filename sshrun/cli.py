@@ -116,6 +116,16 @@ the line, and the text as the console shows it, secrets redacted. A
 directory that cannot be written is exit 2 before anything starts; a write
 error later is told once on stderr and the job goes on.
 
+The console at scale. ``--ranks 0-7,12`` shows only those global ranks'
+lines (torchrun's own still shown; every rank still reaches ``--log-dir``).
+``--timestamps`` starts each line with the node-side time it was read
+(``12:03:04.123456 node1 r3 | ...``, the head's time zone). On a terminal a
+line that many ranks print is shown once at once, then, after a second, as
+``node[2-64] r[8-511] | (same line, 504 more ranks)``; ``--no-fold`` shows
+every copy, ``--fold`` folds in a pipe too. ``sshrun exec --gather`` prints
+each distinct output once under its nodes' hostlist and exit status, as
+``dshbak -c``.
+
 ``--dry-run`` prints every node's plan (torchrun arguments, environment; secrets
 redacted by name and by value, controls shown as ``$'...'`` words) and exits.
 It applies every check of the real run, the ssh config and identity files
@@ -241,7 +251,26 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
     job.add_argument("--events", metavar="PATH|-", default=None,
                      help="write every event as a JSON line to PATH (- : stdout, and the "
                           "ranks' output goes to stderr)")
+    shown = parser.add_argument_group("console")
+    if mode != "exec":
+        shown.add_argument("--ranks", metavar="SPEC", default=None,
+                           help="only these global ranks' lines on the console (0, 0-7,12); "
+                                "every rank still reaches --log-dir")
+        folding = shown.add_mutually_exclusive_group()
+        folding.add_argument("--fold", dest="fold", action="store_const", const=True,
+                             default=None,
+                             help="fold a line many ranks print into its first copy and one "
+                                  "count (default: on a terminal)")
+        folding.add_argument("--no-fold", dest="fold", action="store_const", const=False,
+                             help="every rank's copy of every line on the console")
+    shown.add_argument("--timestamps", action="store_true",
+                       help="each line stamped with the node-side time it was read "
+                            "(HH:MM:SS.ffffff, the head's local time zone)")
     if mode == "exec":
+        shown.add_argument("--gather", action="store_true",
+                           help="print each distinct output once, under the hostlist of its "
+                                "nodes and their exit statuses, when the command ends "
+                                "(as dshbak -c)")
         parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
     else:
         parser.add_argument("script", metavar="SCRIPT")

@@ -219,6 +219,12 @@ class ConsoleOutput:
         return cast(TextIO, _TextSink(self.stderr, self._stderr_isatty))
 
     @property
+    def stdout_isatty(self) -> bool:
+        """Whether the ranks' stdout is a terminal (folding's default, as colour's)."""
+        fd = self.stdout._fd
+        return fd is not None and os.isatty(fd)
+
+    @property
     def _stderr_isatty(self) -> bool:
         fd = self.stderr._fd
         return fd is not None and os.isatty(fd)

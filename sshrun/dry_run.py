@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from sshrun.output_filters import Streams, format_filters, format_local_ranks
+from sshrun.output_filters import Streams, format_filters, format_local_ranks, format_ranks
 from sshrun.plan import JobPlan, format_endpoint, given_endpoint, plan_job, torchrun_args
 from sshrun.redact import Redactor, redact_env
 from sshrun.sanitize import shown as shell_word
@@ -83,6 +83,8 @@ def _logs(inv: Invocation) -> list[str]:
         out.append(f"log dir: {shown_plain(inv.log_dir)}/{inv.job_id}/")
     console = inv.console
     parts = []
+    if console.ranks is not None:
+        parts.append(f"ranks {format_ranks(console.ranks)} only")
     if console.local_ranks is not None:
         parts.append(f"local ranks {format_local_ranks(console.local_ranks)} only")
     if console.redirects != Streams():

@@ -12,16 +12,22 @@ is the same are one block, headed by their hostlist::
     ----------------
     uname: command not found
 
-Blocks come in the order of their first node. Pure: the console reads the
-nodes' output from the job and prints :func:`render_gathered`.
+Blocks come in the order of their first node. Pure: the console's Printer
+keeps each node's lines (stdout and stderr merged, in the order they reached
+the head, as ``2>&1`` would) instead of printing them, and when the attempt
+ends the launcher prints :func:`gathered_text` of them and the attempt's
+:class:`sshrun.outcome.NodeOutcome` values.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import signal
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sshrun.nodeset import fold_hosts
+from sshrun.outcome import NodeOutcome, NodeState
 
 RULE = "-" * 16
 
@@ -57,3 +63,21 @@ def gather(outputs: Sequence[NodeOutput]) -> list[Gathered]:
 def render_gathered(groups: Sequence[Gathered]) -> str:
     return "".join(f"{RULE}\n{group.header()}\n{RULE}\n"
                    + "".join(f"{line}\n" for line in group.lines) for group in groups)
+
+
+def node_status(node: NodeOutcome) -> str:
+    """How a node's command ended, as its block's header says it."""
+    if node.exit_code is None:
+        return "lost" if node.state is NodeState.LOST else "no exit status"
+    if node.exit_code > 128:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(node.exit_code - 128).name}"
+    return f"exit {node.exit_code}"
+
+
+def gathered_text(nodes: Sequence[NodeOutcome], lines: Mapping[int, Sequence[str]]) -> str:
+    """``sshrun exec --gather``'s console: every node of the attempt, by node rank, with
+    the lines kept for it (``lines``: node index -> lines)."""
+    return render_gathered(gather([
+        NodeOutput(node.host, tuple(lines.get(node.index, ())), node_status(node))
+        for node in sorted(nodes, key=lambda n: n.index)]))

@@ -58,6 +58,8 @@ from sshrun.events import (
     Restarting,
 )
 from sshrun.failure import Failure, FailureKind, exit_status
+from sshrun.fold import LineFolder
+from sshrun.gather import gathered_text
 from sshrun.hostfile import HostSpec
 from sshrun.log_dir import LogDir
 from sshrun.membership import HostPool, LeftOut
@@ -280,6 +282,9 @@ class _Job:
     async def _attempt(self, config: JobConfig, ssh: SSHSettings, attempt: int) -> Outcome:
         inv, out = self.inv, self.out
         plan = plan_job(config, inv.job_id, attempt)
+        # Folding: a torchrun job's console on a terminal, unless --fold/--no-fold said.
+        fold = inv.fold if inv.fold is not None else (config.mode == "torchrun"
+                                                      and out.stdout_isatty)
         printer = Printer(
             secrets=inv.secret_values,
             colour=inv.colour, host_width=max(len(n.host.label) for n in plan.nodes),
@@ -287,7 +292,8 @@ class _Job:
             launcher_label="torchrun" if config.mode == "torchrun" else "",
             # --events -: stdout is the events'; the ranks' lines all go to stderr.
             stdout=out.stderr if inv.events == "-" else out.stdout, stderr=out.stderr,
-            shows=inv.console.for_plan(plan),
+            shows=inv.console.for_plan(plan), timestamps=inv.timestamps,
+            folder=LineFolder() if fold else None, gather=inv.gather,
         )
         logs = self.log_dir.attempt(attempt) if self.log_dir is not None else None
         supervisor = Supervisor(plan, ssh, printer, out, self.emit, logs)
@@ -305,10 +311,17 @@ class _Job:
                     # As Ctrl-C: the first stops every node, a second kills at once.
                     self.cancelled = True
                     supervisor.interrupt()
-            return task.result()
+            outcome = task.result()
+            if printer.gathered is not None:
+                # exec --gather: each distinct output once, before the attempt's report.
+                printer.stdout.write(gathered_text(outcome.nodes, printer.gathered).encode(
+                    "utf-8", "replace"))
+                printer.stdout.flush()
+            return outcome
         finally:
             self.interrupts.target = None
             out.on_stdout_closed = None
+            printer.close_folds()  # the supervisor printed them; its timer must not outlive it
             if not task.done():  # only on a bug of ours: never leave it running
                 task.cancel()
             if logs is not None:

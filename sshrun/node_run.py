@@ -136,7 +136,7 @@ async def _pump(gang: Gang, node: NodeStatus) -> None:
     def on_output(rank: int, stream: int, data: bytes, when: float) -> None:
         if tap is not None:
             tap.feed(index, label, rank, stream, data, when)
-        printer.feed(index, label, rank, stream, data)
+        printer.feed(index, label, rank, stream, data, when)
 
     def on_event(event: Message) -> None:
         _on_event(gang, node, event)

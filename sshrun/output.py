@@ -26,18 +26,50 @@ node on a terminal and plain text when piped, stderr lines to stderr, and
 keeps each rank's last stderr lines for the final report. It writes to
 anything with ``write`` and ``flush``; the head gives it the console sinks of
 ``sshrun.console``, which never block the event loop.
+
+With ``timestamps`` (``--timestamps``) each line starts with the node-side
+time its last chunk was read, in the head's time zone, to the microsecond,
+before the prefix as journalctl and ``ts`` put it::
+
+    12:03:04.123456 node1 r3 | loss 0.25
+
+With a ``folder`` (sshrun.fold, ``--fold``) a line that other ranks printed
+just before is counted instead of shown, and when the window of its first copy
+has passed one line names the rest::
+
+    node1 r0 | UserWarning: TypedStorage is deprecated
+    node[1-2] r[1-3] | (same line, 3 more ranks)
+
+With ``gather`` (``sshrun exec --gather``) nothing is printed: each node's
+lines are kept in :attr:`Printer.gathered` for sshrun.gather.
+
+Only the ranks' lines fold, never torchrun's or exec's. A summary must come
+even when no more output arrives: the Printer owns one timer on the running
+event loop (``call_later``) for the next window's end, and :meth:`flush_all`
+(the attempt's end, before its report) cancels it and prints every fold
+still open. Without a running loop (unit tests) the caller asks
+:meth:`Printer.fold_due`.
+
+This module is longer than most (about 460 lines): the framer and the
+Printer share ``Continuation`` and the per-source state; the folding and
+gathering here are the Printer's glue only (the logic is sshrun.fold's and
+sshrun.gather's).
 """
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import collections
+import datetime
 import itertools
 import sys
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from sshrun.fold import Folded, LineFolder
 from sshrun.redact import Redactor
 from sshrun.sanitize import sanitize
 
@@ -218,6 +250,12 @@ class Source:
     stream: int  # 1 stdout, 2 stderr
     framer: LineFramer = field(default_factory=LineFramer)
     shown: bool = True  # on the console (else only kept for the report's last lines)
+    when: float = 0.0  # the node-side time its last chunk was read (seconds since the epoch)
+
+
+def console_stamp(when: float) -> str:
+    """``--timestamps``: a node's time as the console shows it (``12:03:04.123456``)."""
+    return datetime.datetime.fromtimestamp(when).strftime("%H:%M:%S.%f")
 
 
 class Printer:
@@ -235,6 +273,10 @@ class Printer:
         secrets: Iterable[str] = (),
         max_line: int = MAX_LINE,
         shows: Callable[[int, int, int], bool] | None = None,
+        timestamps: bool = False,
+        folder: LineFolder | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        gather: bool = False,
     ) -> None:
         self.stdout: Writable = stdout if stdout is not None else sys.stdout.buffer
         self.stderr: Writable = stderr if stderr is not None else sys.stderr.buffer
@@ -256,6 +298,15 @@ class Printer:
         # (node, rank, stream) -> whether its lines reach the console
         # (sshrun.output_filters: --local-ranks-filter, --redirects, --tee).
         self.shows = shows
+        self.timestamps = timestamps
+        self.folder = folder
+        self.clock = clock
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        # (stream, text) -> the node time of the last copy folded in (its stamp)
+        self._folded_when: dict[tuple[str, str], float] = {}
+        # exec --gather: node index -> its lines, kept instead of printed (sshrun.gather)
+        self.gathered: dict[int, list[str]] | None = {} if gather else None
 
     def redact(self, text: str) -> str:
         return self.redactor.redact(text)
@@ -276,7 +327,9 @@ class Printer:
         self._prefixes[key] = text + " "
         return self._prefixes[key]
 
-    def feed(self, node: int, host: str, rank: int, stream: int, data: bytes) -> None:
+    def feed(self, node: int, host: str, rank: int, stream: int, data: bytes,
+             when: float | None = None) -> None:
+        """``when``: the node-side time ``data`` was read (for ``timestamps``)."""
         key = (node, rank, stream)
         source = self._sources.get(key)
         if source is None:
@@ -285,6 +338,8 @@ class Printer:
                                                  LineFramer(self.max_line), shown)
         if not source.shown and stream != 2:
             return  # neither shown nor kept: stderr only is kept for the report
+        if when is not None:
+            source.when = when
         lines = source.framer.feed(data)
         if lines:
             self._emit(source, lines)
@@ -298,8 +353,56 @@ class Printer:
                     self._emit(source, lines)
 
     def flush_all(self) -> None:
+        """The attempt is over: every partial line, then every fold still open."""
         for node in {key[0] for key in self._sources}:
             self.flush_node(node)
+        self.close_folds()
+
+    def close_folds(self) -> None:
+        """Every open fold printed now, and the timer cancelled (idempotent)."""
+        self._disarm()
+        if self.folder is not None:
+            self._print_folds(self.folder.close())
+
+    def fold_due(self) -> None:
+        """The folds whose window has passed, printed; the timer set for the next."""
+        if self.folder is None:
+            return
+        self._timer = self._timer_at = None
+        self._print_folds(self.folder.due(self.clock()))
+        self._arm()
+
+    def _arm(self) -> None:
+        """One timer, for the oldest open window's end (none without a running loop)."""
+        assert self.folder is not None
+        due = self.folder.next_due()
+        if due is None or (self._timer_at is not None and self._timer_at <= due):
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._disarm()
+        self._timer_at = due
+        self._timer = loop.call_later(max(0.0, due - self.clock()), self.fold_due)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._timer_at = None
+
+    def _print_folds(self, folds: list[Folded]) -> None:
+        for fold in folds:
+            when = self._folded_when.pop((fold.stream, fold.text), 0.0)
+            hosts, ranks = fold.label().split(" ", 1)
+            text = f"{hosts:<{self.host_width}} {ranks:<{self.rank_width}} |"
+            if self.colour:
+                text = f"\x1b[2m{text}\x1b[0m"
+            if self.timestamps:
+                text = f"{console_stamp(when)} {text}"
+            out = self.stderr if fold.stream == "err" else self.stdout
+            out.write(f"{text} {fold.summary()}\n".encode("utf-8", "replace"))
+            out.flush()
 
     def _emit(self, source: Source, lines: list[str]) -> None:
         if not source.shown:
@@ -309,16 +412,48 @@ class Printer:
         prefix = self.prefix(source.node, source.host, source.rank)
         more = self.prefix(source.node, source.host, source.rank, "+")
         marks = [more if isinstance(line, Continuation) else prefix for line in lines]
+        if self.timestamps:
+            stamp = console_stamp(source.when) + " "
+            marks = [stamp + mark for mark in marks]
         if self._secrets is not None:
             # A secret cut across two pieces of a line over MAX_LINE is not seen.
             lines = [self.redact(line) for line in lines]
+        kept = lines
+        if self.gathered is not None:
+            self.gathered.setdefault(source.node, []).extend(lines)
+            self._keep(source, lines)
+            return
+        if self.folder is not None and source.rank >= 0:
+            lines, marks = self._fold(source, lines, marks)
         # A rank's unterminated colour must not bleed into the next prefix.
         suffix = "\x1b[0m\n" if self.colour else "\n"
         text = "".join(mark + line + suffix for mark, line in zip(marks, lines, strict=True))
-        out = self.stderr if source.stream == 2 else self.stdout
-        out.write(text.encode("utf-8", "replace"))
-        out.flush()
-        self._keep(source, lines)
+        if text:
+            out = self.stderr if source.stream == 2 else self.stdout
+            out.write(text.encode("utf-8", "replace"))
+            out.flush()
+        self._keep(source, kept)
+
+    def _fold(self, source: Source, lines: list[str],
+              marks: list[str]) -> tuple[list[str], list[str]]:
+        """The lines (and their marks) still to show: those not folded into a copy
+        another rank showed."""
+        assert self.folder is not None
+        now = self.clock()
+        stream = "err" if source.stream == 2 else "out"
+        shown: list[str] = []
+        shown_marks: list[str] = []
+        for line, mark in zip(lines, marks, strict=True):
+            # A piece of a line over MAX_LINE is shown as it comes (its first
+            # piece may have been shown already).
+            if isinstance(line, Continuation) or len(line) >= self.max_line \
+                    or self.folder.offer(source.host, source.rank, line, now, stream):
+                shown.append(line)
+                shown_marks.append(mark)
+            else:
+                self._folded_when[(stream, line)] = source.when
+        self._arm()
+        return shown, shown_marks
 
     def _keep(self, source: Source, lines: list[str]) -> None:
         """A rank's last stderr lines, for the report (shown on the console or not)."""

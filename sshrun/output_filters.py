@@ -21,6 +21,8 @@ whatever the console shows. Judged by torchrun's ``DefaultLogsSpecs``
   written to ``attempt-<n>/<host>/filtered_stdout.log`` (or
   ``filtered_stderr.log``) in the log directory, as torchrun writes
   ``filtered_stdout.log`` for each node's attempt.
+* ``--ranks`` (sshrun's own): only these global ranks (``0``, ``0-7,12``)
+  reach the console; it narrows whatever the options above let through.
 * torchrun's own lines (its launcher output) are always shown.
 
 Local ranks are told apart on the head by the global rank of a line: rank
@@ -48,6 +50,9 @@ if TYPE_CHECKING:
 
 STD_NONE, STD_OUT, STD_ERR, STD_ALL = 0, 1, 2, 3
 MAX_LOCAL_RANK = MAX_SLOTS - 1
+MAX_RANK = (1 << 24) - 1  # --ranks: far above any world size, low enough to stay cheap
+MAX_RANK_RANGES = 4096  # --ranks: pieces in one spec
+_RANKS_WORDS = "global ranks and ranges, comma separated (0, 0-7,12)"
 _STREAMS = re.compile(r"[0-3]")
 _STREAMS_WORDS = "0-3 (1 stdout, 2 stderr, 3 both) or LOCAL_RANK:0-3[,...]"
 
@@ -105,6 +110,40 @@ def parse_local_ranks(text: str) -> frozenset[int]:
     return frozenset(ranks)
 
 
+def parse_ranks(text: str) -> tuple[tuple[int, int], ...]:
+    """``--ranks``: global ranks and inclusive ranges (``0``, ``0-7,12``), as sorted,
+    merged ranges (kept as ranges: ``0-1000000`` costs nothing)."""
+    pieces = text.split(",")
+    if len(pieces) > MAX_RANK_RANGES:
+        raise values.BadValue(f"at most {MAX_RANK_RANGES} {_RANKS_WORDS}")
+    spans: list[tuple[int, int]] = []
+    for piece in pieces:
+        low_text, dash, high_text = piece.strip().partition("-")
+        try:
+            low = values.whole_number(low_text, 0, MAX_RANK)
+            high = values.whole_number(high_text, 0, MAX_RANK) if dash else low
+        except values.BadValue:
+            raise values.BadValue(_RANKS_WORDS) from None
+        if high < low:
+            raise values.BadValue(f"{_RANKS_WORDS}, each range LOW-HIGH with LOW <= HIGH")
+        spans.append((low, high))
+    merged: list[tuple[int, int]] = []
+    for low, high in sorted(spans):
+        if merged and low <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], high))
+        else:
+            merged.append((low, high))
+    return tuple(merged)
+
+
+def format_ranks(spans: tuple[tuple[int, int], ...]) -> str:
+    return ",".join(str(low) if low == high else f"{low}-{high}" for low, high in spans)
+
+
+def in_spans(rank: int, spans: tuple[tuple[int, int], ...]) -> bool:
+    return any(low <= rank <= high for low, high in spans)
+
+
 def format_local_ranks(ranks: frozenset[int]) -> str:
     return ",".join(str(r) for r in sorted(ranks))
 
@@ -135,10 +174,12 @@ class ConsoleFilter:
     local_ranks: frozenset[int] | None = None  # --local-ranks-filter
     redirects: Streams = Streams()
     tee: Streams = Streams()
+    ranks: tuple[tuple[int, int], ...] | None = None  # --ranks: global rank ranges
 
     @property
     def active(self) -> bool:
-        return self.local_ranks is not None or self.redirects != Streams()
+        return (self.local_ranks is not None or self.redirects != Streams()
+                or self.ranks is not None)
 
     @property
     def needs_local_ranks(self) -> bool:
@@ -157,9 +198,14 @@ class ConsoleFilter:
         if not self.active:
             return None
         local = local_rank_of(plan)
+        spans = self.ranks
 
         def shows(node: int, rank: int, stream: int) -> bool:
-            return rank < 0 or self.shows(local(node, rank), stream)
+            if rank < 0:
+                return True  # torchrun's own lines, or exec's command
+            if spans is not None and not in_spans(rank, spans):
+                return False
+            return self.shows(local(node, rank), stream)
 
         return shows
 

@@ -94,7 +94,7 @@ from sshrun.errors import ConfigError, SshrunError
 from sshrun.hostfile import HostSpec, load_hostfile, parse_host_list
 from sshrun.local_cluster import MAX_NODES as MAX_LOCAL_NODES
 from sshrun.local_cluster import local_cluster_hosts
-from sshrun.output_filters import ConsoleFilter, DuplicateFilters
+from sshrun.output_filters import ConsoleFilter, DuplicateFilters, parse_ranks
 from sshrun.plan import JobConfig, RestartPolicy, Timeouts
 from sshrun.redact import is_secret_name
 from sshrun.selection import apply_filters, slurm_hosts
@@ -178,11 +178,16 @@ class Options:
     color: str = "auto"
     events: str | None = None  # PATH, or "-" for stdout
     log_dir: str | None = None  # DIR: the job's logs under DIR/<job-id>/
+    # the console (sshrun.output_filters, sshrun.output)
+    ranks: Number | None = None  # SPEC: only these global ranks' lines (run only)
+    timestamps: bool = False  # each line stamped with its node-side time
+    fold: bool | None = None  # identical lines across ranks folded; None: on a terminal (run)
+    gather: bool = False  # exec: each distinct node output once, under its hostlist
 
 
 # torchrun's options that `sshrun exec` has not.
-RUN_ONLY = tuple(o.dest for o in OPTIONS if o.dest not in EXEC_OPTIONS)
-SWITCHES = ("dry_run", *(o.dest for o in OPTIONS if o.switch))
+RUN_ONLY = (*(o.dest for o in OPTIONS if o.dest not in EXEC_OPTIONS), "ranks", "fold")
+SWITCHES = ("dry_run", "timestamps", "fold", "gather", *(o.dest for o in OPTIONS if o.switch))
 CLUSTER_OPTIONS = ("hostfile", "hosts", "local_cluster", "config")
 # The flag each option is named by in messages (the long option, or its first).
 FLAG = {f.name: "--" + f.name.replace("_", "-") for f in dataclasses.fields(Options)}
@@ -215,6 +220,9 @@ class Invocation:
     # Which ranks' streams the console shows; which lines the log dir copies apart.
     console: ConsoleFilter = dataclasses.field(default_factory=ConsoleFilter)
     duplicate: DuplicateFilters = dataclasses.field(default_factory=DuplicateFilters)
+    timestamps: bool = False  # --timestamps: each console line with its node-side time
+    fold: bool | None = None  # --fold/--no-fold; None: a torchrun job on a terminal folds
+    gather: bool = False  # exec --gather: the nodes' output gathered (sshrun.gather)
 
 
 def options_from_namespace(args: argparse.Namespace, mode: Mode,
@@ -241,7 +249,9 @@ def check_options(opts: Options) -> None:
     for f in dataclasses.fields(Options):
         value = getattr(opts, f.name)
         if f.name in SWITCHES:
-            if not isinstance(value, bool) and (value is not None or f.name == "dry_run"):
+            if not isinstance(value, bool) and (value is not None
+                                                or f.name in ("dry_run", "timestamps",
+                                                              "gather")):
                 raise ConfigError(f"{FLAG[f.name]}: expected True or False, got {value!r}")
             continue
         if f.name in ("env", "env_file", "secret", "target"):
@@ -265,10 +275,15 @@ def check_options(opts: Options) -> None:
     for option in REFUSED:
         if getattr(opts, option.dest) is not None:
             raise ConfigError(f"{FLAG[option.dest]}: {option.does}")
+    if opts.mode == "run" and opts.gather:
+        raise ConfigError("--gather: for sshrun exec (a command's output on every node), "
+                          "not for torchrun's ranks")
     if opts.mode == "exec":
         for name in RUN_ONLY:
             if getattr(opts, name) not in (None, False):
-                raise ConfigError(f"{FLAG[name]}: a torchrun option, not one of sshrun exec")
+                what = ("for torchrun's ranks" if name in ("ranks", "fold")
+                        else "a torchrun option")
+                raise ConfigError(f"{FLAG[name]}: {what}, not one of sshrun exec")
     choices = {"color": ("auto", "always", "never"),
                **{o.dest: o.choices for o in OPTIONS if o.choices is not None}}
     for name, allowed in choices.items():
@@ -376,6 +391,9 @@ def _resolve(opts: Options, env: dict[str, str], notices: list[SettingNotice],
         config = torchrun_settings.torchrun_job(config, given)
     log_dir = given["log_dir"].value if "log_dir" in given else None
     console, duplicate = torchrun_settings.output_filters(config, given, log_dir)
+    if opts.ranks is not None:
+        console = replace(console, ranks=_checked(parse_ranks, _text(opts.ranks, "ranks"),
+                                                  "--ranks"))
     policy_text = opts.host_key_policy or ssh_file.host_key_policy or "strict"
     if policy_text not in HOST_KEY_POLICIES:
         raise ConfigError(f"host_key_policy: expected one of {', '.join(HOST_KEY_POLICIES)}")
@@ -411,7 +429,8 @@ def _resolve(opts: Options, env: dict[str, str], notices: list[SettingNotice],
     # and two jobs that share a rendezvous id must not share tags.
     return Invocation(config, ssh, local_count, opts.dry_run, colour, new_job_id(),
                       secret_values(config), events=opts.events, log_dir=log_dir,
-                      console=console, duplicate=duplicate)
+                      console=console, duplicate=duplicate, timestamps=opts.timestamps,
+                      fold=opts.fold if mode == "run" else False, gather=opts.gather)
 
 
 def _hosts(opts: Options, environ: dict[str, str],
