@@ -49,7 +49,13 @@ from collections.abc import Iterable
 from sshrun.configfile import read_config_text
 from sshrun.errors import ConfigError, LocationError, shown
 from sshrun.hostline import parse_host_entry
-from sshrun.hostlist import MAX_HOSTS, HostlistError, expand_hostlist, hostlist_size
+from sshrun.hostlist import (
+    MAX_HOSTS,
+    HostlistError,
+    expand_hostlist,
+    hostlist_size,
+    outside_ranges,
+)
 from sshrun.hostnames import (
     MAX_LABEL,
     MAX_NAME,
@@ -142,14 +148,9 @@ def parse_hostfile(text: str, source: str) -> list[HostSpec]:
 
 def _split_entries(value: str) -> Iterable[tuple[int, str]]:
     """Split at commas outside ``[...]``, yielding (offset, entry)."""
-    depth = 0
     start = 0
-    for j, ch in enumerate(value):
-        if ch == "[":
-            depth += 1
-        elif ch == "]":
-            depth = max(0, depth - 1)
-        elif ch == "," and depth == 0:
+    for j, ch in outside_ranges(value):
+        if ch == ",":
             yield start, value[start:j]
             start = j + 1
     yield start, value[start:]

@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from sshrun.hostlist import outside_ranges
 from sshrun.hostnames import check_single_host, check_user, expand_host_name
 from sshrun.hostspec import MAX_COLON_SLOTS, MAX_PORT, MAX_SLOTS, HostEntry, HostEntryError
 
@@ -134,16 +135,7 @@ def _parse_bracketed(rest: str, at: int, token: str) -> _Entry:
 
 
 def _parse_plain(rest: str, at: int, token: str) -> _Entry:
-    depth = 0
-    colon = -1
-    for j, ch in enumerate(rest):
-        if ch == "[":
-            depth += 1
-        elif ch == "]":
-            depth = max(0, depth - 1)
-        elif ch == ":" and depth == 0:
-            colon = j
-            break
+    colon = next((j for j, ch in outside_ranges(rest) if ch == ":"), -1)
     pattern = rest if colon < 0 else rest[:colon]
     slots_text = rest[colon + 1 :]
     # Before the host check, so that a bare IPv6 address such as ::1 gets

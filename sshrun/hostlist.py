@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import itertools
 import string
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-__all__ = ["MAX_HOSTS", "HostlistError", "expand_hostlist", "hostlist_size"]
+__all__ = ["MAX_HOSTS", "HostlistError", "expand_hostlist", "hostlist_size", "outside_ranges"]
 
 # A range such as node[0-9999999] would otherwise build millions of strings
 # from one short line; the same bound applies to a whole file or list.
@@ -74,6 +75,20 @@ def expand_hostlist(pattern: str) -> list[str]:
         [part] if isinstance(part, str) else [v for r in part for v in r.values()] for part in parts
     ]
     return ["".join(combo) for combo in itertools.product(*choices)]
+
+
+def outside_ranges(text: str) -> Iterator[tuple[int, str]]:
+    """Each character outside ``[...]`` groups, with its index; the brackets
+    themselves are left out. An unbalanced ``]`` is skipped (the range parser
+    names it), so that a ``:`` or ``,`` after it still counts as outside."""
+    depth = 0
+    for j, ch in enumerate(text):
+        if ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth = max(0, depth - 1)
+        elif depth == 0:
+            yield j, ch
 
 
 def hostlist_size(pattern: str) -> int:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import ipaddress
 import string
 
-from sshrun.hostlist import HostlistError, expand_hostlist
+from sshrun.hostlist import HostlistError, expand_hostlist, outside_ranges
 from sshrun.hostspec import HostEntryError
 
 __all__ = [
@@ -75,13 +75,8 @@ def expand_host_name(pattern: str, at: int = 0, token: str | None = None) -> lis
             at,
             f"host name may not start with '-' (ssh would read it as an option), got {pattern!r}",
         )
-    depth = 0
-    for j, ch in enumerate(pattern):
-        if ch == "[":
-            depth += 1
-        elif ch == "]":
-            depth = max(0, depth - 1)
-        elif depth == 0 and ch not in _HOST_CHARS:
+    for j, ch in outside_ranges(pattern):
+        if ch not in _HOST_CHARS:
             raise HostEntryError(
                 at + j,
                 f"invalid character {ch!r} in host name {pattern!r}: expected letters, "
