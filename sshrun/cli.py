@@ -126,6 +126,11 @@ every copy, ``--fold`` folds in a pipe too. ``sshrun exec --gather`` prints
 each distinct output once under its nodes' hostlist and exit status, as
 ``dshbak -c``.
 
+Before anything starts, every agent says which torch it has: nodes whose
+torch version is not node 0's stop the launch (exit 2, one line naming them
+and both versions); ``--allow-version-mismatch`` launches anyway, with a
+warning.
+
 ``--dry-run`` prints every node's plan (torchrun arguments, environment; secrets
 redacted by name and by value, controls shown as ``$'...'`` words) and exits.
 It applies every check of the real run, the ssh config and identity files
@@ -246,6 +251,9 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
     job.add_argument("--host-cooldown", type=_positive_float, default=60.0, metavar="SECONDS",
                      help="with --nnodes MIN:MAX, how long a host that failed is left out "
                           "(default 60)")
+    job.add_argument("--allow-version-mismatch", action="store_true",
+                     help="launch even when a node's torch version is not node 0's "
+                          "(a warning instead of exit 2)")
     job.add_argument("--dry-run", action="store_true", help="print every node's plan and exit")
     job.add_argument("--color", "--colour", choices=("auto", "always", "never"), default="auto")
     job.add_argument("--events", metavar="PATH|-", default=None,

@@ -201,8 +201,10 @@ class Notice(Event):
     that could not start sits out this attempt), ``stop_unconfirmed`` (a
     node's agent did not confirm the stop in time), ``login_shell`` (a node's
     login shell printed text before the agent started; ``lines`` holds it),
-    ``slurm_hosts`` and ``insecure_host_keys`` (resolving's notices, by the
-    launcher right after ``job_started``).
+    ``version_mismatch`` (nodes whose torch is not node 0's run, as
+    ``--allow-version-mismatch`` allows), ``slurm_hosts`` and
+    ``insecure_host_keys`` (resolving's notices, by the launcher right after
+    ``job_started``).
     ``host``: the host it is about, if any. Remote text is sanitized but not
     redacted (readers redact, as for every event).
     """
