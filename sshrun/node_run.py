@@ -196,6 +196,7 @@ def _on_event(gang: Gang, node: NodeStatus, event: Message) -> None:
     elif isinstance(event, Exited):
         node.state = NodeState.EXITED
         node.exit_code = event.code
+        node.stopped = event.stopped is not None
         node.swept = {"terminated": event.swept.terminated, "killed": event.swept.killed,
                       "left": event.swept.left}
         gang.emit(events.NodeSwept(**gang.about(node), terminated=event.swept.terminated,

@@ -406,6 +406,7 @@ def test_the_report_of_a_failed_rank_names_it_with_its_last_lines(rank_fails: Ru
         "sshrun: first failure: node2 (node 1), rank 1 (local rank 0): exited with code 42",
         "last lines of its stderr:",
         "  rank 1 about to fail",
+        "sshrun: nodes: 1 failed (node2), 1 stopped (node1)",
         "sshrun: exit status 42",
     ]
 
@@ -413,13 +414,15 @@ def test_the_report_of_a_failed_rank_names_it_with_its_last_lines(rank_fails: Ru
 def test_the_report_of_a_lost_node(agent_dies: Run) -> None:
     assert _render(agent_dies.outcome) == [
         "sshrun: first failure: node2 (node 1): connection to the agent lost",
+        "sshrun: nodes: 1 stopped (node1), 1 lost (node2)",
         "sshrun: exit status 255",
     ]
 
 
 def test_the_report_of_an_interrupt(interrupted: Run) -> None:
-    [line] = _render(interrupted.outcome)
+    line, fates = _render(interrupted.outcome)
     assert re.fullmatch(r"sshrun: interrupted after \d+\.\ds; every node stopped", line), line
+    assert fates == "sshrun: nodes: 2 stopped (node[1-2])"
 
 
 def test_the_report_lists_earlier_attempts_by_their_first_failure(

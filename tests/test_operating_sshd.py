@@ -1,4 +1,8 @@
-"""Against real sshd nodes: the torch version guard at launch (sshrun/preflight.py).
+"""Against real sshd nodes: what docs/operating.md describes.
+
+The torch version guard at launch (sshrun/preflight.py), the final report's
+line on what every node did (sshrun/report.py).
+
 
 The node whose torch is another version runs a second interpreter: a wrapper
 script around this one whose ``PYTHONPATH`` puts a folder with a fake ``torch``
@@ -20,7 +24,7 @@ from typing import Any
 
 import pytest
 from head import run_sshrun
-from sshd_cluster import SshdCluster
+from sshd_cluster import SshdCluster, cluster_args
 
 pytestmark = pytest.mark.sshd
 
@@ -103,3 +107,24 @@ def test_many_odd_nodes_are_one_folded_line(sshd_cluster: SshdCluster, tmp_path:
     assert head.stderr == (
         f"sshrun: error: node[1-2]: torch {FAKE_VERSION}, but node 0 (node0) has torch {ours} "
         "(every node needs the same torch; --allow-version-mismatch launches anyway)")
+
+
+def test_the_report_says_which_nodes_finished_failed_and_were_stopped(
+        sshd_cluster: SshdCluster, tmp_path: Path) -> None:
+    """node0 ends at once; node1 fails once node0 has ended; node2 waits to be stopped."""
+    done = tmp_path / "node0-done"
+    script = (f"case $SSHRUN_NODE_RANK in "
+              f"0) touch {done}; echo finishing;; "
+              # A poll with a deadline (60 s), on node0's mark.
+              f"1) for i in $(seq 600); do [ -e {done} ] && break; sleep 0.1; done; "
+              f"echo failing; exit 3;; "
+              f"*) echo waiting; exec sleep 120;; esac")
+    code, head = run_sshrun(["exec", *cluster_args(sshd_cluster), "--", "sh", "-c", script],
+                            cwd=tmp_path)
+    assert code == 3, head.transcript()
+    assert sorted(head.out) == ["node0 | finishing", "node1 | failing", "node2 | waiting"]
+    assert head.err == [
+        "sshrun: first failure: node1 (node 1): exited with code 3",
+        "sshrun: nodes: 1 finished (node0), 1 failed (node1), 1 stopped (node2)",
+        "sshrun: exit status 3",
+    ], head.transcript()
