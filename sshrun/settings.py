@@ -55,6 +55,7 @@ that layer has no say::
     host cool-down    --host-cooldown         -                          60 s
     version guard     --allow-version-mismatch -                         off: node 0's torch
                                                                          on every node
+    start-up report   --startup-report        -                          30 s
     handshakes        --max-handshakes        -                          32
     colour            --color                 -                          auto (a terminal)
     event file        --events                -                          none
@@ -177,6 +178,7 @@ class Options:
     no_restart_on: str | None = None
     host_cooldown: Number = 60.0
     allow_version_mismatch: bool = False  # nodes whose torch is not node 0's still run
+    startup_report: Number = 30.0  # seconds of start-up before who is missing is named
     dry_run: bool = False
     color: str = "auto"
     events: str | None = None  # PATH, or "-" for stdout
@@ -227,6 +229,7 @@ class Invocation:
     timestamps: bool = False  # --timestamps: each console line with its node-side time
     fold: bool | None = None  # --fold/--no-fold; None: a torchrun job on a terminal folds
     gather: bool = False  # exec --gather: the nodes' output gathered (sshrun.gather)
+    startup_report: float = 30.0  # --startup-report: seconds before who has not started is named
 
 
 def options_from_namespace(args: argparse.Namespace, mode: Mode,
@@ -436,7 +439,8 @@ def _resolve(opts: Options, env: dict[str, str], notices: list[SettingNotice],
     return Invocation(config, ssh, local_count, opts.dry_run, colour, new_job_id(),
                       secret_values(config), events=opts.events, log_dir=log_dir,
                       console=console, duplicate=duplicate, timestamps=opts.timestamps,
-                      fold=opts.fold if mode == "run" else False, gather=opts.gather)
+                      fold=opts.fold if mode == "run" else False, gather=opts.gather,
+                      startup_report=_seconds(opts.startup_report, "startup_report"))
 
 
 def _hosts(opts: Options, environ: dict[str, str],

@@ -225,8 +225,8 @@ def test_a_clean_run(clean: Run) -> None:
     assert outcome is not None, clean.error
     assert (outcome.exit_code, outcome.first_failure, outcome.interrupted) == (0, None, False)
     for node in (0, 1):
-        assert clean.of(node) == ["node_connected", "agent_up", "ranks_started", "rank_exited",
-                                  "node_swept"]
+        assert clean.of(node) == ["node_connected", "agent_up", "ranks_started", "rank_started",
+                                  "rank_exited", "node_swept"]
     assert not _events(clean, Stopping) and not _events(clean, NodeLost)
     assert sorted((e.host, e.address) for e in _events(clean, NodeConnected)) == [
         ("node1", "127.0.0.2"), ("node2", "127.0.0.3")]
@@ -265,7 +265,7 @@ def test_a_rank_failing_stops_the_gang_and_is_the_first_failure(rank_fails: Run)
     assert failed < names.index("stopping") < names.index("node_swept")
     for node in (0, 1):
         assert rank_fails.of(node) == ["node_connected", "agent_up", "ranks_started",
-                                       "rank_exited", "node_swept"]
+                                       "rank_started", "rank_exited", "node_swept"]
     # The survivor was stopped by the gang: SIGTERM from its torchrun.
     assert sorted((e.rank, e.code, e.signal) for e in _events(rank_fails, RankExited)) == [
         (0, 143, "SIGTERM"), (1, 42, None)]
