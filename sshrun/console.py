@@ -293,9 +293,12 @@ class LiveLine:
         try:
             width = os.get_terminal_size(self._out.stderr._fd or 0).columns
         except OSError:
-            width = 80
-        # A line that wraps could not be cleared with one carriage return.
-        self._text = text[:max(width - 1, 1)].encode("utf-8", "replace")
+            width = 0
+        if width > 1:
+            # A line that wraps could not be cleared with one carriage return.
+            text = text[:width - 1]
+        # (0: a terminal that does not know its size, as a fresh pty.)
+        self._text = text.encode("utf-8", "replace")
         if self._shown:
             self._out.stderr.queue(self.CLEAR + self._text)
         else:

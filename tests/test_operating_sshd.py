@@ -1,7 +1,10 @@
 """Against real sshd nodes: what docs/operating.md describes.
 
 The torch version guard at launch (sshrun/preflight.py), the final report's
-line on what every node did (sshrun/report.py).
+line on what every node did (sshrun/report.py), the start-up report and its
+live line on a terminal (sshrun/startup.py, sshrun/startup_console.py): a
+node whose interpreter waits for the test before it starts (a wrapper script
+as that host's python) stalls the start-up at a known place.
 
 
 The node whose torch is another version runs a second interpreter: a wrapper
@@ -17,13 +20,18 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
+import re
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
-from head import run_sshrun
+from head import WORKERS, Head, run_sshrun
+from jobprocs import assert_no_leftovers, new_canary
 from sshd_cluster import SshdCluster, cluster_args
 
 pytestmark = pytest.mark.sshd
@@ -128,3 +136,141 @@ def test_the_report_says_which_nodes_finished_failed_and_were_stopped(
         "sshrun: nodes: 1 finished (node0), 1 failed (node1), 1 stopped (node2)",
         "sshrun: exit status 3",
     ], head.transcript()
+
+
+# -- start-up that names who is missing ---------------------------------------------------
+
+
+def stalling_python(folder: Path, release: Path) -> Path:
+    """This interpreter, started only once ``release`` exists (a poll with a 120 s
+    deadline): that node's agent cannot say hello until the test lets it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    wrapper = folder / "python-stalls"
+    wrapper.write_text("#!/bin/sh\n"
+                       f"i=0; while [ ! -e {release} ] && [ $i -lt 1200 ]; do "
+                       "sleep 0.1; i=$((i+1)); done\n"
+                       f'exec {sys.executable} "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def test_a_start_up_that_stalls_names_the_node_and_its_ranks(
+        sshd_cluster: SshdCluster, tmp_path: Path) -> None:
+    release = tmp_path / "release"
+    config = cluster_yaml(sshd_cluster, tmp_path, {1}, stalling_python(tmp_path / "py", release))
+    canary = new_canary()
+    head = Head(["-c", str(config), "--nproc-per-node", "2", "--startup-report", "1",
+                 "-x", f"SSHRUN_TEST_CANARY={canary}", str(WORKERS / "echo_args.py")],
+                cwd=tmp_path)
+    try:
+        # Once the others' agents are up, only node1's is missing: named with its ranks.
+        stuck = ("sshrun: start-up still going after {}: 6 of 6 ranks not started: "
+                 "node1 r[2-3] (starting its agent), node[0,2] r[0-1,4-5] (agent up)")
+        head.wait_line("node[0,2] r[0-1,4-5] (agent up)", timeout=120)
+        release.touch()
+        code = head.wait(240)
+    finally:
+        release.touch()
+        if head.proc.poll() is None:
+            head.proc.kill()
+            head.wait(30)
+    assert code == 0, head.transcript()
+    reports = [line for line in head.err if "start-up" in line or "every rank" in line]
+    # The first report comes at the threshold: every node is named, wherever it is.
+    assert re.fullmatch(r"sshrun: start-up still going after 1s: 6 of 6 ranks not started: "
+                        r".*node1 r\[2-3\] \((connecting|starting its agent)\).*", reports[0]), \
+        head.transcript()
+    assert any(line == stuck.format("1s") or re.fullmatch(
+        re.escape(stuck).replace(r"\{\}", r"\d+\.\ds"), line) for line in reports), reports
+    # Then node1's agent, then the rendezvous; then every rank has started, said once.
+    assert re.fullmatch(r"sshrun: every rank started after \d+\.\ds", reports[-1]), reports
+    assert sum("every rank started" in line for line in reports) == 1
+    assert head.err[-1].startswith("sshrun: job finished on 3 nodes in "), head.transcript()
+    # Piped: no live line anywhere.
+    assert not any("starting: connected" in line or "\x1b[K" in line for line in head.err)
+    assert_no_leftovers(canary)
+
+
+def terminal_rows(data: str) -> list[str]:
+    """What a terminal shows for ``data``: carriage return, erase-line and newline
+    applied (colour codes dropped), each row as it is left."""
+    rows: list[str] = []
+    row: list[str] = []
+    col = 0
+    for token in re.findall(r"\x1b\[[0-9;]*[A-Za-z]|\r|\n|[^\x1b\r\n]+", data):
+        if token == "\n":
+            rows.append("".join(row))
+            row, col = [], 0
+        elif token == "\r":
+            col = 0
+        elif token == "\x1b[K":
+            del row[col:]
+        elif token.startswith("\x1b["):
+            continue
+        else:
+            row[col:col + len(token)] = list(token)
+            col += len(token)
+    rows.append("".join(row))
+    return rows
+
+
+def test_the_live_line_on_a_terminal_counts_up_and_is_gone_once_every_rank_runs(
+        sshd_cluster: SshdCluster, tmp_path: Path) -> None:
+    release = tmp_path / "release"
+    config = cluster_yaml(sshd_cluster, tmp_path, {1}, stalling_python(tmp_path / "py", release))
+    canary = new_canary()
+    main, tty = os.openpty()
+    env = dict(os.environ)
+    env.pop("SSH_AUTH_SOCK", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sshrun", "-c", str(config), "--nproc-per-node", "2",
+         "-x", f"SSHRUN_TEST_CANARY={canary}", "-x", "ALL=1", str(WORKERS / "echo_args.py")],
+        cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=tty,
+        start_new_session=True)
+    os.close(tty)
+    chunks: list[bytes] = []
+    seen = threading.Event()
+
+    def read_terminal() -> None:
+        while True:
+            try:
+                data = os.read(main, 65536)
+            except OSError:  # EIO: the terminal's last writer has closed it
+                return
+            if not data:
+                return
+            chunks.append(data)
+            if b"agents up 2/3" in b"".join(chunks):
+                seen.set()
+
+    reader = threading.Thread(target=read_terminal, daemon=True)
+    reader.start()
+    try:
+        # Held at node1's agent: the line is there, and says so.
+        assert seen.wait(120), b"".join(chunks)
+        release.touch()
+        out, _ = proc.communicate(timeout=240)
+    finally:
+        release.touch()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    reader.join(10)
+    os.close(main)
+    screen = b"".join(chunks).decode()
+    assert proc.returncode == 0, screen
+    drawn = re.findall(r"\r\x1b\[K(sshrun: starting: [^\r\n\x1b]*)", screen)
+    assert drawn[0] == "sshrun: starting: connected 0/3, agents up 0/3, ranks started 0/6", drawn
+    assert "sshrun: starting: connected 3/3, agents up 2/3, ranks started 0/6" in drawn, drawn
+    counts = [int(m) for m in re.findall(r"ranks started (\d)/6", " ".join(drawn))]
+    assert counts == sorted(counts), drawn  # it only counts up
+    # Gone once every rank runs: no row of the screen keeps it, and it was never
+    # drawn into a row another line used (each row is whole).
+    rows = terminal_rows(screen)
+    assert not [row for row in rows if "starting:" in row], rows
+    assert rows[-2].startswith("sshrun: job finished on 3 nodes in "), rows
+    assert rows[-1] == ""
+    lines = out.decode().splitlines()
+    assert sorted(line for line in lines if " | ARGV" in line) == [
+        f"node{r // 2} r{r} | ARGV []" for r in range(6)], lines
+    assert_no_leftovers(canary)
