@@ -7,8 +7,9 @@ attempt is over. On a terminal (stderr) one :class:`sshrun.console.LiveLine`
 shows ``sshrun: starting: connected k/N, agents up k/N, ranks started k/W``
 until every rank runs or the attempt stops. Whether or not it is a terminal,
 once start-up has taken ``--startup-report`` seconds, one line names who has
-not started, and another whenever that changes (checked as events arrive and
-once a second), and a last one when every rank has started::
+not started, and another whenever that changes (looked at once a second, so
+at most a line a second), and a last one, at once, when every rank has
+started::
 
     sshrun: start-up still going after 30s: 2 of 4 ranks not started: node1 r[2-3] (agent up)
     sshrun: every rank started after 41s
@@ -74,7 +75,11 @@ class StartupConsole:
                 self._line = None
             else:
                 self._line.show("sshrun: " + tracker.status())
-        self._report()
+        if tracker.over:
+            # That every rank started is said at once; who is still missing only
+            # on the tick, so that a thousand ranks starting one by one are a
+            # line a second, not a line each.
+            self._report()
 
     def _tick(self) -> None:
         self._timer = None
