@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import MakeSshdCluster
 from head import WORKERS, Head, run_sshrun
 from jobprocs import assert_no_leftovers, new_canary
 from sshd_cluster import SshdCluster, cluster_args
@@ -274,3 +275,22 @@ def test_the_live_line_on_a_terminal_counts_up_and_is_gone_once_every_rank_runs(
     assert sorted(line for line in lines if " | ARGV" in line) == [
         f"node{r // 2} r{r} | ARGV []" for r in range(6)], lines
     assert_no_leftovers(canary)
+
+
+def test_a_node_that_never_answers_is_named_as_connecting(
+        make_sshd_cluster: MakeSshdCluster, tmp_path: Path) -> None:
+    """node1's sshd is frozen (SIGSTOP): the TCP connection opens, the handshake never
+    comes. Until the connect timeout, the start-up report names it, and its rank."""
+    cluster = make_sshd_cluster(2, first_octet=40)
+    cluster.stop_node(1)
+    try:
+        code, head = run_sshrun([*cluster_args(cluster), "--nproc-per-node", "1",
+                                 "--connect-timeout", "20", "--startup-report", "1",
+                                 str(WORKERS / "echo_args.py")], cwd=tmp_path)
+    finally:
+        cluster.cont_node(1)
+    assert code == 255, head.transcript()
+    stuck = "2 of 2 ranks not started: node1 r1 (connecting), node0 r0 (agent up)"
+    assert any(line.startswith("sshrun: start-up still going after ")
+               and line.endswith(f"s: {stuck}") for line in head.err), head.transcript()
+    assert head.err[-1].startswith("sshrun: error: node1: "), head.transcript()
