@@ -22,6 +22,7 @@ from sshrun import events, preflight
 from sshrun.errors import AuthError, HostKeyError, NodeSetupError, SSHError
 from sshrun.gang import Gang, NodeStatus
 from sshrun.node.protocol import Stop
+from sshrun.nodeset import fold_hosts
 from sshrun.outcome import NodeState
 from sshrun.plan import plan_job
 from sshrun.sanitize import sanitize
@@ -135,6 +136,12 @@ def check_before_start(gang: Gang) -> None:
     hellos = [preflight.NodeHello(n.plan.host.label, n.session.hello)
               for n in gang.nodes if n.session is not None and n.session.hello is not None]
     problems = preflight.check_hellos(hellos, gang.plan.config)
+    mismatch = preflight.version_mismatch(hellos)
+    if mismatch is not None and not problems:
+        # --allow-version-mismatch: the user knows, but it is said once.
+        gang.notice("version_mismatch", (
+            f"warning: {fold_hosts(mismatch.hosts)}: {mismatch.theirs()}, but "
+            f"{mismatch.node0()} (--allow-version-mismatch)"))
     if problems:
         for node in gang.nodes:
             if node.session is not None:

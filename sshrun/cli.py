@@ -126,6 +126,21 @@ every copy, ``--fold`` folds in a pipe too. ``sshrun exec --gather`` prints
 each distinct output once under its nodes' hostlist and exit status, as
 ``dshbak -c``.
 
+Start-up. On a terminal one live line on stderr says how far start-up
+is (``sshrun: starting: connected 3/4, agents up 2/4, ranks started 0/8``)
+and goes once every rank runs; a rank has started when it is past the
+rendezvous. When start-up takes longer than ``--startup-report`` seconds
+(default 30), a line names the nodes and ranks that have not started and
+where each is stuck, and another whenever that changes (also when piped).
+The final report of a failed or interrupted job says what every node did:
+``sshrun: nodes: 1 failed (node2), 6 stopped (node[0-1,3-6]), 1 lost (node7)``
+(docs/operating.md).
+
+Before anything starts, every agent says which torch it has: nodes whose
+torch version is not node 0's stop the launch (exit 2, one line naming them
+and both versions); ``--allow-version-mismatch`` launches anyway, with a
+warning.
+
 ``--dry-run`` prints every node's plan (torchrun arguments, environment; secrets
 redacted by name and by value, controls shown as ``$'...'`` words) and exits.
 It applies every check of the real run, the ssh config and identity files
@@ -246,6 +261,9 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
     job.add_argument("--host-cooldown", type=_positive_float, default=60.0, metavar="SECONDS",
                      help="with --nnodes MIN:MAX, how long a host that failed is left out "
                           "(default 60)")
+    job.add_argument("--allow-version-mismatch", action="store_true",
+                     help="launch even when a node's torch version is not node 0's "
+                          "(a warning instead of exit 2)")
     job.add_argument("--dry-run", action="store_true", help="print every node's plan and exit")
     job.add_argument("--color", "--colour", choices=("auto", "always", "never"), default="auto")
     job.add_argument("--events", metavar="PATH|-", default=None,
@@ -263,6 +281,10 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
                                   "count (default: on a terminal)")
         folding.add_argument("--no-fold", dest="fold", action="store_const", const=False,
                              help="every rank's copy of every line on the console")
+    shown.add_argument("--startup-report", type=_positive_float, default=30.0,
+                       metavar="SECONDS",
+                       help="once start-up takes this long, name the nodes and ranks that "
+                            "have not started, and again as that changes (default 30)")
     shown.add_argument("--timestamps", action="store_true",
                        help="each line stamped with the node-side time it was read "
                             "(HH:MM:SS.ffffff, the head's local time zone)")

@@ -10,10 +10,11 @@ block (hand slow work to a thread or a queue).
 The launcher's own events: a job starting and finishing, an attempt
 failing, a restart, a host left out. The supervisor's, per attempt and per
 node: a node connected, its agent up, its ranks (torchrun or the command)
-started, a rank exited, a node lost, a stop beginning, what a node's sweep
-did, and its notices (``notice``: an interrupt, a host left out, a login
-shell's stray output). Every event carries the job id, the attempt number (0 for the first)
-and the wall-clock time it happened (``time.time()``, Unix seconds); a node's
+started, each rank started (past the rendezvous), a rank exited, a node
+lost, a stop beginning, what a node's sweep did, and its notices
+(``notice``: an interrupt, a host left out, a login shell's stray output).
+Every event carries the job id, the attempt number (0 for the first) and the
+wall-clock time it happened (``time.time()``, Unix seconds); a node's
 event also its host label and node rank (in that attempt).
 
 Remote text inside an event (a failure's message, traceback or last lines)
@@ -148,6 +149,17 @@ class RanksStarted(NodeEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class RankStarted(NodeEvent):
+    """One rank started: its shim connected to the node's agent, which torchrun
+    runs only once the rendezvous is complete (the start-up report counts these)."""
+
+    name: ClassVar[str] = "rank_started"
+    rank: int
+    local_rank: int
+    pid: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class RankExited(NodeEvent):
     """One rank exited: ``code`` shell-style (128+N: signal N; None: unknown)."""
 
@@ -201,8 +213,10 @@ class Notice(Event):
     that could not start sits out this attempt), ``stop_unconfirmed`` (a
     node's agent did not confirm the stop in time), ``login_shell`` (a node's
     login shell printed text before the agent started; ``lines`` holds it),
-    ``slurm_hosts`` and ``insecure_host_keys`` (resolving's notices, by the
-    launcher right after ``job_started``).
+    ``version_mismatch`` (nodes whose torch is not node 0's run, as
+    ``--allow-version-mismatch`` allows), ``slurm_hosts`` and
+    ``insecure_host_keys`` (resolving's notices, by the launcher right after
+    ``job_started``).
     ``host``: the host it is about, if any. Remote text is sanitized but not
     redacted (readers redact, as for every event).
     """
@@ -215,12 +229,12 @@ class Notice(Event):
 
 
 AnyEvent = (JobStarted | AttemptFailed | HostLeftOut | Restarting | JobFinished
-            | NodeConnected | AgentUp | RanksStarted | RankExited | NodeLost | Stopping
-            | NodeSwept | Notice)
+            | NodeConnected | AgentUp | RanksStarted | RankStarted | RankExited | NodeLost
+            | Stopping | NodeSwept | Notice)
 OnEvent = Callable[[Event], None]
 # The supervisor's events (one attempt's nodes), apart from the launcher's.
-SUPERVISOR_EVENTS = (NodeConnected, AgentUp, RanksStarted, RankExited, NodeLost, Stopping,
-                     NodeSwept, Notice)
+SUPERVISOR_EVENTS = (NodeConnected, AgentUp, RanksStarted, RankStarted, RankExited, NodeLost,
+                     Stopping, NodeSwept, Notice)
 
 
 def ignore(event: Event) -> None:

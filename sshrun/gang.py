@@ -50,11 +50,12 @@ class NodeStatus:
     swept: dict[str, int] = field(default_factory=dict)
     # Global rank -> (local rank, shell-style exit status; None: unknown).
     rank_exits: dict[int, tuple[int, int | None]] = field(default_factory=dict)
+    stopped: bool = False  # its agent's exit said the job was stopped, not ended by itself
 
     def outcome(self) -> NodeOutcome:
         """What this node did, as data that outlives its connection."""
         return NodeOutcome(self.plan.index, self.plan.host.label, self.state, self.exit_code,
-                           dict(self.swept), dict(self.rank_exits))
+                           dict(self.swept), dict(self.rank_exits), self.stopped)
 
 
 class OutputTap(Protocol):

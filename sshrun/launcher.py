@@ -17,7 +17,8 @@ to the readers in ``Runtime.on_event``; the console report
 (sshrun.console_report) is the reader that prints sshrun's own lines, the
 JSON event file (``--events``, sshrun.event_log) another, the log directory
 (``--log-dir``, sshrun.log_dir) a third, which also hears every rank's
-output ahead of the console. The
+output ahead of the console; the start-up's live line and report
+(sshrun.startup_console) a fourth, told each attempt's plan. The
 ranks' output still goes through the supervisor's printer to the console
 streams given in ``Runtime``. Time is read from ``Runtime.clock`` and waited
 through ``Runtime.sleep``, so that tests of back-off and cool-downs need not
@@ -69,6 +70,7 @@ from sshrun.plan import JobConfig, plan_job
 from sshrun.redact import Redactor
 from sshrun.result import AttemptResult, JobResult, RankExit
 from sshrun.settings import Invocation
+from sshrun.startup_console import StartupConsole
 from sshrun.supervisor import Supervisor
 from sshrun.transport import SSHSettings
 
@@ -113,7 +115,11 @@ async def run_job(inv: Invocation, runtime: Runtime = Runtime()) -> JobResult:
             raise
     interrupts = _Interrupts()
     readers: list[OnEvent] = []
+    startup = None
     if runtime.console_report:
+        # First: its live line goes before anything else is printed.
+        startup = StartupConsole(out, inv.startup_report)
+        readers.append(startup)
         console = Console(file=out.text(), highlight=False, soft_wrap=True,
                           force_terminal=inv.colour, no_color=inv.colour is False)
         readers.append(ConsoleReport(console, Redactor(inv.secret_values)))
@@ -135,7 +141,7 @@ async def run_job(inv: Invocation, runtime: Runtime = Runtime()) -> JobResult:
     # two phases and becomes a KeyboardInterrupt traceback.
     for sig in signals:
         loop.add_signal_handler(sig, interrupts)
-    job = _Job(inv, runtime, out, interrupts, emit, log_dir)
+    job = _Job(inv, runtime, out, interrupts, emit, log_dir, startup)
     error: SshrunError | None = None
     try:
         try:
@@ -171,9 +177,11 @@ class _Job:
     """One job's attempts (run_job's loop, with the state it keeps between them)."""
 
     def __init__(self, inv: Invocation, runtime: Runtime, out: ConsoleOutput,
-                 interrupts: _Interrupts, emit: OnEvent, log_dir: LogDir | None = None) -> None:
+                 interrupts: _Interrupts, emit: OnEvent, log_dir: LogDir | None = None,
+                 startup: StartupConsole | None = None) -> None:
         self.inv = inv
         self.log_dir = log_dir
+        self.startup = startup
         self.clock = runtime.clock
         self.sleep = runtime.sleep
         self.out = out
@@ -301,6 +309,8 @@ class _Job:
         out.on_stdout_closed = supervisor.stdout_closed
         if out.stdout.closed:
             supervisor.stdout_closed()
+        if self.startup is not None:
+            self.startup.begin(plan)
         # Its own task: cancelling ours must not cancel it midway, but stop it.
         task = asyncio.ensure_future(supervisor.run())
         try:
@@ -319,6 +329,8 @@ class _Job:
                 printer.stdout.flush()
             return outcome
         finally:
+            if self.startup is not None:
+                self.startup.end()
             self.interrupts.target = None
             out.on_stdout_closed = None
             printer.close_folds()  # the supervisor printed them; its timer must not outlive it

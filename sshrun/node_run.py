@@ -33,6 +33,7 @@ from sshrun.node.protocol import (
     Heartbeat,
     Message,
     RankExit,
+    RankStarted,
     Spec,
     Started,
     Stopping,
@@ -174,6 +175,9 @@ def _on_event(gang: Gang, node: NodeStatus, event: Message) -> None:
     label = node.plan.host.label
     if isinstance(event, Started):
         gang.emit(events.RanksStarted(**gang.about(node), pid=event.pid, argv0=event.argv0))
+    elif isinstance(event, RankStarted):
+        gang.emit(events.RankStarted(**gang.about(node), rank=event.rank,
+                                     local_rank=event.local_rank, pid=event.pid))
     elif isinstance(event, RankExit):
         node.rank_exits[event.rank] = (event.local_rank, event.code)
         gang.emit(events.RankExited(**gang.about(node), rank=event.rank,
@@ -196,6 +200,7 @@ def _on_event(gang: Gang, node: NodeStatus, event: Message) -> None:
     elif isinstance(event, Exited):
         node.state = NodeState.EXITED
         node.exit_code = event.code
+        node.stopped = event.stopped is not None
         node.swept = {"terminated": event.swept.terminated, "killed": event.swept.killed,
                       "left": event.swept.left}
         gang.emit(events.NodeSwept(**gang.about(node), terminated=event.swept.terminated,

@@ -126,6 +126,8 @@ class JobConfig:
     timeouts: Timeouts = field(default_factory=Timeouts)
     restarts: RestartPolicy = field(default_factory=RestartPolicy)
     membership: Membership | None = None  # --nnodes MIN:MAX with MIN < MAX
+    # --allow-version-mismatch: nodes whose torch is not node 0's run (with a warning).
+    allow_version_mismatch: bool = False
 
 
 @dataclass(frozen=True)

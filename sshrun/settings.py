@@ -53,6 +53,9 @@ that layer has no say::
                       --restart-backoff-max
     no_restart_on     --no-restart-on         -                          none
     host cool-down    --host-cooldown         -                          60 s
+    version guard     --allow-version-mismatch -                         off: node 0's torch
+                                                                         on every node
+    start-up report   --startup-report        -                          30 s
     handshakes        --max-handshakes        -                          32
     colour            --color                 -                          auto (a terminal)
     event file        --events                -                          none
@@ -174,6 +177,8 @@ class Options:
     restart_backoff_max: Number = 60.0
     no_restart_on: str | None = None
     host_cooldown: Number = 60.0
+    allow_version_mismatch: bool = False  # nodes whose torch is not node 0's still run
+    startup_report: Number = 30.0  # seconds of start-up before who is missing is named
     dry_run: bool = False
     color: str = "auto"
     events: str | None = None  # PATH, or "-" for stdout
@@ -187,7 +192,8 @@ class Options:
 
 # torchrun's options that `sshrun exec` has not.
 RUN_ONLY = (*(o.dest for o in OPTIONS if o.dest not in EXEC_OPTIONS), "ranks", "fold")
-SWITCHES = ("dry_run", "timestamps", "fold", "gather", *(o.dest for o in OPTIONS if o.switch))
+SWITCHES = ("dry_run", "timestamps", "fold", "gather", "allow_version_mismatch",
+            *(o.dest for o in OPTIONS if o.switch))
 CLUSTER_OPTIONS = ("hostfile", "hosts", "local_cluster", "config")
 # The flag each option is named by in messages (the long option, or its first).
 FLAG = {f.name: "--" + f.name.replace("_", "-") for f in dataclasses.fields(Options)}
@@ -223,6 +229,7 @@ class Invocation:
     timestamps: bool = False  # --timestamps: each console line with its node-side time
     fold: bool | None = None  # --fold/--no-fold; None: a torchrun job on a terminal folds
     gather: bool = False  # exec --gather: the nodes' output gathered (sshrun.gather)
+    startup_report: float = 30.0  # --startup-report: seconds before who has not started is named
 
 
 def options_from_namespace(args: argparse.Namespace, mode: Mode,
@@ -251,7 +258,8 @@ def check_options(opts: Options) -> None:
         if f.name in SWITCHES:
             if not isinstance(value, bool) and (value is not None
                                                 or f.name in ("dry_run", "timestamps",
-                                                              "gather")):
+                                                              "gather",
+                                                              "allow_version_mismatch")):
                 raise ConfigError(f"{FLAG[f.name]}: expected True or False, got {value!r}")
             continue
         if f.name in ("env", "env_file", "secret", "target"):
@@ -383,6 +391,7 @@ def _resolve(opts: Options, env: dict[str, str], notices: list[SettingNotice],
         env_flags=flags.values,
         secrets=frozenset(everything.secrets),
         timeouts=timeouts,
+        allow_version_mismatch=opts.allow_version_mismatch,
     )
     config = torchrun_settings.select_nodes(
         config, given, hosts, lambda: _seconds(opts.host_cooldown, "host_cooldown"))
@@ -430,7 +439,8 @@ def _resolve(opts: Options, env: dict[str, str], notices: list[SettingNotice],
     return Invocation(config, ssh, local_count, opts.dry_run, colour, new_job_id(),
                       secret_values(config), events=opts.events, log_dir=log_dir,
                       console=console, duplicate=duplicate, timestamps=opts.timestamps,
-                      fold=opts.fold if mode == "run" else False, gather=opts.gather)
+                      fold=opts.fold if mode == "run" else False, gather=opts.gather,
+                      startup_report=_seconds(opts.startup_report, "startup_report"))
 
 
 def _hosts(opts: Options, environ: dict[str, str],
