@@ -9,9 +9,10 @@ exec command.
 
 Per node, concurrently: connect, hello, then pings (the node's clock and the
 SSH round trip to the agent) until every node has answered or given up. Once
-all have, node 0's address as the head reached it and the free port its
-hello names are the probe's rendezvous: node 0 listens there, every other
-node connects. The probe's JSON line, hello and the pings make the node's
+all have, the rendezvous the job would use (``--rdzv-endpoint``, else node
+0's address as the head reached it and the free port its hello names) is the
+probe's: node 0 listens on its port, every other node connects to it. The
+probe's JSON line, hello and the pings make the node's
 :class:`sshrun.check_result.NodeCheck`.
 
 Bounded: connecting by ``--connect-timeout``, hello by its timeout, the probe
@@ -26,8 +27,8 @@ import contextlib
 import json
 import time
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
+from sshrun import agent
 from sshrun import check_result as cr
 from sshrun.errors import SSHError, SshrunError
 from sshrun.node.protocol import (
@@ -41,12 +42,12 @@ from sshrun.node.protocol import (
     Pong,
     Spec,
 )
-from sshrun.plan import JobPlan, NodePlan
+from sshrun.plan import JobPlan, NodePlan, given_endpoint
 from sshrun.sanitize import sanitize
 from sshrun.session import AgentSession
 from sshrun.transport import NodeConnection, SSHSettings, connect
 
-PROBE_SOURCE = (Path(__file__).parent / "node" / "check_probe.py").read_text()
+PROBE_SOURCE = agent.source("check_probe")
 PING_GAP = 0.2  # between pings while other nodes are still coming up
 PROBE_OUTPUT_MAX = 1 << 20
 CLOSE_TIMEOUT = 5.0
@@ -96,7 +97,9 @@ async def run_check(plan: JobPlan, ssh: SSHSettings, options: CheckOptions) -> l
         if live and live[0] is nodes[0]:
             first = nodes[0]
             assert first.conn is not None and first.hello is not None
-            where = (first.conn.address, first.hello.free_port)
+            # What the job's rendezvous would use: the given endpoint, else node 0's
+            # address as the head reached it and a port free there.
+            where = given_endpoint(plan.config) or (first.conn.address, first.hello.free_port)
             async with asyncio.TaskGroup() as group:
                 for rank, node in enumerate(live):
                     group.create_task(_probe(node, rank, len(live), where, options))
