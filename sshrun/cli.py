@@ -211,8 +211,8 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
                          help="only these hosts (and local slots), DeepSpeed syntax")
     cluster.add_argument("--exclude", metavar="HOST[:SLOTS]@...",
                          help="all hosts but these (or these local slots)")
-    # check takes the cluster's options as exec does (its probe is an exec job).
-    _add_torchrun_options(parser, "exec" if mode == "check" else mode)
+    # check takes the options of the job it checks for (the rendezvous among them).
+    _add_torchrun_options(parser, "run" if mode == "check" else mode)
     nodes = parser.add_argument_group("on the nodes")
     nodes.add_argument("--python", metavar="PATH",
                        help="interpreter on the nodes (default python3; the embedded "
@@ -341,8 +341,8 @@ def parse_invocation(argv: Sequence[str], environ: dict[str, str] | None = None)
             "[OPTIONS] ...` (to run a script of that name, write ./" + args.script + ")"
         )
     if mode == "check":
-        # The probe is an exec job; its command is built per node (sshrun.check_run).
-        return resolve(options_from_namespace(args, "exec", ["sshrun-check"]), environ)
+        # Resolved as the job it checks for; its probe is built per node (sshrun.check_run).
+        return resolve(options_from_namespace(args, "run", ["sshrun-check"]), environ)
     if mode == "exec":
         target = list(args.command)
         if target and target[0] == "--":

@@ -24,7 +24,7 @@ import torch
 from head import run_sshrun
 from sshd_cluster import SshdCluster, cluster_args
 
-pytestmark = [pytest.mark.sshd]
+pytestmark = [pytest.mark.sshd, pytest.mark.torch]
 
 CHECK_TIMEOUT = 120
 
@@ -152,3 +152,16 @@ def test_unreachable_node_is_a_row_and_exit_255(make_sshd_cluster: Any,
     assert data["nodes"][0]["verdict"]["ok"] is True
     node1 = data["nodes"][1]
     assert node1["unreachable"] is True and node1["error"].startswith("unreachable: ")
+
+
+def test_collective_reports_time_and_bandwidth(sshd_cluster: SshdCluster,
+                                               tmp_path: Path) -> None:
+    code, data, transcript = _check([*cluster_args(sshd_cluster), "--python", sys.executable,
+                                     "--collective", "120"], tmp_path)
+    assert code == 0, transcript
+    for node in data["nodes"]:
+        coll = node["collective"]
+        # No GPU here: gloo. 4 MiB of float32 summed over 3 nodes, checked on the node.
+        assert coll["ok"] is True and coll["backend"] == "gloo", coll
+        assert coll["bytes"] == 4 * 1024 * 1024 and coll["error"] is None
+        assert coll["seconds"] > 0 and coll["bus_bandwidth"] > 0
