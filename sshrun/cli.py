@@ -4,6 +4,7 @@ Usage::
 
     sshrun [run] [OPTIONS] SCRIPT [SCRIPT_ARGS...]
     sshrun exec  [OPTIONS] -- COMMAND [ARGS...]
+    sshrun check [OPTIONS]
 
 ``sshrun -H hostfile train.py --epochs 3`` connects to every host in the
 hostfile (concurrently, with your OpenSSH config and known_hosts), starts a
@@ -125,6 +126,24 @@ line that many ranks print is shown once at once, then, after a second, as
 every copy, ``--fold`` folds in a pipe too. ``sshrun exec --gather`` prints
 each distinct output once under its nodes' hostlist and exit status, as
 ``dshbak -c``.
+
+Before a job. ``sshrun check`` takes the job's cluster options (the same
+hosts, ``--python``, ``--workdir``, ``--rdzv-endpoint``) and starts no job:
+the agent on every node at once, one row per node with its SSH round trip,
+login user, interpreter and Python version, torch with its CUDA and NCCL
+versions, GPUs (count, model, memory, processes already on them with owner
+and command; "no GPU" without nvidia-smi), free disk in the working
+directory, clock offset from the head, whether the working directory exists,
+and whether the node reaches node 0 on the rendezvous address (node 0
+listens, the others connect within ``--network-timeout``, default 5 s). A
+verdict names what makes a node unfit: a torch or Python version unlike the
+majority's, fewer GPUs than slots, no interpreter, torch or working
+directory, a clock more than 1 s off, node 0 unreachable. ``--collective
+[SECONDS]`` also runs a short all_reduce across the nodes (gloo; NCCL when
+every node has GPUs) and reports its time and bandwidth. A table on a
+terminal, plain columns when piped, ``--json`` for scripts. Exit status 0
+every node fit, 1 any unfit, 2 usage error, 255 a node that cannot be
+reached at all. docs/operating.md has the columns.
 
 ``--dry-run`` prints every node's plan (torchrun arguments, environment; secrets
 redacted by name and by value, controls shown as ``$'...'`` words) and exits.
