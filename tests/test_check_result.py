@@ -6,9 +6,11 @@ from __future__ import annotations
 import glob
 import json
 import os
+import pwd
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -139,7 +141,7 @@ def _python_3_8() -> str:
 
 
 @pytest.mark.parametrize("python", ["3.8", "this"])
-def test_probe_runs_alone_and_says_there_is_no_gpu(python: str, tmp_path: object) -> None:
+def test_probe_runs_alone_and_says_there_is_no_gpu(python: str, tmp_path: Path) -> None:
     exe = _python_3_8() if python == "3.8" else sys.executable
     args = {"node": 0, "nodes": 1, "addr": "", "port": 0, "timeout": 1, "workdir": str(tmp_path),
             "python": exe, "nccl": False, "collective": 0}
@@ -150,3 +152,36 @@ def test_probe_runs_alone_and_says_there_is_no_gpu(python: str, tmp_path: object
     assert data["gpus"] is None and data["gpu_error"] is None  # no nvidia-smi here
     assert data["disk_path"] == str(tmp_path) and data["free_bytes"] > 0
     assert "network" not in data
+
+
+def test_probe_reads_nvidia_smi_csv(tmp_path: Path) -> None:
+    """No GPU here: a stand-in ``nvidia-smi`` on PATH prints what the real one prints for
+    these queries (two GPUs, one process: this test's own, so /proc has its owner and
+    command). The real one is exercised on a GPU machine."""
+    me = os.getpid()
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text(
+        "#!/bin/sh\n"
+        'case "$1" in\n'
+        "  --query-gpu=*) printf '0, NVIDIA H200, 143771, 2000, GPU-aaa\\n"
+        "1, NVIDIA H200, 143771, 0, GPU-bbb\\n' ;;\n"
+        f"  --query-compute-apps=*) printf 'GPU-aaa, {me}, 2000\\n' ;;\n"
+        "  *) exit 9 ;;\n"
+        "esac\n")
+    smi.chmod(0o755)
+    args = {"node": 0, "nodes": 1, "addr": "", "port": 0, "timeout": 1, "workdir": None,
+            "python": sys.executable, "nccl": False, "collective": 0}
+    env = dict(os.environ, PATH=f"{tmp_path}:{os.environ['PATH']}")
+    out = subprocess.run([sys.executable, "-c", agent.source("check_probe"), json.dumps(args)],
+                         capture_output=True, text=True, timeout=60, check=False, env=env)
+    assert out.returncode == 0, out.stderr
+    row = with_probe(_row(0), json.loads(out.stdout))
+    assert row.gpu_error is None and row.gpus is not None
+    first, second = row.gpus
+    assert (first.index, first.model, first.memory_mib, first.used_mib) == (
+        0, "NVIDIA H200", 143771, 2000)
+    assert second.index == 1 and second.processes == ()
+    (proc,) = first.processes
+    assert proc.pid == me and proc.used_mib == 2000
+    assert proc.owner == pwd.getpwuid(os.getuid()).pw_name
+    assert proc.command is not None and "pytest" in proc.command
