@@ -16,6 +16,7 @@ import os
 import shutil
 import stat
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -165,3 +166,21 @@ def test_collective_reports_time_and_bandwidth(sshd_cluster: SshdCluster,
         assert coll["ok"] is True and coll["backend"] == "gloo", coll
         assert coll["bytes"] == 4 * 1024 * 1024 and coll["error"] is None
         assert coll["seconds"] > 0 and coll["bus_bandwidth"] > 0
+
+
+def test_frozen_node_is_a_row_not_a_hang(make_sshd_cluster: Any, tmp_path: Path) -> None:
+    cluster = make_sshd_cluster(2, first_octet=44)
+    cluster.stop_node(1)  # its sshd takes the TCP connection and never answers
+    try:
+        began = time.monotonic()
+        code, data, transcript = _check([*cluster_args(cluster), "--python", sys.executable,
+                                         "--connect-timeout", "3"], tmp_path)
+        took = time.monotonic() - began
+    finally:
+        cluster.cont_node(1)
+    assert code == 255, transcript
+    assert data["nodes"][0]["verdict"]["ok"] is True
+    node1 = data["nodes"][1]
+    assert node1["unreachable"] is True and node1["error"].startswith("unreachable: "), node1
+    # The connect timeout, the start of the head and node0's probe; nowhere near a hang.
+    assert took < 60, transcript
