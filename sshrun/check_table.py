@@ -127,9 +127,9 @@ def plain(rows: Sequence[NodeCheck], found: Sequence[Verdict]) -> str:
 
 
 def rich_table(rows: Sequence[NodeCheck], found: Sequence[Verdict], file: TextIO,
-               colour: bool | None) -> None:
+               colour: bool | None, width: int | None = None) -> None:
     console = Console(file=file, highlight=False, force_terminal=colour,
-                      no_color=colour is False)
+                      no_color=colour is False, width=width)
     table = Table(*COLUMNS, header_style="bold")
     for row, verdict in zip(rows, found, strict=True):
         words = cells(row, verdict)

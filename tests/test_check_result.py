@@ -4,6 +4,7 @@ the plain table's exact text, and the node probe on its own (Python 3.8 included
 from __future__ import annotations
 
 import glob
+import io
 import json
 import os
 import pwd
@@ -185,3 +186,21 @@ def test_probe_reads_nvidia_smi_csv(tmp_path: Path) -> None:
     assert proc.pid == me and proc.used_mib == 2000
     assert proc.owner == pwd.getpwuid(os.getuid()).pw_name
     assert proc.command is not None and "pytest" in proc.command
+
+
+def test_rich_table_shows_the_same_words() -> None:
+    rows = [_row(0), _row(1, torch_version="2.12.0")]
+    found = verdicts(rows)
+    out = io.StringIO()
+    check_table.rich_table(rows, found, out, colour=False, width=250)
+    lines = out.getvalue().splitlines()
+    header = next(line for line in lines if "verdict" in line)
+    assert [w for w in header.replace("┃", " ").split()] == [
+        "node", "host", "rtt", "user", "python", "torch", "gpus", "disk", "free", "clock",
+        "workdir", "network", "verdict"]
+    body = [line for line in lines if "│" in line]
+    assert len(body) == 2
+    assert "listened, 2 came" in body[0] and body[0].split("│")[-2].strip() == "ok"
+    assert body[1].split("│")[-2].strip() == "UNFIT: torch 2.12.0 (most nodes: 2.13.0)"
+    assert lines[-1] == "1 of 2 nodes unfit: n1"
+    assert "\x1b[" not in out.getvalue()  # --color never
