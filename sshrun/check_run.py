@@ -160,7 +160,18 @@ async def _hello(node: _Node, ssh: SSHSettings, limit: asyncio.Semaphore, budget
     node.pump = asyncio.create_task(node.session.pump(
         lambda rank, stream, data, when: _output(node, rank, stream, data),
         lambda event: _event(node, event)))
+    node.pump.add_done_callback(lambda _: _closed(node))
     return True
+
+
+def _closed(node: _Node) -> None:
+    """The agent's channel ended: whoever still waits on it hears so now, not at its bound."""
+    for answer in node.pongs.values():
+        if not answer.done():
+            answer.set_exception(ConnectionResetError("the connection closed"))
+    node.pongs.clear()
+    if node.exited is not None and not node.exited.done():
+        node.exited.set_result("the connection closed before the check ended")
 
 
 def _reason(exc: SshrunError, label: str) -> str:
@@ -174,7 +185,7 @@ async def _pings(node: _Node, count: int, all_up: asyncio.Event, timeout: float)
     assert node.session is not None
     loop = asyncio.get_running_loop()
     seq = 0
-    with contextlib.suppress(TimeoutError):
+    with contextlib.suppress(TimeoutError, ConnectionResetError):
         while seq < count or not all_up.is_set():
             answer = node.pongs[seq] = loop.create_future()
             sent = time.time()
@@ -230,7 +241,7 @@ async def _probe(node: _Node, rank: int, count: int, where: tuple[str, int],
         node.error = f"the check did not finish within {budget:.0f}s"
         return
     if isinstance(done, str):
-        node.error = f"the agent could not run the check: {sanitize(done)}"
+        node.error = f"the check did not run: {sanitize(done)}"
         return
 
 
