@@ -111,7 +111,7 @@ def notes(rows: Sequence[NodeCheck], found: Sequence[Verdict]) -> list[str]:
 def summary(rows: Sequence[NodeCheck], found: Sequence[Verdict]) -> str:
     unfit = [r.host for r, v in zip(rows, found, strict=True) if not v.ok]
     if not unfit:
-        return f"all {len(rows)} nodes fit"
+        return f"all {len(rows)} nodes fit" if len(rows) > 1 else "the node is fit"
     return f"{len(unfit)} of {len(rows)} nodes unfit: {', '.join(unfit)}"
 
 
@@ -130,7 +130,10 @@ def rich_table(rows: Sequence[NodeCheck], found: Sequence[Verdict], file: TextIO
                colour: bool | None, width: int | None = None) -> None:
     console = Console(file=file, highlight=False, force_terminal=colour,
                       no_color=colour is False, width=width)
-    table = Table(*COLUMNS, header_style="bold")
+    table = Table(header_style="bold")
+    for column in COLUMNS:
+        # A narrow terminal wraps a cell; cutting it ("nod…") would hide a host or a reason.
+        table.add_column(column, overflow="fold")
     for row, verdict in zip(rows, found, strict=True):
         words = cells(row, verdict)
         style = "" if verdict.ok else "red"
