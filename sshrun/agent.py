@@ -36,7 +36,8 @@ from sshrun.node.protocol import (
 )
 
 __all__ = [
-    "BOOTSTRAP", "BUNDLE", "HEADER", "KIND_EVENT", "KIND_OUTPUT", "MODULES", "PROTOCOL_VERSION",
+    "BOOTSTRAP", "BUNDLE", "EXEC_PARTS", "HEADER", "KIND_EVENT", "KIND_OUTPUT", "MODULES",
+    "PROTOCOL_VERSION",
     "SCRIPTS", "SOURCE_LAUNCHER", "SYNC_PREFIX", "build_bundle", "source",
 ]
 
@@ -69,6 +70,11 @@ SCRIPTS = {
     "sshrun_rank.py": ("parent_death", "rank_shim"),
     "sshrun_torchrun.py": ("parent_death", "torchrun_wrapper"),
 }
+
+# Node-side sources that are not in the bundle: the head sends each as an exec
+# command's argv (``PYTHON -c SOURCE ARGS``) when it needs it, so that jobs do
+# not carry them. ``sshrun check``'s probe (sshrun.check_run).
+EXEC_PARTS = ("check_probe",)
 
 # Runs on the node after the bundle's data (``_MODULES``, ``_SCRIPTS``).
 _LOADER = '''

@@ -4,6 +4,7 @@ Usage::
 
     sshrun [run] [OPTIONS] SCRIPT [SCRIPT_ARGS...]
     sshrun exec  [OPTIONS] -- COMMAND [ARGS...]
+    sshrun check [OPTIONS]
 
 ``sshrun -H hostfile train.py --epochs 3`` connects to every host in the
 hostfile (concurrently, with your OpenSSH config and known_hosts), starts a
@@ -126,6 +127,24 @@ every copy, ``--fold`` folds in a pipe too. ``sshrun exec --gather`` prints
 each distinct output once under its nodes' hostlist and exit status, as
 ``dshbak -c``.
 
+Before a job. ``sshrun check`` takes the job's cluster options (the same
+hosts, ``--python``, ``--workdir``, ``--rdzv-endpoint``) and starts no job:
+the agent on every node at once, one row per node with its SSH round trip,
+login user, interpreter and Python version, torch with its CUDA and NCCL
+versions, GPUs (count, model, memory, processes already on them with owner
+and command; "no GPU" without nvidia-smi), free disk in the working
+directory, clock offset from the head, whether the working directory exists,
+and whether the node reaches node 0 on the rendezvous address (node 0
+listens, the others connect within ``--network-timeout``, default 5 s). A
+verdict names what makes a node unfit: a torch or Python version unlike the
+majority's, fewer GPUs than slots, no interpreter, torch or working
+directory, a clock more than 1 s off, node 0 unreachable. ``--collective
+[SECONDS]`` also runs a short all_reduce across the nodes (gloo; NCCL when
+every node has GPUs) and reports its time and bandwidth. A table on a
+terminal, plain columns when piped, ``--json`` for scripts. Exit status 0
+every node fit, 1 any unfit, 2 usage error, 255 a node that cannot be
+reached at all. docs/operating.md has the columns.
+
 Start-up. On a terminal one live line on stderr says how far start-up
 is (``sshrun: starting: connected 3/4, agents up 2/4, ranks started 0/8``)
 and goes once every rank runs; a rank has started when it is past the
@@ -172,6 +191,7 @@ import sys
 from collections.abc import Iterable, Sequence
 
 from sshrun import errors, values
+from sshrun.check_result import NodeCheck as CheckRow
 from sshrun.dry_run import render_dry_run
 from sshrun.errors import ConfigError, SshrunError
 from sshrun.plan import Timeouts, plan_job
@@ -205,10 +225,12 @@ def _backoff(value: str) -> float:
 
 
 def build_parser(mode: str) -> argparse.ArgumentParser:
-    prog = "sshrun exec" if mode == "exec" else "sshrun"
+    prog = {"exec": "sshrun exec", "check": "sshrun check"}.get(mode, "sshrun")
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Run a PyTorch job (or, with exec, any command) on every node over SSH.",
+        description="Run a PyTorch job (or, with exec, any command) on every node over SSH."
+        if mode != "check" else "Check every node before a job: one row per node, what is "
+        "wrong with it, and whether the nodes reach node 0.",
         allow_abbrev=False,
     )
     cluster = parser.add_argument_group("cluster (one of)")
@@ -223,7 +245,8 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
                          help="only these hosts (and local slots), DeepSpeed syntax")
     cluster.add_argument("--exclude", metavar="HOST[:SLOTS]@...",
                          help="all hosts but these (or these local slots)")
-    _add_torchrun_options(parser, mode)
+    # check takes the options of the job it checks for (the rendezvous among them).
+    _add_torchrun_options(parser, "run" if mode == "check" else mode)
     nodes = parser.add_argument_group("on the nodes")
     nodes.add_argument("--python", metavar="PATH",
                        help="interpreter on the nodes (default python3; the embedded "
@@ -244,6 +267,9 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
                      metavar="SECONDS")
     ssh.add_argument("--max-handshakes", default="32", metavar="N",
                      help="SSH handshakes in flight at once")
+    if mode == "check":
+        _add_check_options(parser)
+        return parser
     job = parser.add_argument_group("job")
     job.add_argument("--grace-period", type=_positive_float, default=None,
                      metavar="SECONDS", help="SIGTERM to SIGKILL on the nodes (default 10)")
@@ -300,6 +326,21 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
     return parser
 
 
+def _add_check_options(parser: argparse.ArgumentParser) -> None:
+    check = parser.add_argument_group("check")
+    check.add_argument("--json", action="store_true",
+                       help="one JSON object on stdout: every node's fields and verdict")
+    check.add_argument("--network-timeout", type=_positive_float, default=5.0,
+                       metavar="SECONDS",
+                       help="how long each node has to reach node 0 (default 5)")
+    check.add_argument("--collective", nargs="?", type=_positive_float, const=60.0,
+                       default=None, metavar="SECONDS",
+                       help="also an all_reduce across all nodes (gloo; NCCL when every node "
+                            "has GPUs), bounded by SECONDS (default 60)")
+    check.add_argument("--color", "--colour", choices=("auto", "always", "never"),
+                       default="auto")
+
+
 def _add_torchrun_options(parser: argparse.ArgumentParser, mode: str) -> None:
     """Every torchrun option, from sshrun.torchrun_options' table.
 
@@ -325,7 +366,7 @@ def parse_invocation(argv: Sequence[str], environ: dict[str, str] | None = None)
     """The command line, as the job it asks for (sshrun.settings has the precedence)."""
     argv = list(argv)
     mode = "run"
-    if argv and argv[0] in ("run", "exec"):
+    if argv and argv[0] in ("run", "exec", "check"):
         mode = argv.pop(0)
     parser = build_parser(mode)
     if not argv and mode == "run":
@@ -340,6 +381,9 @@ def parse_invocation(argv: Sequence[str], environ: dict[str, str] | None = None)
             f"{args.script!r} is a subcommand: put it first, as in `sshrun {args.script} "
             "[OPTIONS] ...` (to run a script of that name, write ./" + args.script + ")"
         )
+    if mode == "check":
+        # Resolved as the job it checks for; its probe is built per node (sshrun.check_run).
+        return resolve(options_from_namespace(args, "run", ["sshrun-check"]), environ)
     if mode == "exec":
         target = list(args.command)
         if target and target[0] == "--":
@@ -350,7 +394,7 @@ def parse_invocation(argv: Sequence[str], environ: dict[str, str] | None = None)
     return resolve(opts, environ)
 
 
-SUBCOMMANDS = ("run", "exec")
+SUBCOMMANDS = ("run", "exec", "check")
 # Options whose own parser already refuses '' with its usual message.
 _OWN_EMPTY_CHECK = frozenset({"nnodes"})
 
@@ -372,6 +416,8 @@ def run(argv: Sequence[str]) -> int:
     from sshrun.launcher import Runtime, run_job
 
     try:
+        if argv and argv[0] == "check":
+            return _check(list(argv[1:]))
         inv = parse_invocation(argv)
         if inv.dry_run:
             # Not a job, so no events: the dry run shows resolving's notices itself.
@@ -392,6 +438,43 @@ def run(argv: Sequence[str]) -> int:
         with contextlib.suppress(OSError):  # a closed stderr must not make a traceback
             print(f"sshrun: error: {sanitize(str(exc))}", file=sys.stderr)
         return exc.exit_code
+
+
+def _check(argv: list[str]) -> int:
+    """``sshrun check``: the table (or JSON) on stdout, the exit status of DESIGN.md §3."""
+    from sshrun import check_result, check_table
+
+    args = build_parser("check").parse_args(argv)
+    inv = parse_invocation(["check", *argv])
+    _print_notices(notice.text for notice in inv.notices)
+    rows = asyncio.run(_check_nodes(inv, args))
+    found = check_result.verdicts(rows)
+    code = check_result.exit_code(rows, found)
+    if args.json:
+        sys.stdout.write(check_table.as_json(rows, found, code))
+    elif inv.colour or (inv.colour is None and sys.stdout.isatty()):
+        check_table.rich_table(rows, found, sys.stdout, inv.colour)
+    else:
+        sys.stdout.write(check_table.plain(rows, found))
+    sys.stdout.flush()
+    return code
+
+
+async def _check_nodes(inv: Invocation, args: argparse.Namespace) -> list[CheckRow]:
+    from dataclasses import replace
+
+    from sshrun.check_run import CheckOptions, run_check
+    from sshrun.local_cluster import local_cluster
+
+    options = CheckOptions(network_timeout=args.network_timeout,
+                           collective=args.collective or 0.0)
+    plan = plan_job(inv.config, inv.job_id)
+    if inv.local_cluster is None:
+        return await run_check(plan, inv.ssh, options)
+    async with local_cluster(inv.local_cluster) as cluster:
+        ssh = replace(inv.ssh, config_paths=(cluster.ssh_config,),
+                      known_hosts=(cluster.known_hosts,), host_key_policy="strict")
+        return await run_check(plan, ssh, options)
 
 
 def _print_notices(texts: Iterable[str]) -> None:

@@ -30,6 +30,8 @@ from sshrun.node.protocol import (
     Hello,
     Kill,
     Message,
+    Ping,
+    Pong,
     Preflight,
     ProtocolError,
     RankExit,
@@ -62,6 +64,8 @@ EXAMPLES: list[Message] = [
     Exited(code=1, failures={3: RankFailure(local_rank=1, pid=14, exitcode=-9, timestamp=5)},
            stopped="node2 rank 3 failed", swept=Swept(terminated=4, killed=1, left=0)),
     Exited(code=0),
+    Ping(seq=3),
+    Pong(seq=3, time=1796000000.25),
 ]
 
 

@@ -51,7 +51,8 @@ def _shipped() -> dict[str, str]:
     from sshrun import agent
 
     texts = {f"sshrun/node/{part}.py": agent.source(part)
-             for part in {*agent.MODULES, *(p for ps in agent.SCRIPTS.values() for p in ps)}}
+             for part in {*agent.MODULES, *(p for ps in agent.SCRIPTS.values() for p in ps),
+                          *agent.EXEC_PARTS}}
     texts.update(_bundle_contents()[1])
     texts["BUNDLE"] = agent.BUNDLE.decode()
     texts["BOOTSTRAP"] = agent.BOOTSTRAP
@@ -106,7 +107,8 @@ def test_the_bundle_holds_exactly_the_declared_parts() -> None:
     for name, parts in agent.SCRIPTS.items():
         assert scripts[name] == "\n".join(agent.source(p) for p in parts)
     files = {p.stem for p in (REPO / "sshrun" / "node").glob("*.py")} - {"__init__"}
-    used = [*agent.MODULES, *(p for parts in agent.SCRIPTS.values() for p in parts)]
+    used = [*agent.MODULES, *(p for parts in agent.SCRIPTS.values() for p in parts),
+            *agent.EXEC_PARTS]
     assert files == set(used), "a file in sshrun/node that is not shipped, or one missing"
 
 
@@ -135,6 +137,9 @@ def test_shipped_files_import_only_the_standard_library() -> None:
         allowed = {"torch"} if name == "sshrun_torchrun.py" else set()
         for module in _runtime_imports(text):
             assert module.split(".")[0] in stdlib | allowed, f"{name} imports {module}"
+    for part in agent.EXEC_PARTS:  # run as commands, under the job's interpreter
+        for module in _runtime_imports(agent.source(part)):
+            assert module.split(".")[0] in stdlib | {"torch"}, f"{part}.py imports {module}"
 
 
 def _python_3_8() -> str:

@@ -58,6 +58,8 @@ from sshrun.node.protocol import (
     Heartbeat,
     Hello,
     Kill,
+    Ping,
+    Pong,
     Preflight,
     ProtocolError,
     RankFailure,
@@ -202,6 +204,8 @@ class Agent:
             self.begin_stop(message.reason)
         elif isinstance(message, Kill):
             self.begin_stop(message.reason, grace=0.0)
+        elif isinstance(message, Ping):
+            self.out.event(Pong(seq=message.seq, time=time.time()))
 
     # -- the job -------------------------------------------------------------------
 

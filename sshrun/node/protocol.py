@@ -32,7 +32,8 @@ from typing import Any, ClassVar, TypeVar
 # 2: output frames carry the time the agent read them (OUTPUT_TIME).
 # 3: hello says torch's and CUDA's versions and which modules the preflight
 #    asked about are importable; the spec carries rank_env.
-PROTOCOL_VERSION = 3
+# 4: ping and pong (the node's clock, for sshrun check).
+PROTOCOL_VERSION = 4
 
 # kind (1 byte), stream (1 byte), source (int32), payload length (uint32)
 HEADER = struct.Struct("!cBiI")
@@ -195,6 +196,14 @@ class Heartbeat(Message):
 
 
 @dataclasses.dataclass(frozen=True)
+class Ping(Message):
+    """Answer at once with the node's clock (``sshrun check``'s offset and round trip)."""
+
+    TYPE: ClassVar[str] = "ping"
+    seq: int
+
+
+@dataclasses.dataclass(frozen=True)
 class Stop(Message):
     """Stop the job: SIGTERM, the grace period, SIGKILL."""
 
@@ -237,6 +246,15 @@ class Hello(Message):
     torch_version: str | None = None
     cuda_version: str | None = None
     modules: dict[str, bool] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Pong(Message):
+    """A ping's answer: ``time`` is the node's ``time.time()`` when it read the ping."""
+
+    TYPE: ClassVar[str] = "pong"
+    seq: int
+    time: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -338,10 +356,11 @@ class Exited(Message):
 
 EVENTS: dict[str, type[Message]] = {
     cls.TYPE: cls
-    for cls in (Hello, Started, RankStarted, RankExit, Stopping, Error, Exited, Heartbeat)
+    for cls in (Hello, Started, RankStarted, RankExit, Stopping, Error, Exited, Heartbeat,
+                Pong)
 }
 COMMANDS: dict[str, type[Message]] = {
-    cls.TYPE: cls for cls in (Preflight, Spec, Heartbeat, Stop, Kill)
+    cls.TYPE: cls for cls in (Preflight, Spec, Heartbeat, Stop, Kill, Ping)
 }
 
 
