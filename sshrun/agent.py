@@ -62,7 +62,7 @@ sys.exit(_scope["main"]())
 
 # The agent's modules, in the order they run on the node (each imports only
 # those before it).
-MODULES = ("protocol", "probe", "proctree", "teardown", "tmpdir", "buffer", "ranks",
+MODULES = ("records", "protocol", "probe", "proctree", "teardown", "tmpdir", "buffer", "ranks",
            "agent")
 # The files the agent writes for torchrun: name on the node -> parts, in order.
 SCRIPTS = {
