@@ -218,3 +218,16 @@ def test_records_work_on_the_nodes_pythons(python: str) -> None:
     result = subprocess.run([python, "-c", check], input=agent.source("records"),
                             capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "ok", result.stdout + result.stderr
+
+
+def test_replace_is_dataclasses_replace() -> None:
+    _, record = declare(frozen)
+    _, twin = declare(DATACLASS)
+    changed = records.replace(record(1, tags={"a": "b"}), second="new", names=("n",))
+    assert repr(changed) == repr(dataclasses.replace(twin(1, tags={"a": "b"}), second="new",
+                                                     names=("n",)))
+    assert outcome(lambda: records.replace(record(1), nope=2)) == outcome(
+        lambda: dataclasses.replace(twin(1), nope=2))
+    spec = protocol.Spec(mode="exec", tag="t", env={"A": "1"})
+    assert records.replace(spec, argv=("true",)) == protocol.Spec(mode="exec", tag="t",
+                                                                  env={"A": "1"}, argv=("true",))

@@ -15,9 +15,12 @@ behaviour. Annotations that start with ``ClassVar`` are no fields; a base
 class's fields come first, as with dataclasses.
 
 ``fields(cls)`` lists a record class's ``Field``s (name, type, default,
-``default_factory``; ``MISSING`` where none). Type checkers see ``frozen``
-as a frozen dataclass (PEP 681, ``dataclass_transform``). Not a dataclass at
-run time: ``dataclasses.fields``, ``replace`` and ``asdict`` do not apply.
+``default_factory``; ``MISSING`` where none); ``replace(record, **changes)``
+is ``dataclasses.replace``'s. Type checkers see ``frozen`` as a frozen
+dataclass (PEP 681, ``dataclass_transform``), so they accept the functions
+of ``dataclasses`` too, but a record is no dataclass at run time:
+``dataclasses.fields``, ``replace`` and ``asdict`` raise ``TypeError`` on it
+and ``is_dataclass`` says False. Use this module's.
 
 Runs on the node: standard library only, Python 3.8.
 """
@@ -72,6 +75,14 @@ def fields(record: Any) -> tuple[Field, ...]:
     """A record class's (or instance's) fields, in ``__init__`` order."""
     found: tuple[Field, ...] = record.__record_fields__
     return found
+
+
+def replace(record: T, **changes: Any) -> T:
+    """A copy of ``record`` with ``changes`` to its fields, as ``dataclasses.replace``."""
+    values = {f.name: getattr(record, f.name) for f in fields(record)}
+    values.update(changes)
+    made: T = type(record)(**values)
+    return made
 
 
 def _listed(names: list[str]) -> str:
