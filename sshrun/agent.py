@@ -142,10 +142,10 @@ def _scripts(text: Callable[[str], str]) -> tuple[tuple[str, str], ...]:
 def build_payload(sources: dict[str, str] | None = None) -> bytes:
     """What the head sends after the length: the bundle compiled here, and its source.
 
-    The compiled bundle is the bundle with each module's code in place of its
-    text, compiled under the name the loader gives it; one marshal'd code
-    object that holds the modules' as one marshal'd constant, so that the
-    source of none of them is parsed on the node.
+    The compiled bundle is one code object: the bundle's scripts and loader,
+    with the modules' code objects (compiled under the names the loader
+    gives them) in one marshal'd constant in place of their texts, so that
+    nothing is parsed on the node. See the module's docstring for the layout.
     """
     def text(part: str) -> str:
         return sources[part] if sources and part in sources else source(part)

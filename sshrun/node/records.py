@@ -165,6 +165,8 @@ def frozen(cls: type[T]) -> type[T]:
             specs[f.name] = f
     # The class's own (a base's are not its fields); inspect is what the node cannot afford.
     annotations: dict[str, str] = cls.__dict__.get("__annotations__", {})  # noqa: RUF063
+    if not annotations and "__annotate__" in cls.__dict__:
+        annotations = cls.__annotations__  # lazily made (PEP 649), should a Python do so
     for name, kind in annotations.items():
         if str(kind).startswith(("ClassVar", "typing.ClassVar")):
             continue
