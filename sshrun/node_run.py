@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import signal
 import time
-from dataclasses import replace
 
 from sshrun import events
 from sshrun.failure import Failure, FailureKind
@@ -38,6 +37,7 @@ from sshrun.node.protocol import (
     Started,
     Stopping,
 )
+from sshrun.node.records import replace
 from sshrun.outcome import NodeState
 from sshrun.plan import given_endpoint, rank_env, target_args, torchrun_args
 from sshrun.sanitize import sanitize

@@ -20,12 +20,17 @@ from __future__ import annotations
 import json
 import os
 import selectors
-import socket
 import time
-from typing import IO, Any
 
 from sshrun.node.buffer import OutputBuffer, registered
 from sshrun.node.protocol import SOURCE_LAUNCHER, RankExit, RankStarted
+
+# socket (~2 ms: its enums) is imported for a torchrun job only, and typing
+# (~3 ms) never: their names here are the type checker's.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
+    from typing import IO, Any
 
 READ_CHUNK = 65536
 # How long a rank that died without a status waits to be reported, in case
@@ -70,6 +75,8 @@ class RankStreams:
         return bool(self.readers or self.conns)
 
     def listen(self, path: str) -> None:
+        import socket
+
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(path)
         self.listener.listen(256)
