@@ -1,0 +1,120 @@
+"""Scale limits handled, not hit (issue 12, item 5), against real OpenSSH sshd nodes.
+
+- an sshd over its ``MaxStartups`` drops handshakes: those nodes are tried
+  again and join, while a refused login still fails at once (one attempt);
+- nodes behind one ProxyJump bastion share one connection to it, closed after
+  the last node's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import MakeSshdCluster
+from head import run_sshrun
+from sshd_cluster import SshdCluster, cluster_args
+
+from sshrun.hostspec import HostSpec
+from sshrun.transport import SSHSettings, connect
+
+pytestmark = pytest.mark.sshd
+
+DROPPING = ["MaxStartups 1:100:1", "LogLevel INFO"]  # a second concurrent handshake is dropped
+
+
+def test_nodes_whose_sshd_drops_handshakes_are_retried_and_join(
+        make_sshd_cluster: MakeSshdCluster) -> None:
+    cluster = make_sshd_cluster(16, per_sshd=16, sshd_options=DROPPING)
+    code, head = run_sshrun(["exec", *cluster_args(cluster), "--python", sys.executable,
+                             "--max-handshakes", "16", "--", "sh", "-c", "echo ok"])
+    assert code == 0, head.transcript()
+    assert sorted(line.split(" | ")[0].strip() for line in head.out) == sorted(cluster.aliases)
+    assert all(line.endswith("| ok") for line in head.out), head.transcript()
+    # The limit was really hit: sshd says so for each connection it dropped.
+    assert cluster.logs[0].read_text().count("past MaxStartups") > 0
+
+
+def test_a_refused_login_is_not_retried(make_sshd_cluster: MakeSshdCluster,
+                                        tmp_path: Path) -> None:
+    cluster = make_sshd_cluster(1, sshd_options=[*DROPPING[:1], "LogLevel VERBOSE"])
+    stranger = tmp_path / "stranger"
+    subprocess.run([cluster.tools.ssh_keygen, "-q", "-t", "ed25519", "-N", "", "-f",
+                    str(stranger)], check=True, capture_output=True, timeout=30)
+    config = tmp_path / "ssh_config"
+    config.write_text(cluster.ssh_config.read_text().replace(str(cluster.client_key),
+                                                              str(stranger)))
+    probed = len(cluster.logs[0].read_text())  # the cluster's own readiness probe
+    code, head = run_sshrun(["exec", "-H", str(cluster.hostfile), "--ssh-config", str(config),
+                             "--python", sys.executable, "--", "true"])
+    assert code == 255, head.transcript()
+    assert "node0: permission denied" in head.stderr, head.transcript()
+    # One connection, one login refused: no second attempt.
+    log = cluster.logs[0].read_text()[probed:]
+    assert log.count("Connection from ") == 1, log
+    assert log.count("Failed publickey") == 1, log
+
+
+def behind_bastion(cluster: SshdCluster, tmp_path: Path) -> Path:
+    """The cluster's ssh config, with every node but node0 behind node0 (ProxyJump)."""
+    config = tmp_path / "ssh_config"
+    config.write_text(cluster.ssh_config.read_text()
+                      + f"\nHost {' '.join(cluster.aliases[1:])}\n    ProxyJump node0\n")
+    hostfile = tmp_path / "hostfile"
+    hostfile.write_text("".join(f"{alias}\n" for alias in cluster.aliases[1:]))
+    return config
+
+
+def established_to(address: str, port: int) -> int:
+    """How many TCP connections on this machine are established to ``address:port``."""
+    a, b, c, d = (int(x) for x in address.split("."))
+    remote = f"{d:02X}{c:02X}{b:02X}{a:02X}:{port:04X}"
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(1 for row in rows if row.split()[2] == remote and row.split()[3] == "01")
+
+
+def test_nodes_behind_one_bastion_share_one_connection_to_it(
+        make_sshd_cluster: MakeSshdCluster, tmp_path: Path) -> None:
+    cluster = make_sshd_cluster(9, sshd_options=["LogLevel VERBOSE"])
+    config = behind_bastion(cluster, tmp_path)
+    code, head = run_sshrun(["exec", "-H", str(tmp_path / "hostfile"), "--ssh-config",
+                             str(config), "--python", sys.executable, "--", "sh", "-c",
+                             "echo $SSH_CONNECTION"])
+    assert code == 0, head.transcript()
+    assert sorted(line.split(" | ")[0].strip() for line in head.out) == sorted(cluster.aliases[1:])
+    bastion_log = cluster.logs[0].read_text()
+    assert bastion_log.count("Accepted publickey") == 1, bastion_log
+    for k in range(1, 9):
+        assert cluster.logs[k].read_text().count("Accepted publickey") == 1
+
+
+def test_the_bastion_connection_closes_after_the_last_nodes(
+        make_sshd_cluster: MakeSshdCluster, tmp_path: Path) -> None:
+    cluster = make_sshd_cluster(9)
+    config = behind_bastion(cluster, tmp_path)
+    bastion = cluster.address(0)
+
+    async def scenario() -> None:
+        settings = SSHSettings(config_paths=(str(config),))
+        conns = await asyncio.gather(*(connect(HostSpec(alias), settings)
+                                       for alias in cluster.aliases[1:]))
+        assert settings.cache.jumps.open_count() == 1
+        assert established_to(bastion, cluster.port) == 1
+        for node in conns[:-1]:
+            node.conn.close()
+            await node.conn.wait_closed()
+        # Seven nodes gone, one left: the bastion still carries it.
+        assert established_to(bastion, cluster.port) == 1
+        result = await conns[-1].conn.run("echo alive", check=True)
+        assert result.stdout == "alive\n"
+        conns[-1].conn.close()
+        await conns[-1].conn.wait_closed()
+        assert settings.cache.jumps.open_count() == 0
+        async with asyncio.timeout(10):
+            while established_to(bastion, cluster.port):
+                await asyncio.sleep(0.02)
+
+    asyncio.run(scenario())
