@@ -2,6 +2,8 @@
 
 - an sshd over its ``MaxStartups`` drops handshakes: those nodes are tried
   again and join, while a refused login still fails at once (one attempt);
+- the head raises its soft open-file limit to fit N nodes, or refuses N at
+  once (exit 2) when even the hard limit is too low;
 - nodes behind one ProxyJump bastion share one connection to it, closed after
   the last node's.
 """
@@ -9,13 +11,15 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import resource
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from conftest import MakeSshdCluster
-from head import run_sshrun
+from head import REPO, run_sshrun
 from sshd_cluster import SshdCluster, cluster_args
 
 from sshrun.hostspec import HostSpec
@@ -118,3 +122,38 @@ def test_the_bastion_connection_closes_after_the_last_nodes(
                 await asyncio.sleep(0.02)
 
     asyncio.run(scenario())
+
+
+def sshrun_limited(args: list[str], soft: int, hard: int) -> subprocess.CompletedProcess[str]:
+    """``sshrun ARGS`` in a process whose open-file limit is ``soft``/``hard``."""
+    env = dict(os.environ)
+    env.pop("SSH_AUTH_SOCK", None)
+    return subprocess.run(
+        [sys.executable, "-m", "sshrun", *args], cwd=REPO, env=env, text=True,
+        capture_output=True, timeout=300, stdin=subprocess.DEVNULL,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard)),
+    )
+
+
+def test_the_head_raises_its_soft_open_file_limit_to_fit_the_nodes(
+        make_sshd_cluster: MakeSshdCluster) -> None:
+    # 48 sockets cannot fit under a soft limit of 40: only a raised one runs the job.
+    cluster = make_sshd_cluster(48, per_sshd=16)
+    done = sshrun_limited(["exec", *cluster_args(cluster), "--python", sys.executable,
+                           "--", "sh", "-c", "echo ok"], soft=40, hard=1024)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sorted(line.split(" | ")[0].strip() for line in done.stdout.splitlines()) == sorted(
+        cluster.aliases)
+
+
+def test_nodes_past_the_hard_open_file_limit_are_refused_before_any_connection(
+        tmp_path: Path) -> None:
+    # No sshd listens on these addresses: a connection attempt would be exit 255.
+    hostfile = tmp_path / "hostfile"
+    hostfile.write_text("".join(f"127.0.9.{k}\n" for k in range(1, 251)))
+    done = sshrun_limited(["exec", "-H", str(hostfile), "--", "true"], soft=200, hard=200)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.splitlines() == [
+        "sshrun: error: 250 nodes need about 314 open files on the head, but its open-file "
+        "limit is 200 (hard; soft 200): raise it (`ulimit -Hn`, /etc/security/limits.conf, "
+        "or LimitNOFILE= for a service), or run fewer nodes"], done.stderr
