@@ -157,3 +157,21 @@ def test_nodes_past_the_hard_open_file_limit_are_refused_before_any_connection(
         "sshrun: error: 250 nodes need about 314 open files on the head, but its open-file "
         "limit is 200 (hard; soft 200): raise it (`ulimit -Hn`, /etc/security/limits.conf, "
         "or LimitNOFILE= for a service), or run fewer nodes"], done.stderr
+
+
+@pytest.mark.slow
+def test_512_loopback_nodes_run_exec(make_sshd_cluster: MakeSshdCluster) -> None:
+    """127.0.0.2-254 and on into 127.0.1.x and 127.0.2.x, 16 addresses per sshd."""
+    cluster = make_sshd_cluster(512, per_sshd=16)
+    assert cluster.address(252) == "127.0.0.254" and cluster.address(511) == "127.0.2.5"
+    code, head = run_sshrun(["exec", *cluster_args(cluster), "--python", sys.executable,
+                             "--", "sh", "-c", "echo ok $SSH_CONNECTION"], timeout=600)
+    assert code == 0, head.transcript()[-3000:]
+    seen = {}
+    for line in head.out:
+        alias, _, text = line.partition(" | ")
+        seen[alias.strip()] = text
+    assert sorted(seen) == sorted(cluster.aliases)
+    # Each node answered from its own address (the last field of SSH_CONNECTION's server side).
+    for k, alias in enumerate(cluster.aliases):
+        assert seen[alias].split()[:1] == ["ok"] and seen[alias].split()[3] == cluster.address(k)
