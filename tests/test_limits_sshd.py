@@ -11,15 +11,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import resource
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from conftest import MakeSshdCluster
-from head import REPO, run_sshrun
+from head import REPO, Head, run_sshrun
 from sshd_cluster import SshdCluster, cluster_args
 
 from sshrun.hostspec import HostSpec
@@ -175,3 +177,31 @@ def test_512_loopback_nodes_run_exec(make_sshd_cluster: MakeSshdCluster) -> None
     # Each node answered from its own address (the last field of SSH_CONNECTION's server side).
     for k, alias in enumerate(cluster.aliases):
         assert seen[alias].split()[:1] == ["ok"] and seen[alias].split()[3] == cluster.address(k)
+
+
+@pytest.mark.slow
+def test_agents_up_early_wait_for_a_long_bring_up(make_sshd_cluster: MakeSshdCluster,
+                                                  tmp_path: Path) -> None:
+    """node0's agent is up while node1 takes longer than an agent waits for a silent head
+    (30 s before its spec): the head's heartbeats keep node0 waiting, and both run."""
+    cluster = make_sshd_cluster(2)
+    events = tmp_path / "events.jsonl"
+    cluster.stop_node(1)
+    try:
+        head = Head(["exec", *cluster_args(cluster), "--python", sys.executable,
+                     "--connect-timeout", "120", "--events", str(events), "--",
+                     "sh", "-c", "echo ok"])
+        deadline = time.monotonic() + 60
+        while not (events.exists() and any(
+                json.loads(line).get("event") == "agent_up"
+                for line in events.read_text().splitlines() if line.endswith("}"))):
+            assert time.monotonic() < deadline and head.proc.poll() is None, head.transcript()
+            time.sleep(0.05)
+        # The point is the time that passes: longer than the agent's 30 s.
+        time.sleep(35)
+        assert head.proc.poll() is None, head.transcript()
+    finally:
+        cluster.cont_node(1)
+    code = head.wait(120)
+    assert code == 0, head.transcript()
+    assert sorted(line.split(" | ")[0].strip() for line in head.out) == ["node0", "node1"]
