@@ -40,16 +40,16 @@ __all__ = ["HOST_KEY_POLICIES", "HostKeyPolicy", "NodeConnection", "SSHSettings"
 
 
 class _Client(asyncssh.SSHClient):
-    """Sees the key a node offered, and applies accept-new."""
+    """Sees the key a node offered, and applies accept-new; says when it closes."""
 
     def __init__(self, policy: HostKeyPolicy, known_hosts: Sequence[str],
-                 view: KnownHostsView | None, files: KnownHostsFiles,
-                 closed: Callable[[], None] | None = None) -> None:
+                 view: KnownHostsView | None, files: KnownHostsFiles) -> None:
         self.policy = policy
         self.known_hosts = known_hosts
         self.view = view  # None: insecure, nothing is checked
         self.files = files
-        self.closed = closed  # called once, when the connection is gone
+        # Called once when a logged-in connection is gone: lets go of its jump host.
+        self.closed: Callable[[], None] | None = None
         self.offered: asyncssh.SSHKey | None = None
         self.known_keys: list[asyncssh.SSHKey] = []
         self.known_in: list[str] = []  # the files that hold a key for this host
@@ -71,9 +71,6 @@ class _Client(asyncssh.SSHClient):
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.release()
-
-    def release(self) -> None:
         closed, self.closed = self.closed, None
         if closed is not None:
             closed()
