@@ -97,6 +97,20 @@ def test_nodes_behind_one_bastion_share_one_connection_to_it(
         assert cluster.logs[k].read_text().count("Accepted publickey") == 1
 
 
+def test_a_chain_of_jump_hosts_is_shared_hop_by_hop(make_sshd_cluster: MakeSshdCluster,
+                                                     tmp_path: Path) -> None:
+    """node2-4 behind node0 then node1: one login on each hop for the three nodes."""
+    cluster = make_sshd_cluster(5, sshd_options=["LogLevel VERBOSE"])
+    config = tmp_path / "ssh_config"
+    config.write_text(cluster.ssh_config.read_text()
+                      + "\nHost node2 node3 node4\n    ProxyJump node0,node1\n")
+    code, head = run_sshrun(["exec", "--hosts", "node2,node3,node4", "--ssh-config",
+                             str(config), "--python", sys.executable, "--", "true"])
+    assert code == 0, head.transcript()
+    logins = [log.read_text().count("Accepted publickey") for log in cluster.logs]
+    assert logins == [1, 1, 1, 1, 1], logins
+
+
 def test_the_bastion_connection_closes_after_the_last_nodes(
         make_sshd_cluster: MakeSshdCluster, tmp_path: Path) -> None:
     cluster = make_sshd_cluster(9)
