@@ -278,8 +278,9 @@ def main() -> None:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     size = max([*counts, args.stream_nodes])
+    # Hundreds of sshd addresses on a busy machine take longer than a test's 20 s.
     with tempfile.TemporaryDirectory() as tmp, SshdCluster(
-            size, Path(tmp), per_sshd=args.per_sshd) as cluster:
+            size, Path(tmp), per_sshd=args.per_sshd, ready_timeout=300) as cluster:
         fan = [row for n in counts
                for row in fan_out(cluster, n, args.repeat, Path(tmp), have_pdsh)]
         streams = (stream(cluster, args.stream_nodes, args.lines, args.repeat, Path(tmp),

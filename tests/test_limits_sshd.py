@@ -176,9 +176,14 @@ def test_nodes_past_the_hard_open_file_limit_are_refused_before_any_connection(
 
 
 @pytest.mark.slow
-def test_512_loopback_nodes_run_exec(make_sshd_cluster: MakeSshdCluster) -> None:
+def test_512_loopback_nodes_run_exec(tmp_path: Path) -> None:
     """127.0.0.2-254 and on into 127.0.1.x and 127.0.2.x, 16 addresses per sshd."""
-    cluster = make_sshd_cluster(512, per_sshd=16)
+    # 512 addresses' readiness shares one deadline: longer than a few nodes'.
+    with SshdCluster(512, tmp_path / "sshd", per_sshd=16, ready_timeout=120) as cluster:
+        run_512(cluster)
+
+
+def run_512(cluster: SshdCluster) -> None:
     assert cluster.address(252) == "127.0.0.254" and cluster.address(511) == "127.0.2.5"
     code, head = run_sshrun(["exec", *cluster_args(cluster), "--python", sys.executable,
                              "--", "sh", "-c", "echo ok $SSH_CONNECTION"], timeout=600)
