@@ -182,6 +182,9 @@ def fan_out(cluster: SshdCluster, n: int, repeat: int, tmp: Path, have_pdsh: boo
     sshrun = [sys.executable, "-m", "sshrun", "exec", "-H", str(hostfile),
               "--ssh-config", str(cluster.ssh_config), "--python", sys.executable,
               "--max-handshakes", "1024", "--events", str(events),
+              # asyncssh's own login timeout, as the minimal script has: every
+              # handshake at once on a busy machine takes longer than 15 s.
+              "--connect-timeout", "120",
               "--", "sh", "-c", "true && echo ok"]
     py_pass = f"{sys.executable} -c pass"
     tools: list[tuple[str, Callable[[], None]]] = [
