@@ -21,7 +21,7 @@ from dataclasses import replace
 from sshrun import events, preflight
 from sshrun.errors import AuthError, HostKeyError, NodeSetupError, SSHError
 from sshrun.gang import Gang, NodeStatus
-from sshrun.node.protocol import Stop
+from sshrun.node.protocol import Heartbeat, Stop
 from sshrun.nodeset import fold_hosts
 from sshrun.outcome import NodeState
 from sshrun.plan import plan_job
@@ -35,7 +35,32 @@ async def bring_up(gang: Gang, ssh: SSHSettings) -> None:
 
     Returns when the members are up or the stop began; raises the launch's
     error (the first host's, naming how many more failed) when it cannot start.
+    Meanwhile the agents that are up hear the head's heartbeats: an agent
+    gives up on a silent head, and bringing up hundreds of nodes can take
+    longer than its patience.
     """
+    error: SSHError | NodeSetupError | None = None
+    async with asyncio.TaskGroup() as tg:
+        beat = tg.create_task(_heartbeats(gang))
+        try:
+            await _bring_up(gang, ssh)
+        except (SSHError, NodeSetupError) as exc:
+            error = exc
+        finally:
+            beat.cancel()
+    if error is not None:
+        raise error
+
+
+async def _heartbeats(gang: Gang) -> None:
+    while True:
+        await asyncio.sleep(gang.plan.config.timeouts.heartbeat)
+        for node in gang.nodes:
+            if node.session is not None and node.session.hello is not None:
+                node.session.send(Heartbeat())
+
+
+async def _bring_up(gang: Gang, ssh: SSHSettings) -> None:
     elastic = gang.plan.config.membership
     want = min(elastic.max_nodes, len(gang.nodes)) if elastic else len(gang.nodes)
     need = elastic.min_nodes if elastic else len(gang.nodes)

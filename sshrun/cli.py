@@ -84,7 +84,12 @@ remote shell or a command line.
 SSH: ``--ssh-config PATH`` (default ``~/.ssh/config``: Host aliases, HostName,
 User, Port, IdentityFile, ProxyJump), ``--host-key-policy strict`` (default;
 also when the config says ``UserKnownHostsFile none``), ``accept-new`` or
-``insecure``. Never a password prompt.
+``insecure``. Never a password prompt. Nodes behind one ProxyJump host share
+one connection to it. A handshake a node's sshd drops before the login (its
+MaxStartups) is tried again, with a jittered back-off, within
+``--connect-timeout`` (default 15); a refused login or host key never is.
+The head raises its open-file limit to fit the nodes, or says at once (exit
+2) that they cannot fit.
 
 Faults. ``--max-restarts N`` restarts the whole cluster after a failure, up
 to N times: every node is stopped, then all start again with a fresh
@@ -264,7 +269,8 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
     ssh.add_argument("--host-key-policy", default=None, choices=HOST_KEY_POLICIES,
                      help="default strict")
     ssh.add_argument("--connect-timeout", type=_positive_float, default=None,
-                     metavar="SECONDS")
+                     metavar="SECONDS",
+                     help="connect and log in, dropped handshakes retried (default 15)")
     ssh.add_argument("--max-handshakes", default="32", metavar="N",
                      help="SSH handshakes in flight at once")
     if mode == "check":

@@ -43,7 +43,7 @@ from typing import BinaryIO
 
 from rich.console import Console
 
-from sshrun import errors
+from sshrun import errors, fd_limit
 from sshrun.console import ConsoleOutput
 from sshrun.console_report import ConsoleReport
 from sshrun.errors import ConfigError, ConnectError, SshrunError
@@ -95,6 +95,10 @@ async def run_job(inv: Invocation, runtime: Runtime = Runtime()) -> JobResult:
     """Run the job to its end; the result, or the :class:`SshrunError` that kept it
     from starting. Cancelling the task stops every node as Ctrl-C does, reports it
     to the readers, and then raises ``CancelledError``."""
+    # Before any file or connection: N nodes that cannot fit are refused now.
+    fd_limit.ensure(fd_limit.estimate(inv.config, log_dir=inv.log_dir is not None,
+                                      filters=bool(inv.duplicate),
+                                      local_cluster=inv.local_cluster is not None))
     # Opened before anything starts: a path that cannot be written is a usage error.
     event_file = open_event_file(inv.events) if inv.events not in (None, "-") else None
     out = ConsoleOutput(

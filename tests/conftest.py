@@ -12,7 +12,7 @@ with the reason.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -30,14 +30,16 @@ def sshd_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdClust
 
 @pytest.fixture
 def make_sshd_cluster(tmp_path: Path) -> Iterator[MakeSshdCluster]:
-    """``make_sshd_cluster(n, first_octet=2, port=None, key_options="")``: a fresh cluster."""
+    """``make_sshd_cluster(n, first_octet=2, port=None, key_options="", sshd_options=(),
+    per_sshd=1)``: a fresh cluster (see tests/sshd_cluster.py)."""
     clusters: list[SshdCluster] = []
 
     def make(n: int, first_octet: int = 2, port: int | None = None,
-             key_options: str = "") -> SshdCluster:
+             key_options: str = "", sshd_options: Sequence[str] = (),
+             per_sshd: int = 1) -> SshdCluster:
         cluster = SshdCluster(
             n, tmp_path / f"sshd{len(clusters)}", first_octet=first_octet, port=port,
-            key_options=key_options,
+            key_options=key_options, sshd_options=sshd_options, per_sshd=per_sshd,
         )
         clusters.append(cluster)
         return cluster
