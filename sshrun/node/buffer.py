@@ -64,7 +64,10 @@ class OutputBuffer:
     def flush_some(self) -> None:
         """stdout can take more: write what it takes."""
         try:
-            n = os.write(STDOUT, self.data[:WRITE_CHUNK])
+            # A view, not a slice: the pipe takes far less than WRITE_CHUNK
+            # at a time, and a slice would copy all of it for every write.
+            with memoryview(self.data) as view:
+                n = os.write(STDOUT, view[:WRITE_CHUNK])
         except BlockingIOError:
             return
         except OSError:
