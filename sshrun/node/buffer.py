@@ -16,7 +16,7 @@ import selectors
 import time
 from collections.abc import Callable
 
-from sshrun.node.protocol import Message, encode_event, encode_output
+from sshrun.node.protocol import Message, encode_event, output_header
 
 HIGH_WATER = 8 * 1024 * 1024
 LOW_WATER = 1024 * 1024
@@ -57,7 +57,10 @@ class OutputBuffer:
 
     def output(self, stream: int, source: int, data: bytes) -> None:
         """Bytes a rank (or torchrun) wrote, just read; may pause the readers."""
-        self.send(encode_output(stream, source, data, time.time()))
+        if self.closed:
+            return
+        self.data += output_header(stream, source, len(data), time.time())
+        self.send(data)
         if len(self.data) > HIGH_WATER and not self.paused:
             self._set_paused(True)
 
