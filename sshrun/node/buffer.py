@@ -16,7 +16,7 @@ import selectors
 import time
 from collections.abc import Callable
 
-from sshrun.node.protocol import Message, encode_event, encode_output
+from sshrun.node.protocol import Message, encode_event, output_header
 
 HIGH_WATER = 8 * 1024 * 1024
 LOW_WATER = 1024 * 1024
@@ -57,14 +57,20 @@ class OutputBuffer:
 
     def output(self, stream: int, source: int, data: bytes) -> None:
         """Bytes a rank (or torchrun) wrote, just read; may pause the readers."""
-        self.send(encode_output(stream, source, data, time.time()))
+        if self.closed:
+            return
+        self.data += output_header(stream, source, len(data), time.time())
+        self.send(data)
         if len(self.data) > HIGH_WATER and not self.paused:
             self._set_paused(True)
 
     def flush_some(self) -> None:
         """stdout can take more: write what it takes."""
         try:
-            n = os.write(STDOUT, self.data[:WRITE_CHUNK])
+            # A view, not a slice: the pipe takes far less than WRITE_CHUNK
+            # at a time, and a slice would copy all of it for every write.
+            with memoryview(self.data) as view:
+                n = os.write(STDOUT, view[:WRITE_CHUNK])
         except BlockingIOError:
             return
         except OSError:

@@ -383,7 +383,14 @@ def encode_frame(kind: bytes, stream: int, source: int, payload: bytes) -> bytes
 
 def encode_output(stream: int, source: int, data: bytes, when: float) -> bytes:
     """An output frame: ``data`` as read at ``when`` (``time.time()`` on the node)."""
-    return encode_frame(KIND_OUTPUT, stream, source, OUTPUT_TIME.pack(when) + data)
+    return output_header(stream, source, len(data), when) + data
+
+
+def output_header(stream: int, source: int, size: int, when: float) -> bytes:
+    """An output frame up to its ``size`` bytes of data: a queue appends the data
+    itself after it, without building the frame first (one copy less per chunk)."""
+    return (HEADER.pack(KIND_OUTPUT, stream, source, OUTPUT_TIME.size + size)
+            + OUTPUT_TIME.pack(when))
 
 
 def decode_output(payload: bytes) -> tuple[float, bytes]:
