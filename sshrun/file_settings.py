@@ -1,0 +1,33 @@
+"""The ``ssh`` and ``env`` sections of a cluster config, as values.
+
+Apart from ``sshrun.cluster_yaml``, which fills them from a YAML file, so
+that a run without ``-c`` builds their empty defaults without importing the
+YAML reader (PyYAML and the schema: ~20 ms of every start-up).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["EnvFileSettings", "SSHFileSettings"]
+
+
+@dataclass(frozen=True)
+class SSHFileSettings:
+    """The ``ssh`` section; None: not given (the command line or ssh decides)."""
+
+    config: str | None = None  # path to an OpenSSH client config
+    identity_file: str | None = None
+    jump_host: str | None = None  # ProxyJump syntax [user@]host[:port][,...]
+    host_key_policy: str | None = None  # one of HOST_KEY_POLICIES
+    connect_timeout: float | None = None  # seconds
+
+
+@dataclass(frozen=True)
+class EnvFileSettings:
+    """The ``env`` section."""
+
+    forward: tuple[str, ...] = ()  # names or glob patterns
+    set: tuple[tuple[str, str], ...] = ()
+    secret: tuple[str, ...] = ()  # names
+    file: str | None = None  # an env file (absolute when loaded from a file)
