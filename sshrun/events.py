@@ -163,10 +163,12 @@ class RankStarted(NodeEvent):
 @dataclass(frozen=True, kw_only=True)
 class RendezvousProbe(NodeEvent):
     """A node whose ranks had not started after a few seconds tried to connect to
-    the rendezvous endpoint (``address``, host:port), and this is what it found,
-    said when it changes: ``state`` "unreachable" (``error``: "timed out", "No
-    route to host", a refusal that lasted), "waiting" (refused: nothing listens
-    there yet) or "reachable". Node 0 hosts the store and does not probe."""
+    the rendezvous endpoint (``address``, host:port) and could not: ``state``
+    "unreachable" (``error``: "timed out", "No route to host", "connection
+    refused" once a refusal has lasted); or, after that, it can again:
+    "waiting" (refused: nothing listens there yet) or "reachable". Said when a
+    failure begins, changes or ends, never for a start-up that is only slow.
+    Node 0 hosts the store and does not probe (it does for etcd's server)."""
 
     name: ClassVar[str] = "rendezvous_probe"
     state: str

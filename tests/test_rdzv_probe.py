@@ -1,5 +1,6 @@
 """The agent's rendezvous probe (sshrun/node/rdzv_probe.py) against real loopback sockets,
-time passed in: a refusal is waiting, then a failure once it lasts; a listener is reachable.
+time passed in: a refusal is waiting, then a failure once it lasts; a listener is reachable,
+which is news only after a failure.
 The timeout (packets dropped) is in tests/test_stall_netns.py, against a real namespace."""
 
 from __future__ import annotations
@@ -43,7 +44,19 @@ def test_a_listener_is_reachable_and_ends_the_probing() -> None:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         probe = Probe("127.0.0.1", int(listener.getsockname()[1]), began=0.0)
-        assert _until(probe, PROBE_AFTER) == ("reachable", None)
+        # A slow start-up whose way is open is no news for the head.
+        assert _until(probe, PROBE_AFTER) is None
         assert probe.done and probe.sock is None
         assert probe.poll(PROBE_AFTER + 60) is None
+
+
+def test_the_end_of_a_failure_is_news() -> None:
+    port = _closed_port()
+    probe = Probe("127.0.0.1", port, began=0.0)
+    assert _until(probe, REFUSED_GRACE) == ("unreachable", "connection refused")
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", port))
+        listener.listen()
+        assert _until(probe, REFUSED_GRACE + PROBE_EVERY) == ("reachable", None)
+        assert probe.done
 

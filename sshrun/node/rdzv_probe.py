@@ -7,7 +7,9 @@ at the rendezvous. The agent of a node that is not the store's host (the
 head says which, in the spec) therefore connects to the endpoint itself
 once torchrun has been waiting ``PROBE_AFTER`` seconds, and again every
 ``PROBE_EVERY`` seconds while none of its ranks has started; the head hears
-each change of the outcome (``sshrun.node.protocol.RendezvousProbe``).
+of a failure, of another failure, and of the end of one
+(``sshrun.node.protocol.RendezvousProbe``), never of a probe that found the
+way open in a start-up that was only slow.
 
 A refusal is the store not listening yet: "waiting", until ``REFUSED_GRACE``
 seconds after torchrun started (then something refuses for good: a REJECT
@@ -77,8 +79,8 @@ class Probe:
         self.next_at = now + PROBE_EVERY
         if outcome[0] == REACHABLE:
             self.close()  # the way there works; whatever still holds the job, it is not this
-        if outcome == self.said:
-            return None
+        if outcome == self.said or UNREACHABLE not in (outcome[0], self.said[0]):
+            return None  # news only: a failure, another one, or the end of one
         self.said = outcome
         return outcome
 
