@@ -236,3 +236,15 @@ def test_an_unreachable_node_whose_ranks_start_is_not_missing() -> None:
     rank(t, p, "node0", 0, 1)
     assert t.over
     assert t.report(6.0) == "every rank started after 6.0s"
+
+
+def test_with_c10d_an_unreachable_node_is_named_without_ranks() -> None:
+    p = plan(n=2, backend="c10d")
+    t = StartupTracker(p, begun=0.0, report_after=1)
+    connect(t, p, "node0", "node1")
+    up(t, p, "node0", "node1")
+    launch(t, p, "node0", "node1")
+    probe(t, p, "node1", "unreachable", "No route to host", address="[fd00::1]:29400")
+    assert t.report(9.0) == (
+        "start-up still going after 1s: 4 of 4 ranks not started: node0 (at the rendezvous), "
+        "node1 (cannot reach the rendezvous at [fd00::1]:29400: No route to host)")
