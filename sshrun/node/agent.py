@@ -411,6 +411,9 @@ class Agent:
             return {}
 
     def finish(self) -> int:
+        if self.probe is not None:
+            self.probe.close()
+            self.probe = None
         # Output still in flight from ranks that already exited.
         self.serve_readers(2.0)
         remaining = 0.0
