@@ -1,0 +1,150 @@
+"""``--sync``'s transfer to one node, over the node's own sshrun connection.
+
+Why an exec channel and not SFTP: SFTP needs the node's ``sftp-server``
+subsystem (the embedded cluster of ``sshrun.local_cluster`` has none, and
+some hardened sshd configs drop it), and it would take a round trip per file
+to learn what the node has. Instead the head runs
+``sshrun/node/sync_node.py`` under the bootstrap the agent uses (the same
+one remote command, ``PYTHON -c BOOTSTRAP``; no rsync, nothing installed),
+asks it for the destination's manifest, and streams only the files that
+differ, back to back, on one channel; the node stages and swaps (see that
+module). One channel per node, all nodes at once: SSH's own flow control
+shares the head's uplink between them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncssh
+
+from sshrun import agent, preamble
+from sshrun.errors import NodeSetupError
+from sshrun.preamble import Preamble
+from sshrun.sanitize import sanitize
+from sshrun.session import remote_command
+from sshrun.sync_manifest import Entry, SyncTree, diff
+
+SOURCE = agent.source("sync_node")
+_CHUNK = 1 << 18
+REPLY_MAX = 64 << 20  # a node's manifest of a 1 GiB tree of small files fits
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """What one node's sync did: files and bytes sent, paths removed, the path synced."""
+
+    files: int
+    bytes: int
+    deleted: int
+    path: str
+    seconds: float
+
+
+class _Channel:
+    def __init__(self, process: asyncssh.SSHClientProcess[bytes], token: str) -> None:
+        self.process = process
+        self.pre = Preamble(token)
+        self.buf = bytearray()
+
+    async def reply(self, label: str) -> dict[str, object]:
+        while b"\n" not in self.buf:
+            data = await self.process.stdout.read(1 << 16)
+            if not data:
+                self.pre.end()
+                raise NodeSetupError(label, "sync: the node's side exited early"
+                                     + (f": {self.pre.last_line()}" if not self.pre.found
+                                        and self.pre.last_line() else ""))
+            self.buf += self.pre.feed(data)
+            if len(self.buf) > REPLY_MAX:
+                raise NodeSetupError(label, "sync: the node's reply is too long")
+        at = self.buf.index(b"\n")
+        line = bytes(self.buf[:at])
+        del self.buf[:at + 1]
+        try:
+            value = json.loads(line)
+        except ValueError:
+            raise NodeSetupError(label, "sync: the node's reply is not JSON") from None
+        if not isinstance(value, dict):
+            raise NodeSetupError(label, "sync: the node's reply is not an object")
+        if not value.get("ok"):
+            raise NodeSetupError(label, sanitize(f"sync: {value.get('error')}"))
+        return value
+
+    async def send(self, data: bytes) -> None:
+        self.process.stdin.write(data)
+        await self.process.stdin.drain()
+
+
+async def sync_to(conn: asyncssh.SSHClientConnection, label: str, python: str, dest: str,
+                  tree: SyncTree, reply_timeout: float) -> SyncResult:
+    """Mirror ``tree`` to ``dest`` on the node; a ``NodeSetupError`` naming the node if not."""
+    started = time.monotonic()
+    token = preamble.new_token()
+    code = (SOURCE + f"\n_MARKER = {preamble.marker(token)!r}\n").encode()
+    try:
+        process = await conn.create_process(remote_command(python), encoding=None)
+    except (asyncssh.Error, OSError) as exc:
+        raise NodeSetupError(label, f"sync: cannot open a session: {exc}") from None
+    channel = _Channel(process, token)
+    try:
+        await channel.send(b"%08x" % len(code) + code + _line({"dest": dest}))
+        async with asyncio.timeout(reply_timeout):
+            first = await channel.reply(label)
+        node = _node_manifest(label, first.get("manifest"))
+        path = str(first.get("path", dest))
+        delta = diff(tree.entries, node)
+        if delta.same:
+            await channel.send(_line({"done": True}))
+            return SyncResult(0, 0, 0, path, time.monotonic() - started)
+        await channel.send(_line({"entries": {p: e.to_wire() for p, e in tree.entries.items()},
+                                  "send": list(delta.send), "digest": tree.digest}))
+        root = Path(tree.root)
+        for rel in delta.send:
+            await _send_file(channel, label, root / rel, tree.entries[rel])
+        done = await channel.reply(label)
+        return SyncResult(len(delta.send), int(str(done.get("received", 0))),
+                          len(delta.delete), path, time.monotonic() - started)
+    except TimeoutError:
+        raise NodeSetupError(label, f"sync: the node did not answer within "
+                                    f"{reply_timeout:.0f}s") from None
+    except (asyncssh.Error, OSError) as exc:
+        raise NodeSetupError(label, f"sync: the connection failed: {exc}") from None
+    finally:
+        with contextlib.suppress(asyncssh.Error, OSError):
+            process.stdin.write_eof()
+        process.close()
+
+
+def _line(value: object) -> bytes:
+    return (json.dumps(value, separators=(",", ":")) + "\n").encode()
+
+
+def _node_manifest(label: str, value: object) -> dict[str, Entry]:
+    if not isinstance(value, dict):
+        raise NodeSetupError(label, "sync: the node's manifest is not an object")
+    try:
+        return {str(p): Entry.from_wire(e) for p, e in value.items()}
+    except ValueError as exc:
+        raise NodeSetupError(label, f"sync: {exc}") from None
+
+
+async def _send_file(channel: _Channel, label: str, path: Path, entry: Entry) -> None:
+    sent = 0
+    with path.open("rb") as f:
+        while sent < entry.size:
+            chunk = f.read(min(_CHUNK, entry.size - sent))
+            if not chunk:
+                break
+            await channel.send(chunk)
+            sent += len(chunk)
+    if sent != entry.size:
+        # The node would wait for bytes that never come: say it here, and let the
+        # finally drop the channel (the node then removes its staging on the next sync).
+        raise NodeSetupError(label, f"sync: {path} changed size while syncing "
+                                    f"({entry.size} bytes when read, {sent} now)")
