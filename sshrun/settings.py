@@ -267,7 +267,7 @@ def check_options(opts: Options) -> None:
                                                               "allow_version_mismatch")):
                 raise ConfigError(f"{FLAG[f.name]}: expected True or False, got {value!r}")
             continue
-        if f.name in ("env", "env_file", "secret", "target"):
+        if f.name in ("env", "env_file", "secret", "target", "sync_exclude", "sync_include"):
             if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
                 what = "SCRIPT and its arguments" if f.name == "target" else FLAG[f.name]
                 raise ConfigError(f"{what}: expected a list of strings")
@@ -404,6 +404,13 @@ def _resolve(opts: Options, env: dict[str, str], notices: list[SettingNotice],
         config = torchrun_settings.rendezvous(config, given)
         config = torchrun_settings.torchrun_job(config, given)
     log_dir = given["log_dir"].value if "log_dir" in given else None
+    sync_file = cf.sync if cf is not None else None
+    if sync_file is not None:
+        # The flags come on top of the file: DIR and the size replace, patterns add.
+        opts = replace(opts, sync=opts.sync or sync_file.dir,
+                       sync_exclude=(*sync_file.exclude, *opts.sync_exclude),
+                       sync_include=(*sync_file.include, *opts.sync_include),
+                       sync_max_size=opts.sync_max_size or sync_file.max_size)
     if opts.sync is not None:
         config = replace(config, sync=_sync_tree(opts, config, log_dir, say))
     elif opts.sync_exclude or opts.sync_include or opts.sync_max_size is not None:
