@@ -24,7 +24,7 @@ from pathlib import Path
 import asyncssh
 
 from sshrun import agent, preamble
-from sshrun.errors import NodeSetupError
+from sshrun.errors import AgentError, NodeSetupError
 from sshrun.preamble import Preamble
 from sshrun.sanitize import sanitize
 from sshrun.session import remote_command
@@ -47,8 +47,10 @@ class SyncResult:
 
 
 class _Channel:
-    def __init__(self, process: asyncssh.SSHClientProcess[bytes], token: str) -> None:
+    def __init__(self, process: asyncssh.SSHClientProcess[bytes], token: str,
+                 stall: float) -> None:
         self.process = process
+        self.stall = stall
         self.pre = Preamble(token)
         self.buf = bytearray()
 
@@ -57,41 +59,45 @@ class _Channel:
             data = await self.process.stdout.read(1 << 16)
             if not data:
                 self.pre.end()
-                raise NodeSetupError(label, "sync: the node's side exited early"
+                raise AgentError(label, "sync: the node's side exited early"
                                      + (f": {self.pre.last_line()}" if not self.pre.found
                                         and self.pre.last_line() else ""))
             self.buf += self.pre.feed(data)
             if len(self.buf) > REPLY_MAX:
-                raise NodeSetupError(label, "sync: the node's reply is too long")
+                raise AgentError(label, "sync: the node's reply is too long")
         at = self.buf.index(b"\n")
         line = bytes(self.buf[:at])
         del self.buf[:at + 1]
         try:
             value = json.loads(line)
         except ValueError:
-            raise NodeSetupError(label, "sync: the node's reply is not JSON") from None
+            raise AgentError(label, "sync: the node's reply is not JSON") from None
         if not isinstance(value, dict):
-            raise NodeSetupError(label, "sync: the node's reply is not an object")
+            raise AgentError(label, "sync: the node's reply is not an object")
         if not value.get("ok"):
             raise NodeSetupError(label, sanitize(f"sync: {value.get('error')}"))
         return value
 
     async def send(self, data: bytes) -> None:
         self.process.stdin.write(data)
-        await self.process.stdin.drain()
+        # A node that stops reading (frozen, its disk stuck) is a silent node.
+        async with asyncio.timeout(self.stall):
+            await self.process.stdin.drain()
 
 
 async def sync_to(conn: asyncssh.SSHClientConnection, label: str, python: str, dest: str,
                   tree: SyncTree, reply_timeout: float) -> SyncResult:
-    """Mirror ``tree`` to ``dest`` on the node; a ``NodeSetupError`` naming the node if not."""
+    """Mirror ``tree`` to ``dest`` on the node, or raise naming the node: a
+    ``NodeSetupError`` (exit 2) for what the node refused (its destination, a
+    permission), an ``AgentError`` (exit 255) for a broken channel or a silent node."""
     started = time.monotonic()
     token = preamble.new_token()
     code = (SOURCE + f"\n_MARKER = {preamble.marker(token)!r}\n").encode()
     try:
         process = await conn.create_process(remote_command(python), encoding=None)
     except (asyncssh.Error, OSError) as exc:
-        raise NodeSetupError(label, f"sync: cannot open a session: {exc}") from None
-    channel = _Channel(process, token)
+        raise AgentError(label, f"sync: cannot open a session: {exc}") from None
+    channel = _Channel(process, token, reply_timeout)
     try:
         await channel.send(b"%08x" % len(code) + code + _line({"dest": dest}))
         async with asyncio.timeout(reply_timeout):
@@ -107,14 +113,15 @@ async def sync_to(conn: asyncssh.SSHClientConnection, label: str, python: str, d
         root = Path(tree.root)
         for rel in delta.send:
             await _send_file(channel, label, root / rel, tree.entries[rel])
-        done = await channel.reply(label)
+        async with asyncio.timeout(reply_timeout):  # the node only renames now
+            done = await channel.reply(label)
         return SyncResult(len(delta.send), int(str(done.get("received", 0))),
                           len(delta.delete), path, time.monotonic() - started)
     except TimeoutError:
-        raise NodeSetupError(label, f"sync: the node did not answer within "
-                                    f"{reply_timeout:.0f}s") from None
+        raise AgentError(label, f"sync: the node did not answer or read within "
+                                f"{reply_timeout:.0f}s") from None
     except (asyncssh.Error, OSError) as exc:
-        raise NodeSetupError(label, f"sync: the connection failed: {exc}") from None
+        raise AgentError(label, f"sync: the connection failed: {exc}") from None
     finally:
         with contextlib.suppress(asyncssh.Error, OSError):
             process.stdin.write_eof()
@@ -127,11 +134,11 @@ def _line(value: object) -> bytes:
 
 def _node_manifest(label: str, value: object) -> dict[str, Entry]:
     if not isinstance(value, dict):
-        raise NodeSetupError(label, "sync: the node's manifest is not an object")
+        raise AgentError(label, "sync: the node's manifest is not an object")
     try:
         return {str(p): Entry.from_wire(e) for p, e in value.items()}
     except ValueError as exc:
-        raise NodeSetupError(label, f"sync: {exc}") from None
+        raise AgentError(label, f"sync: {exc}") from None
 
 
 async def _send_file(channel: _Channel, label: str, path: Path, entry: Entry) -> None:

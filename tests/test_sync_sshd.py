@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import sys
 import time
@@ -14,6 +16,8 @@ from head import Head, run_sshrun
 from sshd_cluster import SshdCluster
 
 pytestmark = pytest.mark.sshd
+
+REPO = Path(__file__).resolve().parent.parent
 
 MAIN = "import os, pathlib\nprint('from', pathlib.Path.cwd().name.split('.sshrun-')[0], " \
        "open('pkg/data.txt').read().strip(), os.access('run.sh', os.X_OK))\n"
@@ -199,3 +203,31 @@ def test_interrupted_sync_leaves_the_old_tree_runnable(sshd_cluster: SshdCluster
     code, out = _sync(config, src, tmp_path / "ev2.jsonl", command=("cat", "pkg/data.txt"))
     assert code == 0 and "node0 | v2" in out, out
     assert not list(parent.glob("proj.sshrun-tmp-*"))
+
+
+@pytest.mark.slow
+@pytest.mark.torch
+def test_ddp_trains_from_a_tree_synced_by_the_yaml_config(sshd_cluster: SshdCluster,
+                                                          tmp_path: Path) -> None:
+    config, dests = _config(sshd_cluster, tmp_path)
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(REPO / "examples" / "train_ddp.py", src / "train_ddp.py")
+    (src / "secrets.pem").write_text("key\n")
+    config.write_text(config.read_text() + f"sync:\n  dir: {src}\n  exclude: [nothing]\n"
+                      "torchrun:\n  nproc_per_node: 1\n")
+    elsewhere = tmp_path / "elsewhere"  # the head's cwd has no train_ddp.py
+    elsewhere.mkdir()
+    events = tmp_path / "ev.jsonl"
+    code, head = run_sshrun(["-c", str(config), "--events", str(events), "train_ddp.py",
+                             "--epochs", "2", "--steps", "5"], cwd=elsewhere, timeout=240)
+    assert code == 0, head.transcript()
+    digests = {m.group(1) for line in head.out
+               if (m := re.search(r"final-params ([0-9a-f]{16})", line))}
+    assert len(digests) == 1, head.transcript()
+    assert sum("final-params" in line for line in head.out) == 2
+    assert "secrets.pem" in head.stderr and "not sent, secret-like" in head.stderr
+    assert [e["files"] for e in _events(events, "sync_finished")] == [1, 1]
+    for dest in dests:
+        assert (dest / "train_ddp.py").read_bytes() == (src / "train_ddp.py").read_bytes()
+        assert not (dest / "secrets.pem").exists()
