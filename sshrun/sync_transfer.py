@@ -102,6 +102,10 @@ async def sync_to(conn: asyncssh.SSHClientConnection, label: str, python: str, d
         await channel.send(b"%08x" % len(code) + code + _line({"dest": dest}))
         async with asyncio.timeout(reply_timeout):
             first = await channel.reply(label)
+        if first.get("waiting"):
+            # Another node's sync holds this destination (a shared filesystem): its
+            # own bounds apply to it, and the stop (Ctrl-C) to this wait.
+            first = await channel.reply(label)
         node = _node_manifest(label, first.get("manifest"))
         path = str(first.get("path", dest))
         delta = diff(tree.entries, node)

@@ -231,3 +231,21 @@ def test_ddp_trains_from_a_tree_synced_by_the_yaml_config(sshd_cluster: SshdClus
     for dest in dests:
         assert (dest / "train_ddp.py").read_bytes() == (src / "train_ddp.py").read_bytes()
         assert not (dest / "secrets.pem").exists()
+
+
+@pytest.mark.slow
+def test_a_restart_resyncs_what_a_node_lost(sshd_cluster: SshdCluster, tmp_path: Path) -> None:
+    config, _ = _config(sshd_cluster, tmp_path)
+    src = _source(tmp_path)
+    events = tmp_path / "ev.jsonl"
+    # Attempt 0 wipes pkg/ from node1's tree (a rebuilt node) and fails; attempt 1
+    # must find it back, re-sent to node1 alone.
+    script = ('if [ "$SSHRUN_ATTEMPT" = 0 ]; then [ "$SSHRUN_NODE_RANK" = 1 ] && '
+              'rm -rf "$(pwd -P)/pkg"; exit 3; fi; cat pkg/data.txt')
+    code, out = _sync(config, src, events, "--max-restarts", "1", "--restart-backoff", "0.1",
+                      command=("sh", "-c", script))
+    assert code == 0, out
+    assert "node1 | v1" in out, out
+    finished = [(e["attempt"], e["host"], e["files"]) for e in _events(events, "sync_finished")]
+    assert sorted(finished) == [(0, "node0", 4), (0, "node1", 4), (1, "node0", 0),
+                                (1, "node1", 1)], finished

@@ -10,6 +10,7 @@ Layout on the node, for a destination ``DEST`` (the node's working directory)::
     DEST -> DEST.sshrun-<digest>.<nonce>     a symlink, swapped by rename(2)
     DEST.sshrun-<digest>.<nonce>/            the tree the job sees
     .DEST.sshrun-cache.json                  size/mtime/inode -> sha256 of that tree
+    .DEST.sshrun-lock                        flock(2)'d while a sync runs
 
 A new tree is staged in ``DEST.sshrun-tmp-<pid>``: files the head sends are
 written there (their sha256 checked), unchanged ones hard-linked from the
@@ -22,7 +23,8 @@ tree is kept (a job still running in it), older ones removed.
 
 Protocol over stdin/stdout: the node writes ``_MARKER`` (after any login
 shell noise), then one JSON line per reply. The head sends one JSON line
-``{"dest": D}``; the node answers ``{"ok": true, "manifest": {...}}``. Then
+``{"dest": D}``; the node answers ``{"ok": true, "manifest": {...}}``, after
+``{"ok": true, "waiting": true}`` while another sync holds DEST's lock. Then
 ``{"done": true}`` (nothing to change) or ``{"entries": {...}, "send":
 [paths], "digest": H}`` followed by the bytes of each path in ``send``, in
 order; the node answers ``{"ok": true, "received": BYTES, "files": N}``.
@@ -32,6 +34,7 @@ Any failure is ``{"ok": false, "error": TEXT}`` and exit status 1.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -84,6 +87,22 @@ def _reply(obj: Wire) -> None:
     data = (json.dumps(obj) + "\n").encode("utf-8")
     while data:
         data = data[os.write(1, data):]
+
+
+def _lock(dest: str) -> int:
+    """Hold DEST's lock for the rest of this process: nodes that share a filesystem
+    (the embedded cluster, an NFS home) sync one after the other, and each after
+    the first finds the tree in place. Says "waiting" first, so that the head
+    knows the wait is another sync's and not a silent node."""
+    parent, base, _ = _names(dest)
+    fd = os.open(os.path.join(parent, "." + base + ".sshrun-lock"), os.O_RDWR | os.O_CREAT,
+                 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        _reply({"ok": True, "waiting": True})
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
 
 
 def _names(dest: str) -> tuple[str, str, str]:
@@ -245,6 +264,7 @@ def main() -> int:
         parent = os.path.dirname(dest)
         if not os.path.isdir(parent):
             os.makedirs(parent, exist_ok=True)
+        _lock(dest)
         current = _current(dest)
         entries, fresh = _manifest(current, _load_cache(_names(dest)[2]))
         _reply({"ok": True, "manifest": entries, "path": dest})
