@@ -175,8 +175,11 @@ def test_a_node_that_cannot_sync_fails_the_launch_naming_it(sshd_cluster: SshdCl
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(("sig", "status"), [(signal.SIGKILL, -signal.SIGKILL),
+                                             (signal.SIGINT, 130)])
 def test_interrupted_sync_leaves_the_old_tree_runnable(sshd_cluster: SshdCluster,
-                                                       tmp_path: Path) -> None:
+                                                       tmp_path: Path, sig: int,
+                                                       status: int) -> None:
     config, dests = _config(sshd_cluster, tmp_path, nodes=1)
     src = _source(tmp_path)
     code, out = _sync(config, src, tmp_path / "ev1.jsonl", command=("true",))
@@ -193,8 +196,9 @@ def test_interrupted_sync_leaves_the_old_tree_runnable(sshd_cluster: SshdCluster
         staging = list(parent.glob("proj.sshrun-tmp-*"))
         time.sleep(0.01)
     assert staging, "no staging directory appeared\n" + head.transcript()
-    os.killpg(head.proc.pid, signal.SIGKILL)
-    head.wait(30)
+    # SIGKILL: the head dies mid-file; SIGINT (Ctrl-C): it stops every node's sync.
+    os.kill(head.proc.pid, sig)
+    assert head.wait(60) == status, head.transcript()
     assert dests[0].resolve() == old
     assert (dests[0] / "pkg" / "data.txt").read_text() == "v1\n"
     code, run = run_sshrun(["exec", "-c", str(config), "--", "cat", "pkg/data.txt"], cwd=src)
