@@ -120,7 +120,9 @@ async def _up(gang: Gang, node: NodeStatus, ssh: SSHSettings,
                              gang.plan.config.timeouts.hello)
         gang.emit(events.SyncFinished(**gang.about(node), files=done.files, bytes=done.bytes,
                                       deleted=done.deleted, path=done.path,
-                                      seconds=round(done.seconds, 3)))
+                                      seconds=round(done.seconds, 3),
+                                      wire_sent=done.wire_sent,
+                                      wire_received=done.wire_received))
 
     def shell_said(text: str, lines: list[str]) -> None:
         gang.notice("login_shell", text, lines, host=label)

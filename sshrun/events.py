@@ -138,6 +138,8 @@ class SyncFinished(NodeEvent):
     deleted: int
     path: str
     seconds: float
+    wire_sent: int = 0  # all the head sent on the sync channel (code, manifest, files)
+    wire_received: int = 0  # all it read back (the node's manifest, replies)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,8 @@ class SyncResult:
     deleted: int
     path: str
     seconds: float
+    wire_sent: int = 0  # every byte the head wrote to the channel: code, manifest, files
+    wire_received: int = 0  # every byte it read back (the node's manifest, replies)
 
 
 class _Channel:
@@ -53,10 +56,13 @@ class _Channel:
         self.stall = stall
         self.pre = Preamble(token)
         self.buf = bytearray()
+        self.sent = 0
+        self.received = 0
 
     async def reply(self, label: str) -> dict[str, object]:
         while b"\n" not in self.buf:
             data = await self.process.stdout.read(1 << 16)
+            self.received += len(data)
             if not data:
                 self.pre.end()
                 raise AgentError(label, "sync: the node's side exited early"
@@ -78,8 +84,23 @@ class _Channel:
             raise NodeSetupError(label, sanitize(f"sync: {value.get('error')}"))
         return value
 
+    async def blob(self, label: str, size: int) -> bytes:
+        """``size`` bytes that follow a reply line (the node's zlib'd manifest)."""
+        if size > REPLY_MAX:
+            raise AgentError(label, "sync: the node's manifest is too long")
+        while len(self.buf) < size:
+            data = await self.process.stdout.read(1 << 16)
+            self.received += len(data)
+            if not data:
+                raise AgentError(label, "sync: the node's side exited mid-manifest")
+            self.buf += data
+        out = bytes(self.buf[:size])
+        del self.buf[:size]
+        return out
+
     async def send(self, data: bytes) -> None:
         self.process.stdin.write(data)
+        self.sent += len(data)
         # A node that stops reading (frozen, its disk stuck) is a silent node.
         async with asyncio.timeout(self.stall):
             await self.process.stdin.drain()
@@ -106,13 +127,19 @@ async def sync_to(conn: asyncssh.SSHClientConnection, label: str, python: str, d
             # Another node's sync holds this destination (a shared filesystem): its
             # own bounds apply to it, and the stop (Ctrl-C) to this wait.
             first = await channel.reply(label)
-        node = _node_manifest(label, first.get("manifest"))
+        async with asyncio.timeout(reply_timeout):
+            packed = await channel.blob(label, _count(label, first.get("manifest_bytes")))
+        node = _node_manifest(label, _unpack(label, packed))
         path = str(first.get("path", dest))
         delta = diff(tree.entries, node)
         if delta.same:
             await channel.send(_line({"done": True}))
-            return SyncResult(0, 0, 0, path, time.monotonic() - started)
-        await channel.send(_line({"entries": {p: e.to_wire() for p, e in tree.entries.items()},
+            return SyncResult(0, 0, 0, path, time.monotonic() - started, channel.sent,
+                              channel.received)
+        # Only what differs from the node's manifest: the node applies it to its own
+        # and checks the result against the digest of the head's.
+        changed = {p: e.to_wire() for p, e in tree.entries.items() if node.get(p) != e}
+        await channel.send(_line({"changed": changed, "removed": list(delta.delete),
                                   "send": list(delta.send), "digest": tree.digest}))
         root = Path(tree.root)
         for rel in delta.send:
@@ -120,7 +147,8 @@ async def sync_to(conn: asyncssh.SSHClientConnection, label: str, python: str, d
         async with asyncio.timeout(reply_timeout):  # the node only renames now
             done = await channel.reply(label)
         return SyncResult(len(delta.send), int(str(done.get("received", 0))),
-                          len(delta.delete), path, time.monotonic() - started)
+                          len(delta.delete), path, time.monotonic() - started, channel.sent,
+                          channel.received)
     except TimeoutError:
         raise AgentError(label, f"sync: the node did not answer or read within "
                                 f"{reply_timeout:.0f}s") from None
@@ -134,6 +162,19 @@ async def sync_to(conn: asyncssh.SSHClientConnection, label: str, python: str, d
 
 def _line(value: object) -> bytes:
     return (json.dumps(value, separators=(",", ":")) + "\n").encode()
+
+
+def _count(label: str, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise AgentError(label, "sync: the node's reply has no manifest size")
+    return value
+
+
+def _unpack(label: str, packed: bytes) -> object:
+    try:
+        return json.loads(zlib.decompress(packed))
+    except (zlib.error, ValueError):
+        raise AgentError(label, "sync: the node's manifest is not zlib'd JSON") from None
 
 
 def _node_manifest(label: str, value: object) -> dict[str, Entry]:

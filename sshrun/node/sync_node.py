@@ -23,11 +23,14 @@ tree is kept (a job still running in it), older ones removed.
 
 Protocol over stdin/stdout: the node writes ``_MARKER`` (after any login
 shell noise), then one JSON line per reply. The head sends one JSON line
-``{"dest": D}``; the node answers ``{"ok": true, "manifest": {...}}``, after
-``{"ok": true, "waiting": true}`` while another sync holds DEST's lock. Then
-``{"done": true}`` (nothing to change) or ``{"entries": {...}, "send":
-[paths], "digest": H}`` followed by the bytes of each path in ``send``, in
-order; the node answers ``{"ok": true, "received": BYTES, "files": N}``.
+``{"dest": D}``; the node answers ``{"ok": true, "manifest_bytes": N}`` and
+N bytes: its manifest, JSON, zlib'd (after ``{"ok": true, "waiting": true}``
+while another sync holds DEST's lock). Then ``{"done": true}`` (nothing to
+change) or ``{"changed": {...}, "removed": [paths], "send": [paths],
+"digest": H}`` (the entries that differ from the node's manifest, and the
+digest the whole new manifest must have) followed by the bytes of each path
+in ``send``, in order; the node answers ``{"ok": true, "received": BYTES,
+"files": N}``.
 Any failure is ``{"ok": false, "error": TEXT}`` and exit status 1.
 """
 
@@ -41,6 +44,7 @@ import os
 import shutil
 import stat
 import sys
+import zlib
 from typing import Any, BinaryIO
 
 Wire = Any  # JSON values as json.loads gives them
@@ -84,7 +88,10 @@ def _read_into(f: BinaryIO, size: int, digest: Any) -> None:
 
 
 def _reply(obj: Wire) -> None:
-    data = (json.dumps(obj) + "\n").encode("utf-8")
+    _write_all((json.dumps(obj) + "\n").encode("utf-8"))
+
+
+def _write_all(data: bytes) -> None:
     while data:
         data = data[os.write(1, data):]
 
@@ -196,9 +203,23 @@ def _clean(parent: str, base: str, keep: set[str]) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _stage(dest: str, current: str | None, request: Wire) -> tuple[int, int]:
+def _digest(entries: dict[str, Wire]) -> str:
+    """The head's ``sync_manifest.manifest_digest``, byte for byte."""
+    text = json.dumps({p: entries[p] for p in sorted(entries)}, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _stage(dest: str, current: str | None, reported: dict[str, Wire], request: Wire
+           ) -> tuple[int, int]:
     parent, base, cache_path = _names(dest)
-    entries = request["entries"]
+    # The head sends what differs from the manifest reported: the new tree is
+    # that one, less what went, plus what changed, and must be the head's.
+    removed = set(request["removed"])
+    entries = {p: e for p, e in reported.items() if p not in removed}
+    entries.update(request["changed"])
+    if _digest(entries) != request["digest"]:
+        raise SyncFailed("the tree did not match the head's manifest (did it change "
+                         "during the sync?)")
     send = request["send"]
     sending = set(send)
     stage = os.path.join(parent, base + ".sshrun-tmp-" + str(os.getpid()))
@@ -267,13 +288,15 @@ def main() -> int:
         _lock(dest)
         current = _current(dest)
         entries, fresh = _manifest(current, _load_cache(_names(dest)[2]))
-        _reply({"ok": True, "manifest": entries, "path": dest})
+        packed = zlib.compress(json.dumps(entries, separators=(",", ":")).encode(), 6)
+        _reply({"ok": True, "path": dest, "manifest_bytes": len(packed)})
+        _write_all(packed)
         request = _read_line()
         if request.get("done"):
             if current is not None and fresh:
                 _write_cache(_names(dest)[2], fresh)
             return 0
-        received, files = _stage(dest, current, request)
+        received, files = _stage(dest, current, entries, request)
         _reply({"ok": True, "received": received, "files": files})
         return 0
     except (SyncFailed, OSError, ValueError, KeyError, TypeError) as exc:
