@@ -253,3 +253,41 @@ def test_a_restart_resyncs_what_a_node_lost(sshd_cluster: SshdCluster, tmp_path:
     finished = [(e["attempt"], e["host"], e["files"]) for e in _events(events, "sync_finished")]
     assert sorted(finished) == [(0, "node0", 4), (0, "node1", 4), (1, "node0", 0),
                                 (1, "node1", 1)], finished
+
+
+@pytest.mark.slow
+@pytest.mark.torch
+def test_under_nnodes_min_max_a_node_that_cannot_sync_is_left_out(sshd_cluster: SshdCluster,
+                                                                  tmp_path: Path) -> None:
+    config, dests = _config(sshd_cluster, tmp_path)
+    src = _source(tmp_path)
+    dests[1].mkdir(parents=True)
+    (dests[1] / "precious.txt").write_text("mine\n")
+    code, head = run_sshrun(["-c", str(config), f"--sync={src}", "--nnodes", "1:2",
+                             "--nproc-per-node", "1", "main.py"], cwd=tmp_path, timeout=240)
+    out = head.transcript()
+    assert code == 0, out
+    assert "node0 r0 | from proj v1 True" in out and "leaving out node1" in out, out
+    assert "is a directory sshrun did not sync" in out, out
+    assert (dests[1] / "precious.txt").read_text() == "mine\n"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--sync-max-size", "lots"], "--sync-max-size: 'lots' is not a size (like 500M or 2G)"),
+    (["--sync-max-size", "0"], "--sync-max-size: '0' must be more than 0"),
+])
+def test_bad_sync_flags_are_one_line(sshd_cluster: SshdCluster, tmp_path: Path,
+                                     args: list[str], message: str) -> None:
+    config, _ = _config(sshd_cluster, tmp_path, nodes=1)
+    src = _source(tmp_path)
+    code, out = _sync(config, src, tmp_path / "ev.jsonl", *args, command=("true",))
+    assert code == 2, out
+    assert f"sshrun: error: {message}" in out, out
+    assert "Traceback" not in out
+
+
+def test_sync_flags_without_sync_are_refused(tmp_path: Path) -> None:
+    code, head = run_sshrun(["exec", "--local-cluster", "1", "--sync-exclude", "data", "--",
+                             "true"], cwd=tmp_path)
+    assert code == 2, head.transcript()
+    assert "--sync-exclude, --sync-include and --sync-max-size go with --sync" in head.stderr
