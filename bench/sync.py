@@ -64,8 +64,10 @@ def sshrun_sync(cluster: SshdCluster, tree: Path, dests: list[Path], work: Path,
     env = dict(os.environ, PYTHONPATH=str(REPO))
     env.pop("SSH_AUTH_SOCK", None)
     start = time.perf_counter()
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, env=env, timeout=600,
-                   cwd=work)
+    done_run = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True, env=env, timeout=600, cwd=work, check=False)
+    if done_run.returncode != 0:
+        raise SystemExit(f"sshrun failed: {done_run.stderr}")
     wall = time.perf_counter() - start
     done = [e for e in map(json.loads, events.read_text().splitlines())
             if e["event"] == "sync_finished"]
