@@ -24,7 +24,7 @@ from pathlib import Path
 
 import asyncssh
 
-from sshrun import agent, preamble
+from sshrun import agent, preamble, sync_cache
 from sshrun.errors import AgentError, NodeSetupError
 from sshrun.preamble import Preamble
 from sshrun.sanitize import sanitize
@@ -127,12 +127,21 @@ async def sync_to(conn: asyncssh.SSHClientConnection, label: str, python: str, d
             # Another node's sync holds this destination (a shared filesystem): its
             # own bounds apply to it, and the stop (Ctrl-C) to this wait.
             first = await channel.reply(label)
-        async with asyncio.timeout(reply_timeout):
-            packed = await channel.blob(label, _count(label, first.get("manifest_bytes")))
-        node = _node_manifest(label, _unpack(label, packed))
         path = str(first.get("path", dest))
+        held = str(first.get("digest", ""))
+        if held == tree.digest:
+            await channel.send(_line({"done": True}))
+            return SyncResult(0, 0, 0, path, time.monotonic() - started, channel.sent,
+                              channel.received)
+        node = {} if not held else sync_cache.load(held)
+        if node is None:
+            await channel.send(_line({"manifest": True}))
+            async with asyncio.timeout(reply_timeout):
+                told = await channel.reply(label)
+                packed = await channel.blob(label, _count(label, told.get("manifest_bytes")))
+            node = _node_manifest(label, _unpack(label, packed))
         delta = diff(tree.entries, node)
-        if delta.same:
+        if delta.same:  # the node's tree was this one under another digest: an old head
             await channel.send(_line({"done": True}))
             return SyncResult(0, 0, 0, path, time.monotonic() - started, channel.sent,
                               channel.received)
@@ -146,6 +155,7 @@ async def sync_to(conn: asyncssh.SSHClientConnection, label: str, python: str, d
             await _send_file(channel, label, root / rel, tree.entries[rel])
         async with asyncio.timeout(reply_timeout):  # the node only renames now
             done = await channel.reply(label)
+        sync_cache.store(tree.digest, tree.entries)
         return SyncResult(len(delta.send), int(str(done.get("received", 0))),
                           len(delta.delete), path, time.monotonic() - started, channel.sent,
                           channel.received)

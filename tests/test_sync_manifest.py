@@ -159,3 +159,20 @@ def test_parse_size() -> None:
         parse_size("lots")
     with pytest.raises(ConfigError, match="must be more than 0"):
         parse_size("0")
+
+
+def test_head_cache_round_trip_and_bad_copies(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from sshrun import sync_cache
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    tree = build_manifest(SyncOptions(str(_tree(tmp_path / "src"))))
+    assert sync_cache.load(tree.digest) is None
+    sync_cache.store(tree.digest, tree.entries)
+    assert sync_cache.load(tree.digest) == dict(tree.entries)
+    assert sync_cache.load("../../etc/passwd") is None  # only digests name files
+    (sync_cache.cache_dir() / f"{tree.digest}.json.z").write_bytes(b"not zlib")
+    assert sync_cache.load(tree.digest) is None
+    for k in range(sync_cache.KEEP + 3):
+        sync_cache.store(f"{k:016x}", tree.entries)
+    assert len(list(sync_cache.cache_dir().glob("*.json.z"))) == sync_cache.KEEP

@@ -56,8 +56,11 @@ def _events(path: Path, name: str) -> list[dict[str, object]]:
 
 def _sync(config: Path, src: Path, events: Path, *extra: str,
           command: tuple[str, ...] = ("python3", "main.py")) -> tuple[int, str]:
+    # The head's manifest copies (sshrun.sync_cache) in this test's own tree.
+    env = dict(os.environ, XDG_CACHE_HOME=str(config.parent / "head-cache"))
     code, head = run_sshrun(["exec", "-c", str(config), f"--sync={src}",
-                             "--events", str(events), *extra, "--", *command], cwd=src)
+                             "--events", str(events), *extra, "--", *command], cwd=src,
+                            env=env)
     return code, head.transcript()
 
 
@@ -92,6 +95,10 @@ def test_sync_runs_from_the_copy_then_sends_only_the_edit(sshd_cluster: SshdClus
     assert "node0 | from proj v2 edited True" in out, out
     finished = _events(events2, "sync_finished")
     assert [(e["files"], e["bytes"], e["deleted"]) for e in finished] == [(1, 10, 1)] * 2
+    # The head kept the manifest it synced: each node named its digest, no manifest.
+    assert all(e["wire_received"] < 1024 for e in finished), finished
+    assert all(e["wire_sent"] < len((REPO / "sshrun" / "node" / "sync_node.py").read_bytes())
+               + 4096 for e in finished), finished
     for dest, old in zip(dests, old_trees, strict=True):
         assert not (dest / "gone.txt").exists()
         assert dest.resolve() != old
@@ -253,6 +260,12 @@ def test_a_restart_resyncs_what_a_node_lost(sshd_cluster: SshdCluster, tmp_path:
     finished = [(e["attempt"], e["host"], e["files"]) for e in _events(events, "sync_finished")]
     assert sorted(finished) == [(0, "node0", 4), (0, "node1", 4), (1, "node0", 0),
                                 (1, "node1", 1)], finished
+    # node1's tree is one the head never synced: it had to send its manifest.
+    [again] = [e for e in _events(events, "sync_finished")
+               if e["attempt"] == 1 and e["host"] == "node1"]
+    [named] = [e for e in _events(events, "sync_finished")
+               if e["attempt"] == 1 and e["host"] == "node0"]
+    assert again["wire_received"] > named["wire_received"], (again, named)
 
 
 @pytest.mark.slow

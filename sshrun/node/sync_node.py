@@ -23,9 +23,12 @@ tree is kept (a job still running in it), older ones removed.
 
 Protocol over stdin/stdout: the node writes ``_MARKER`` (after any login
 shell noise), then one JSON line per reply. The head sends one JSON line
-``{"dest": D}``; the node answers ``{"ok": true, "manifest_bytes": N}`` and
-N bytes: its manifest, JSON, zlib'd (after ``{"ok": true, "waiting": true}``
-while another sync holds DEST's lock). Then ``{"done": true}`` (nothing to
+``{"dest": D}``; the node answers ``{"ok": true, "digest": H}``, its tree's
+manifest digest (after ``{"ok": true, "waiting": true}`` while another sync
+holds DEST's lock). A head that has no copy of that manifest
+(``sshrun.sync_cache``) asks ``{"manifest": true}``, and the node answers
+``{"ok": true, "manifest_bytes": N}`` and N bytes: the manifest, JSON,
+zlib'd. Then ``{"done": true}`` (nothing to
 change) or ``{"changed": {...}, "removed": [paths], "send": [paths],
 "digest": H}`` (the entries that differ from the node's manifest, and the
 digest the whole new manifest must have) followed by the bytes of each path
@@ -288,10 +291,14 @@ def main() -> int:
         _lock(dest)
         current = _current(dest)
         entries, fresh = _manifest(current, _load_cache(_names(dest)[2]))
-        packed = zlib.compress(json.dumps(entries, separators=(",", ":")).encode(), 6)
-        _reply({"ok": True, "path": dest, "manifest_bytes": len(packed)})
-        _write_all(packed)
+        # The digest first: a head that kept this manifest needs no more.
+        _reply({"ok": True, "path": dest, "digest": _digest(entries) if entries else ""})
         request = _read_line()
+        if request.get("manifest"):
+            packed = zlib.compress(json.dumps(entries, separators=(",", ":")).encode(), 6)
+            _reply({"ok": True, "manifest_bytes": len(packed)})
+            _write_all(packed)
+            request = _read_line()
         if request.get("done"):
             if current is not None and fresh:
                 _write_cache(_names(dest)[2], fresh)
