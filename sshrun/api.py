@@ -50,8 +50,9 @@ class Launcher:
 
     ``on_event``: a callable, or several, called with every typed event
     (sshrun.events) in the event loop, the launcher's and the nodes' alike
-    (``node_connected``, ``agent_up``, ``ranks_started``, ``rank_started``, ``rank_exited``,
-    ``node_lost``, ``stopping``, ``node_swept``); keep them quick.
+    (``node_connected``, ``agent_up``, ``ranks_started``, ``rank_started``,
+    ``rendezvous_probe``, ``rank_exited``, ``node_lost``, ``stopping``, ``node_swept``);
+    keep them quick.
     ``stdout``/``stderr``: where the ranks' lines and sshrun's own go (binary or
     text files; default ``sys.stdout``/``sys.stderr`` when the job starts);
     ``quiet=True`` drops both (the events and the result still say everything).

@@ -167,7 +167,9 @@ is (``sshrun: starting: connected 3/4, agents up 2/4, ranks started 0/8``)
 and goes once every rank runs; a rank has started when it is past the
 rendezvous. When start-up takes longer than ``--startup-report`` seconds
 (default 30), a line names the nodes and ranks that have not started and
-where each is stuck, and another whenever that changes (also when piped).
+where each is stuck, and another whenever that changes (also when piped);
+a node whose agent cannot connect to the rendezvous endpoint is named with
+it (``node1 r[2-3] (cannot reach the rendezvous at 10.0.0.1:29500: timed out)``).
 The final report of a failed or interrupted job says what every node did:
 ``sshrun: nodes: 1 failed (node2), 6 stopped (node[0-1,3-6]), 1 lost (node7)``
 (docs/operating.md).

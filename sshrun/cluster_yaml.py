@@ -72,7 +72,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -81,6 +81,7 @@ from sshrun import hostfile, values
 from sshrun.configfile import read_config_text
 from sshrun.environment import refused_name
 from sshrun.errors import ConfigError, LocationError
+from sshrun.file_settings import EnvFileSettings, SSHFileSettings, SyncFileSettings
 from sshrun.hostfile import MAX_HOSTS, MAX_SLOTS, HostSpec
 from sshrun.sync_manifest import parse_size
 from sshrun.transport import HOST_KEY_POLICIES
@@ -101,44 +102,13 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class SSHFileSettings:
-    """The ``ssh`` section; None: not given (the command line or ssh decides)."""
-
-    config: str | None = None  # path to an OpenSSH client config
-    identity_file: str | None = None
-    jump_host: str | None = None  # ProxyJump syntax [user@]host[:port][,...]
-    host_key_policy: str | None = None  # one of HOST_KEY_POLICIES
-    connect_timeout: float | None = None  # seconds
-
-
-@dataclass(frozen=True)
-class EnvFileSettings:
-    """The ``env`` section."""
-
-    forward: tuple[str, ...] = ()  # names or glob patterns
-    set: tuple[tuple[str, str], ...] = ()
-    secret: tuple[str, ...] = ()  # names
-    file: str | None = None  # an env file (absolute when loaded from a file)
-
-
-@dataclass(frozen=True)
-class SyncFileSettings:
-    """The ``sync`` section: ``--sync``'s settings; each host's ``workdir`` is its copy."""
-
-    dir: str  # on the head (absolute when loaded from a file)
-    exclude: tuple[str, ...] = ()
-    include: tuple[str, ...] = ()
-    max_size: str | None = None  # as --sync-max-size takes it
-
-
-@dataclass(frozen=True)
 class ClusterFile:
     """A parsed cluster config; ``hosts`` already have ``defaults`` merged in."""
 
     source: str
     hosts: tuple[HostSpec, ...]
-    ssh: SSHFileSettings = SSHFileSettings()
-    env: EnvFileSettings = EnvFileSettings()
+    ssh: SSHFileSettings = field(default_factory=SSHFileSettings)
+    env: EnvFileSettings = field(default_factory=EnvFileSettings)
     # torchrun option (dash spelling, e.g. "nproc-per-node") -> value as
     # torchrun's command line takes it, in TORCHRUN_KEYS order.
     torchrun: tuple[tuple[str, str], ...] = ()

@@ -10,7 +10,8 @@ block (hand slow work to a thread or a queue).
 The launcher's own events: a job starting and finishing, an attempt
 failing, a restart, a host left out. The supervisor's, per attempt and per
 node: a node connected, its agent up, its ranks (torchrun or the command)
-started, each rank started (past the rendezvous), a rank exited, a node
+started, each rank started (past the rendezvous), what a stalled node found
+when it tried to reach the rendezvous, a rank exited, a node
 lost, a stop beginning, what a node's sweep did, and its notices
 (``notice``: an interrupt, a host left out, a login shell's stray output).
 Every event carries the job id, the attempt number (0 for the first) and the
@@ -185,6 +186,22 @@ class RankStarted(NodeEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class RendezvousProbe(NodeEvent):
+    """A node whose ranks had not started after a few seconds tried to connect to
+    the rendezvous endpoint (``address``, host:port) and could not: ``state``
+    "unreachable" (``error``: "timed out", "No route to host", "connection
+    refused" once a refusal has lasted); or, after that, it can again:
+    "waiting" (refused: nothing listens there yet) or "reachable". Said when a
+    failure begins, changes or ends, never for a start-up that is only slow.
+    Node 0 hosts the store and does not probe (it does for etcd's server)."""
+
+    name: ClassVar[str] = "rendezvous_probe"
+    state: str
+    address: str
+    error: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class RankExited(NodeEvent):
     """One rank exited: ``code`` shell-style (128+N: signal N; None: unknown)."""
 
@@ -254,12 +271,12 @@ class Notice(Event):
 
 
 AnyEvent = (JobStarted | AttemptFailed | HostLeftOut | Restarting | JobFinished
-            | NodeConnected | AgentUp | RanksStarted | RankStarted | RankExited | NodeLost
-            | Stopping | NodeSwept | Notice)
+            | NodeConnected | AgentUp | RanksStarted | RankStarted | RendezvousProbe
+            | RankExited | NodeLost | Stopping | NodeSwept | Notice)
 OnEvent = Callable[[Event], None]
 # The supervisor's events (one attempt's nodes), apart from the launcher's.
-SUPERVISOR_EVENTS = (NodeConnected, AgentUp, RanksStarted, RankStarted, RankExited, NodeLost,
-                     Stopping, NodeSwept, Notice)
+SUPERVISOR_EVENTS = (NodeConnected, AgentUp, RanksStarted, RankStarted, RendezvousProbe,
+                     RankExited, NodeLost, Stopping, NodeSwept, Notice)
 
 
 def ignore(event: Event) -> None:

@@ -51,6 +51,7 @@ class NodeStatus:
     # Global rank -> (local rank, shell-style exit status; None: unknown).
     rank_exits: dict[int, tuple[int, int | None]] = field(default_factory=dict)
     stopped: bool = False  # its agent's exit said the job was stopped, not ended by itself
+    probe: str | None = None  # the rendezvous endpoint its agent probes when start-up stalls
 
     def outcome(self) -> NodeOutcome:
         """What this node did, as data that outlives its connection."""

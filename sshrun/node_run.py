@@ -33,13 +33,21 @@ from sshrun.node.protocol import (
     Message,
     RankExit,
     RankStarted,
+    RendezvousProbe,
     Spec,
     Started,
     Stopping,
 )
 from sshrun.node.records import replace
 from sshrun.outcome import NodeState
-from sshrun.plan import given_endpoint, rank_env, target_args, torchrun_args
+from sshrun.plan import (
+    format_endpoint,
+    given_endpoint,
+    probe_endpoint,
+    rank_env,
+    target_args,
+    torchrun_args,
+)
 from sshrun.sanitize import sanitize
 
 # What a node has, beyond the grace period, to confirm a stop.
@@ -68,9 +76,12 @@ def spec(gang: Gang, node: NodeStatus, rdzv: tuple[str, int | None]) -> Spec:
     )
     if config.mode == "torchrun":
         assert node.conn is not None
+        probe = probe_endpoint(gang.plan, node.plan, rdzv)
+        node.probe = format_endpoint(*probe) if probe is not None else None
         return replace(message, torchrun_args=tuple(torchrun_args(
             gang.plan, node.plan, rdzv, node.conn.address
-        )), target=tuple(target_args(config)), rank_env=rank_env(gang.plan))
+        )), target=tuple(target_args(config)), rank_env=rank_env(gang.plan),
+            probe_host=probe[0] if probe else None, probe_port=probe[1] if probe else None)
     return replace(message, argv=tuple(config.target))
 
 
@@ -178,6 +189,11 @@ def _on_event(gang: Gang, node: NodeStatus, event: Message) -> None:
     elif isinstance(event, RankStarted):
         gang.emit(events.RankStarted(**gang.about(node), rank=event.rank,
                                      local_rank=event.local_rank, pid=event.pid))
+    elif isinstance(event, RendezvousProbe):
+        if node.probe is not None:  # only the nodes told to probe do
+            error = sanitize(event.error) if event.error is not None else None
+            gang.emit(events.RendezvousProbe(**gang.about(node), state=sanitize(event.state),
+                                             address=node.probe, error=error))
     elif isinstance(event, RankExit):
         node.rank_exits[event.rank] = (event.local_rank, event.code)
         gang.emit(events.RankExited(**gang.about(node), rank=event.rank,

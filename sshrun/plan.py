@@ -314,6 +314,24 @@ def torchrun_args(
     return [*args, *config.torchrun_extra]
 
 
+def probe_endpoint(plan: JobPlan, node: NodePlan,
+                   endpoint: tuple[str, int | None]) -> tuple[str, int] | None:
+    """What ``node``'s agent connects to when its start-up stalls
+    (sshrun.node.rdzv_probe): the rendezvous endpoint its torchrun is given.
+    None where there is nothing to find out: exec, ``--standalone``, and node 0
+    unless the endpoint is a server sshrun does not run (etcd), since node 0's
+    torchrun hosts the store there itself."""
+    config = plan.config
+    if config.mode != "torchrun" or config.standalone:
+        return None
+    if node.index == 0 and not rendezvous.backend(config.rdzv_backend).needs_endpoint:
+        return None
+    host, port = endpoint
+    if config.rdzv_port is not None:
+        port = config.rdzv_port
+    return (host, port) if port is not None else None
+
+
 def run_id(plan: JobPlan) -> str:
     """The job's run id as the user knows it: ``--rdzv-id``, or sshrun's job id.
 

@@ -90,10 +90,10 @@ from dataclasses import dataclass, replace
 from typing import Literal, TypeVar
 
 from sshrun import sync_manifest, torchrun_settings, values
-from sshrun.cluster_yaml import EnvFileSettings, SSHFileSettings, load_cluster_yaml
 from sshrun.envfile import load_env_file
 from sshrun.environment import DEFAULT_FORWARD, resolve_env
 from sshrun.errors import ConfigError, SshrunError
+from sshrun.file_settings import EnvFileSettings, SSHFileSettings
 from sshrun.hostfile import HostSpec, load_hostfile, parse_host_list
 from sshrun.local_cluster import MAX_NODES as MAX_LOCAL_NODES
 from sshrun.local_cluster import local_cluster_hosts
@@ -345,7 +345,12 @@ def _resolve(opts: Options, env: dict[str, str], notices: list[SettingNotice],
     if not target:
         raise ConfigError("sshrun exec: no command given (sshrun exec [OPTIONS] -- COMMAND)"
                           if mode == "exec" else "no script given (SCRIPT [SCRIPT_ARGS...])")
-    cf = load_cluster_yaml(opts.config) if opts.config is not None else None
+    cf = None
+    if opts.config is not None:
+        # Here, not at the top: only -c needs PyYAML and the schema (~20 ms).
+        from sshrun.cluster_yaml import load_cluster_yaml
+
+        cf = load_cluster_yaml(opts.config)
     yaml = dict(cf.torchrun_values) if cf is not None else {}
     if cf is not None and cf.log_dir is not None:
         yaml["log_dir"] = os.path.expanduser(cf.log_dir)

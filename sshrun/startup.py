@@ -4,7 +4,9 @@ A reader of one attempt's events (sshrun.events) that answers two questions
 while the job starts: the live status line (``status``: connected k/N,
 agents up k/N, ranks started k/world) and, once start-up has taken longer
 than ``--startup-report`` seconds, who has not started yet (``report``:
-hostlists and rank ranges, each node by where it is stuck). A rank counts as
+hostlists and rank ranges, each node by where it is stuck, and a node whose
+agent found it cannot reach the rendezvous apart from those that wait there,
+with the address and the error). A rank counts as
 started when its shim connects to its agent (``rank_started``), which
 torchrun does only after the rendezvous; for ``sshrun exec`` the unit is each
 node's command (``ranks_started``).
@@ -34,6 +36,9 @@ AGENT = "starting its agent"
 WAITING = "agent up"  # every agent must say hello before anything starts
 RENDEZVOUS = "at the rendezvous"
 STAGES = (CONNECTING, AGENT, WAITING, RENDEZVOUS)
+# After RENDEZVOUS, one stage per endpoint and error: a node at the rendezvous whose
+# agent found it cannot reach it (events.RendezvousProbe), the culprit of a stall.
+UNREACHABLE = "cannot reach the rendezvous at {address}: {error}"
 
 
 @dataclass
@@ -47,6 +52,7 @@ class NodeStart:
     agent_up: bool = False
     launched: bool = False  # its torchrun (or exec's command) started
     started: set[int] = field(default_factory=set)  # ranks whose shim connected
+    unreachable: str | None = None  # why its agent cannot reach the rendezvous, if so
 
     def want(self, exec_mode: bool) -> int | None:
         return 1 if exec_mode else self.nproc
@@ -65,7 +71,7 @@ class NodeStart:
             return AGENT
         if not self.launched:
             return WAITING
-        return RENDEZVOUS
+        return self.unreachable or RENDEZVOUS
 
     def missing(self) -> set[int]:
         """Its ranks that have not started (only when the plan knows them)."""
@@ -115,6 +121,10 @@ class StartupTracker:
             node.launched = True
         elif isinstance(event, events.RankStarted):
             node.started.add(event.rank)
+        elif isinstance(event, events.RendezvousProbe):
+            node.unreachable = (UNREACHABLE.format(address=event.address,
+                                                   error=event.error or event.state)
+                                if event.state == "unreachable" else None)
         else:
             return False
         if self.done():
@@ -156,7 +166,7 @@ class StartupTracker:
         by_stage: dict[str, list[NodeStart]] = {stage: [] for stage in STAGES}
         for node in self._members():
             if not node.done(self.exec_mode):
-                by_stage[node.stage()].append(node)
+                by_stage.setdefault(node.stage(), []).append(node)
         parts = []
         for stage, stuck in by_stage.items():
             if not stuck:

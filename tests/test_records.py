@@ -171,7 +171,8 @@ def test_each_message_matches_its_dataclass_twin(cls: type) -> None:
     twin = _twin(cls)
     required = {f.name: f.type for f in fields(cls)
                 if f.default is records.MISSING and f.default_factory is records.MISSING}
-    sample = {"int": 3, "str": "s", "bool": True, "int | None": None, "str | None": "x"}
+    sample = {"int": 3, "float": 1.5, "str": "s", "bool": True,
+              "int | None": None, "str | None": "x"}
     values = {name: sample[kind] for name, kind in required.items()}
     assert repr(cls(**values)) == repr(twin(**values))
     assert cls(**values) == cls(**values)

@@ -187,3 +187,64 @@ def test_elastic_counts_up_to_max_and_names_only_who_connected() -> None:
     connect(t, p, "node0", "node2")
     assert t.report(1.0) == ("start-up still going after 1s: not started: node[0,2] "
                              "(starting its agent), 1 more node (connecting)")
+
+
+def probe(t: StartupTracker, p: JobPlan, host: str, state: str,
+          error: str | None = None, address: str = "169.254.1.2:29500") -> bool:
+    return t.feed(events.RendezvousProbe(**about(p, host), state=state, address=address,
+                                         error=error))
+
+
+def test_a_node_that_cannot_reach_the_rendezvous_is_named_apart_with_the_address() -> None:
+    p = plan(n=4)
+    t = StartupTracker(p, begun=100.0, report_after=2)
+    hosts = ("node0", "node1", "node2", "node3")
+    connect(t, p, *hosts)
+    up(t, p, *hosts)
+    launch(t, p, *hosts)
+    assert t.report(102.0) == ("start-up still going after 2s: 8 of 8 ranks not started: "
+                               "node[0-3] r[0-7] (at the rendezvous)")
+    assert probe(t, p, "node1", "waiting") is True
+    assert t.report(103.0) is None  # refused while the store comes up: still waiting
+    probe(t, p, "node1", "unreachable", "timed out")
+    probe(t, p, "node3", "unreachable", "timed out")
+    probe(t, p, "node2", "unreachable", "No route to host", address="10.0.0.1:29500")
+    assert t.status() == "starting: connected 4/4, agents up 4/4, ranks started 0/8"
+    assert t.report(107.0) == (
+        "start-up still going after 7.0s: 8 of 8 ranks not started: "
+        "node0 r[0-1] (at the rendezvous), "
+        "node[1,3] r[2-3,6-7] (cannot reach the rendezvous at 169.254.1.2:29500: timed out), "
+        "node2 r[4-5] (cannot reach the rendezvous at 10.0.0.1:29500: No route to host)")
+    # The way opens again (the rule went): back with the others, said as a change.
+    probe(t, p, "node1", "reachable")
+    probe(t, p, "node2", "reachable")
+    probe(t, p, "node3", "reachable")
+    assert t.report(109.0) == ("start-up still going after 9.0s: 8 of 8 ranks not started: "
+                               "node[0-3] r[0-7] (at the rendezvous)")
+
+
+def test_an_unreachable_node_whose_ranks_start_is_not_missing() -> None:
+    p = plan(n=2)
+    t = StartupTracker(p, begun=0.0, report_after=1)
+    connect(t, p, "node0", "node1")
+    up(t, p, "node0", "node1")
+    launch(t, p, "node0", "node1")
+    probe(t, p, "node1", "unreachable", "timed out")
+    rank(t, p, "node1", 2, 3)
+    assert t.report(5.0) == ("start-up still going after 1s: 2 of 4 ranks not started: "
+                             "node0 r[0-1] (at the rendezvous)")
+    rank(t, p, "node0", 0, 1)
+    assert t.over
+    assert t.report(6.0) == "every rank started after 6.0s"
+
+
+def test_with_c10d_an_unreachable_node_is_named_without_ranks() -> None:
+    p = plan(n=2, backend="c10d")
+    t = StartupTracker(p, begun=0.0, report_after=1)
+    connect(t, p, "node0", "node1")
+    up(t, p, "node0", "node1")
+    launch(t, p, "node0", "node1")
+    probe(t, p, "node1", "unreachable", "No route to host", address="[fd00::1]:29400")
+    assert t.report(9.0) == (
+        "start-up still going after 1s: 4 of 4 ranks not started: node0 (at the rendezvous), "
+        "node1 (cannot reach the rendezvous at [fd00::1]:29400: No route to host)")

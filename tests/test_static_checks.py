@@ -6,6 +6,7 @@ import ast
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from head import REPO
 
@@ -294,3 +295,26 @@ def test_sshrun_modules_import_no_circle() -> None:
     graph = import_graph(_module_names())
     assert "sshrun.failure" in graph["sshrun.result"]  # it does see sshrun's imports
     assert import_cycles(graph) == []
+
+
+def _yaml_modules_after(argv: list[str]) -> str:
+    code = ("import sys, sshrun.cli, sshrun.launcher\n"
+            "try:\n"
+            f"    sshrun.cli.parse_invocation({argv!r}, {{}})\n"
+            "except sshrun.errors.SshrunError as exc:\n"
+            "    print(exc, file=sys.stderr)\n"
+            "print(sorted(m for m in sys.modules if m == 'yaml' or m.startswith(('yaml.', "
+            "'sshrun.cluster_yaml', 'sshrun.yaml'))))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_a_run_without_a_config_file_never_imports_yaml(tmp_path: Path) -> None:
+    """PyYAML and the config schema cost every start-up ~20 ms; only -c needs them."""
+    assert _yaml_modules_after(["--hosts", "a,b", "train.py"]) == "[]"
+    config = tmp_path / "cluster.yaml"
+    config.write_text("hosts: [a, b]\n")
+    loaded = _yaml_modules_after(["-c", str(config), "train.py"])
+    assert "'yaml'" in loaded and "'sshrun.cluster_yaml'" in loaded

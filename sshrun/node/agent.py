@@ -15,6 +15,8 @@ Life of an agent::
                              rendezvous client modules present, a free port
     spec   <── head          what to run (torchrun or a plain command)
     start                    child in a new session, tagged SSHRUN_TAG=<tag>
+    rdzv_probe ──> head      a torchrun job still before its rendezvous after a few
+                             seconds: can this node reach the endpoint (``rdzv_probe``)
     output ──> head          framed chunks, tagged by global rank and stream
     hb     ──> head          every ``hb_period`` seconds while nothing else is queued
     exited ──> head          exit code, per-rank failures, what the sweep killed, and
@@ -22,7 +24,8 @@ Life of an agent::
 
 Its parts: ``protocol`` (the messages), ``probe`` (what the interpreter has,
 for hello), ``buffer`` (the queue to the head, back-pressure and the final
-drain), ``ranks`` (the ranks' streams and exit statuses), ``teardown`` (the
+drain), ``ranks`` (the ranks' streams and exit statuses), ``rdzv_probe``
+(whether a stalled start-up can reach the rendezvous), ``teardown`` (the
 job's processes, the sweep, the sentinel), and this module, which runs the
 job and the loop that serves them all.
 
@@ -60,6 +63,7 @@ from sshrun.node.protocol import (
     Preflight,
     ProtocolError,
     RankFailure,
+    RendezvousProbe,
     Spec,
     Started,
     Stop,
@@ -68,6 +72,7 @@ from sshrun.node.protocol import (
     rank_failures,
 )
 from sshrun.node.ranks import READ_CHUNK, RankStreams
+from sshrun.node.rdzv_probe import PROBE_AFTER, Probe
 from sshrun.node.teardown import Teardown, exit_status, set_child_subreaper
 from sshrun.node.tmpdir import make_tmpdir, remove_tree
 
@@ -123,6 +128,10 @@ class Agent:
         self.hb_period = 0.0  # ours to the head; 0 until the spec says
         self.next_hb = 0.0
         self.grace = 10.0
+        # torchrun jobs off the store's host: (host, port, when torchrun started)
+        # until the first probe, then the probe, until a rank starts.
+        self.probe_at: tuple[str, int, float] | None = None
+        self.probe: Probe | None = None
 
     def _pause_readers(self, paused: bool) -> None:
         self.ranks.set_paused(paused)
@@ -300,6 +309,8 @@ class Agent:
             assert pipe is not None
             self.ranks.add_pipe(pipe, stream)
         self.out.event(Started(pid=self.child.pid, argv0=argv[0]))
+        if spec.mode == "torchrun" and spec.probe_host and spec.probe_port:
+            self.probe_at = (spec.probe_host, spec.probe_port, time.monotonic())
 
     def fail(self, message: str) -> None:
         self.out.event(Error(message=message))
@@ -356,6 +367,8 @@ class Agent:
             self.reap()
             self._settle()
             now = time.monotonic()
+            if self.probe_at is not None or self.probe is not None:
+                self._probe(now)
             if self.stdin_open and now - self.last_heard > self.hb_timeout:
                 self.begin_stop(f"no heartbeat from the head for {self.hb_timeout:.0f}s")
             if self.kill_deadline is not None and now >= self.kill_deadline:
@@ -364,6 +377,29 @@ class Agent:
             if self.child_code is not None or (self.stopping and self.child is None):
                 break
         return self.finish()
+
+    def _probe(self, now: float) -> None:
+        """Whether this node reaches the rendezvous, looked at only while no rank has
+        started, from once torchrun has waited ``PROBE_AFTER`` seconds
+        (sshrun.node.rdzv_probe)."""
+        if self.ranks.started or self.stopping or self.child_code is not None:
+            self.probe_at = None
+            if self.probe is not None:
+                self.probe.close()
+                self.probe = None
+            return
+        if self.probe is None:
+            assert self.probe_at is not None
+            host, port, began = self.probe_at
+            if now - began < PROBE_AFTER:
+                return
+            self.probe_at = None
+            self.probe = Probe(host, port, began)
+        outcome = self.probe.poll(now)
+        if outcome is not None:
+            self.out.event(RendezvousProbe(state=outcome[0], error=outcome[1]))
+        if self.probe.done:
+            self.probe = None
 
     def _torch_failures(self) -> dict[int, RankFailure]:
         """What the torchrun wrapper wrote about failed ranks, if anything."""
@@ -375,6 +411,9 @@ class Agent:
             return {}
 
     def finish(self) -> int:
+        if self.probe is not None:
+            self.probe.close()
+            self.probe = None
         # Output still in flight from ranks that already exited.
         self.serve_readers(2.0)
         remaining = 0.0

@@ -42,7 +42,9 @@ if TYPE_CHECKING:
 # 3: hello says torch's and CUDA's versions and which modules the preflight
 #    asked about are importable; the spec carries rank_env.
 # 4: ping and pong (the node's clock, for sshrun check).
-PROTOCOL_VERSION = 4
+# 5: the spec names the rendezvous endpoint to probe (probe_host, probe_port);
+#    rdzv_probe says what the probe found.
+PROTOCOL_VERSION = 5
 
 # kind (1 byte), stream (1 byte), source (int32), payload length (uint32)
 HEADER = struct.Struct("!cBiI")
@@ -177,7 +179,10 @@ class Preflight(Message):
 class Spec(Message):
     """What to run. ``mode`` "torchrun": ``torchrun_args`` and ``target`` (the shim's
     arguments: script or module, then the user's), and ``rank_env``, set in every
-    rank over what torchrun set (``sshrun.plan.rank_env``); "exec": ``argv``."""
+    rank over what torchrun set (``sshrun.plan.rank_env``); "exec": ``argv``.
+    ``probe_host``/``probe_port``: the rendezvous endpoint this node's agent
+    connects to when start-up stalls (``sshrun.node.rdzv_probe``; None: no probe,
+    as on the store's own host)."""
 
     TYPE: ClassVar[str] = "spec"
     mode: str
@@ -191,6 +196,8 @@ class Spec(Message):
     target: tuple[str, ...] = ()
     argv: tuple[str, ...] = ()
     rank_env: dict[str, str] = field(default_factory=dict)
+    probe_host: str | None = None
+    probe_port: int | None = None
 
 
 @frozen
@@ -290,6 +297,17 @@ class RankExit(Message):
 
 
 @frozen
+class RendezvousProbe(Message):
+    """What connecting to the rendezvous endpoint found, sent when it changes:
+    ``state`` "reachable", "waiting" (refused: not listening yet) or
+    "unreachable", with ``error`` ("timed out", "No route to host", ...)."""
+
+    TYPE: ClassVar[str] = "rdzv_probe"
+    state: str
+    error: str | None = None
+
+
+@frozen
 class Stopping(Message):
     """Teardown began, and why: the head's reason, or the agent's own."""
 
@@ -362,7 +380,7 @@ class Exited(Message):
 EVENTS: dict[str, type[Message]] = {
     cls.TYPE: cls
     for cls in (Hello, Started, RankStarted, RankExit, Stopping, Error, Exited, Heartbeat,
-                Pong)
+                Pong, RendezvousProbe)
 }
 COMMANDS: dict[str, type[Message]] = {
     cls.TYPE: cls for cls in (Preflight, Spec, Heartbeat, Stop, Kill, Ping)
@@ -383,7 +401,14 @@ def encode_frame(kind: bytes, stream: int, source: int, payload: bytes) -> bytes
 
 def encode_output(stream: int, source: int, data: bytes, when: float) -> bytes:
     """An output frame: ``data`` as read at ``when`` (``time.time()`` on the node)."""
-    return encode_frame(KIND_OUTPUT, stream, source, OUTPUT_TIME.pack(when) + data)
+    return output_header(stream, source, len(data), when) + data
+
+
+def output_header(stream: int, source: int, size: int, when: float) -> bytes:
+    """An output frame up to its ``size`` bytes of data: a queue appends the data
+    itself after it, without building the frame first (one copy less per chunk)."""
+    return (HEADER.pack(KIND_OUTPUT, stream, source, OUTPUT_TIME.size + size)
+            + OUTPUT_TIME.pack(when))
 
 
 def decode_output(payload: bytes) -> tuple[float, bytes]:

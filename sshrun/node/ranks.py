@@ -62,6 +62,7 @@ class RankStreams:
     def __init__(self, sel: selectors.BaseSelector, out: OutputBuffer) -> None:
         self.sel = sel
         self.out = out
+        self.started = 0  # ranks whose shim said it runs (the rendezvous is behind them)
         self.listener: socket.socket | None = None
         self.readers: dict[int, tuple[IO[bytes] | socket.socket, int, int]] = {}
         self.conns: dict[int, _Shim] = {}  # fd -> shim connection
@@ -154,6 +155,7 @@ class RankStreams:
                 if head["stream"] in (1, 2):
                     self._to_reader(fd, shim, int(head["stream"]))
                     return
+                self.started += 1
                 self.out.event(RankStarted(rank=shim.rank, local_rank=shim.local_rank,
                                            pid=int(head["pid"])))
         while shim.head is not None and b"\n" in shim.buf:
