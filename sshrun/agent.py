@@ -99,7 +99,7 @@ SCRIPTS = {
 # Node-side sources that are not in the bundle: the head sends each as an exec
 # command's argv (``PYTHON -c SOURCE ARGS``) when it needs it, so that jobs do
 # not carry them. ``sshrun check``'s probe (sshrun.check_run).
-EXEC_PARTS = ("check_probe",)
+EXEC_PARTS = ("check_probe", "sync_node")
 
 # Runs on the node after the bundle's data (``_MODULES``, ``_SCRIPTS``); a
 # module is its source, or its code compiled by the head (see ``build_payload``).

@@ -42,7 +42,7 @@ from sshrun.settings import Mode, Options, check_options, resolve
 # prints a plan: use ``sshrun --dry-run``) and what the target already says.
 KEYWORDS = tuple(f.name for f in dataclasses.fields(Options)
                  if f.name not in ("mode", "target", "dry_run"))
-_LISTS = ("env", "env_file", "secret")
+_LISTS = ("env", "env_file", "secret", "sync_exclude", "sync_include")
 
 
 class Launcher:
@@ -150,7 +150,7 @@ def _options(mode: object, given: Mapping[str, object]) -> Options:
             value = (_path(value),) if isinstance(value, (str, os.PathLike)) \
                 else tuple(_strings(value, name))
         elif name in ("hostfile", "config", "ssh_config", "workdir", "python", "events",
-                      "log_dir"):
+                      "log_dir", "sync"):
             value = _path(value)
         values[name] = value
     if mode not in ("run", "exec"):

@@ -27,6 +27,7 @@ from sshrun.outcome import NodeState
 from sshrun.plan import plan_job
 from sshrun.sanitize import sanitize
 from sshrun.session import AgentSession
+from sshrun.sync_transfer import sync_to
 from sshrun.transport import SSHSettings, connect
 
 
@@ -109,6 +110,19 @@ async def _up(gang: Gang, node: NodeStatus, ssh: SSHSettings,
     node.conn = await connect(node.plan.host, ssh, limit)
     gang.emit(events.NodeConnected(**gang.about(node), address=node.conn.address))
     node.state = NodeState.STARTING
+    tree = gang.plan.config.sync
+    if tree is not None:
+        # Before the agent: its hello checks the working directory the sync makes.
+        assert node.plan.workdir is not None  # settings require a destination with --sync
+        gang.emit(events.SyncStarted(**gang.about(node), files=tree.file_count,
+                                     bytes=tree.total_bytes, dest=node.plan.workdir))
+        done = await sync_to(node.conn.conn, label, node.plan.python, node.plan.workdir, tree,
+                             gang.plan.config.timeouts.hello)
+        gang.emit(events.SyncFinished(**gang.about(node), files=done.files, bytes=done.bytes,
+                                      deleted=done.deleted, path=done.path,
+                                      seconds=round(done.seconds, 3),
+                                      wire_sent=done.wire_sent,
+                                      wire_received=done.wire_received))
 
     def shell_said(text: str, lines: list[str]) -> None:
         gang.notice("login_shell", text, lines, host=label)

@@ -81,6 +81,18 @@ default. The node's login environment is the base, as with plain ssh.
 Arguments, values and secrets travel over the SSH channel, never through a
 remote shell or a command line.
 
+Code sync (docs/sync.md): ``--sync [DIR]`` mirrors DIR (default: here) to
+each node's working directory (``--workdir`` or each host's ``workdir``,
+required) before the job, every node at once over its own connection: only
+files whose size, mode or sha256 differ are sent, removed files go, and the
+new tree is staged and swapped in with one rename, so a job never sees half
+a tree. Left out: ``.git``, ``__pycache__``, ``*.pyc``, virtual environments,
+the log directory, ``.gitignore``'d files and ``--sync-exclude PATTERN``;
+secret-like files (``.env``, ``*.pem``, ``id_*``) unless ``--sync-include
+PATTERN`` names them (sshrun says what it skipped). A symlink out of the tree
+or a tree over ``--sync-max-size`` (default 1G) is refused (exit 2) before
+anything is sent; a node that fails to sync fails the launch, naming it.
+
 SSH: ``--ssh-config PATH`` (default ``~/.ssh/config``: Host aliases, HostName,
 User, Port, IdentityFile, ProxyJump), ``--host-key-policy strict`` (default;
 also when the config says ``UserKnownHostsFile none``), ``accept-new`` or
@@ -278,6 +290,17 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
     if mode == "check":
         _add_check_options(parser)
         return parser
+    sync = parser.add_argument_group("code sync (docs/sync.md)")
+    sync.add_argument("--sync", nargs="?", const=".", default=None, metavar="DIR",
+                      help="mirror DIR (default: here) to every node's --workdir before "
+                           "the job: deltas only, swapped in atomically")
+    sync.add_argument("--sync-exclude", action="append", default=[], metavar="PATTERN",
+                      help="leave out names or paths matching PATTERN (beyond .git, "
+                           "__pycache__, *.pyc, virtualenvs, the log dir, .gitignore)")
+    sync.add_argument("--sync-include", action="append", default=[], metavar="PATTERN",
+                      help="send secret-like files (.env, *.pem, id_*) matching PATTERN")
+    sync.add_argument("--sync-max-size", metavar="SIZE", default=None,
+                      help="refuse a tree bigger than SIZE (default 1G)")
     job = parser.add_argument_group("job")
     job.add_argument("--grace-period", type=_positive_float, default=None,
                      metavar="SECONDS", help="SIGTERM to SIGKILL on the nodes (default 10)")

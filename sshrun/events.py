@@ -119,6 +119,31 @@ class NodeConnected(NodeEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class SyncStarted(NodeEvent):
+    """``--sync`` began on the node: the tree's files and bytes, and where it goes."""
+
+    name: ClassVar[str] = "sync_started"
+    files: int
+    bytes: int
+    dest: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyncFinished(NodeEvent):
+    """The node's tree is in place: what was sent (``files``, ``bytes``: content
+    only), how many of its paths went, and how long it took."""
+
+    name: ClassVar[str] = "sync_finished"
+    files: int
+    bytes: int
+    deleted: int
+    path: str
+    seconds: float
+    wire_sent: int = 0  # all the head sent on the sync channel (code, manifest, files)
+    wire_received: int = 0  # all it read back (the node's manifest, replies)
+
+
+@dataclass(frozen=True, kw_only=True)
 class AgentUp(NodeEvent):
     """The node's agent said hello: the interpreter it runs and what it has.
 

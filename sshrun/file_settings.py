@@ -1,4 +1,4 @@
-"""The ``ssh`` and ``env`` sections of a cluster config, as values.
+"""The ``ssh``, ``env`` and ``sync`` sections of a cluster config, as values.
 
 Apart from ``sshrun.cluster_yaml``, which fills them from a YAML file, so
 that a run without ``-c`` builds their empty defaults without importing the
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["EnvFileSettings", "SSHFileSettings"]
+__all__ = ["EnvFileSettings", "SSHFileSettings", "SyncFileSettings"]
 
 
 @dataclass(frozen=True)
@@ -31,3 +31,13 @@ class EnvFileSettings:
     set: tuple[tuple[str, str], ...] = ()
     secret: tuple[str, ...] = ()  # names
     file: str | None = None  # an env file (absolute when loaded from a file)
+
+
+@dataclass(frozen=True)
+class SyncFileSettings:
+    """The ``sync`` section: ``--sync``'s settings; each host's ``workdir`` is its copy."""
+
+    dir: str  # on the head (absolute when loaded from a file)
+    exclude: tuple[str, ...] = ()
+    include: tuple[str, ...] = ()
+    max_size: str | None = None  # as --sync-max-size takes it

@@ -153,13 +153,21 @@ class Gang:
         """Run ``work`` until it ends or the stop begins (then it is cancelled)."""
         task = asyncio.ensure_future(work)
         stop_wait = asyncio.ensure_future(self.stopped.wait())
+        cancelled = False
         try:
             await asyncio.wait({task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stop_wait.cancel()
             if not task.done():
                 task.cancel()
+                cancelled = True
                 await asyncio.gather(task, return_exceptions=True)
+        # A cancelled gather() ends with CancelledError as its exception, not as
+        # cancelled, when a child was still running (a sync mid-file): that is
+        # the cancel asked for here.
+        if task.cancelled() or (cancelled
+                                and isinstance(task.exception(), asyncio.CancelledError)):
+            return
         if not task.cancelled() and task.exception() is not None:
             # A bug or an unexpected failure must surface, not be skipped over.
             raise task.exception()

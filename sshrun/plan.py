@@ -21,13 +21,16 @@ as ``<free port>``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from sshrun import rendezvous, values
 from sshrun.errors import ConfigError
 from sshrun.hostfile import MAX_SLOTS, HostSpec
 from sshrun.membership import Membership
 from sshrun.redact import REDACTED as REDACTED  # shown for secret names
+
+if TYPE_CHECKING:
+    from sshrun.sync_manifest import SyncTree
 
 Mode = Literal["torchrun", "exec"]
 
@@ -128,6 +131,8 @@ class JobConfig:
     membership: Membership | None = None  # --nnodes MIN:MAX with MIN < MAX
     # --allow-version-mismatch: nodes whose torch is not node 0's run (with a warning).
     allow_version_mismatch: bool = False
+    # --sync: the head's tree, read once; mirrored to each node's workdir before its agent.
+    sync: SyncTree | None = None
 
 
 @dataclass(frozen=True)
