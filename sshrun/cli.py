@@ -208,10 +208,9 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from sshrun import errors, values
-from sshrun.check_result import NodeCheck as CheckRow
-from sshrun.dry_run import render_dry_run
 from sshrun.errors import ConfigError, SshrunError
 from sshrun.plan import Timeouts, plan_job
 from sshrun.sanitize import sanitize
@@ -226,8 +225,20 @@ from sshrun.settings import (
 from sshrun.torchrun_options import OPTIONS
 from sshrun.transport import HOST_KEY_POLICIES
 
+if TYPE_CHECKING:
+    from sshrun.check_result import NodeCheck as CheckRow
+    from sshrun.plan import JobPlan
+
 __all__ = ["Invocation", "build_parser", "main", "new_job_id", "parse_invocation",
            "parse_nnodes", "render_dry_run", "run", "secret_values"]
+
+
+def render_dry_run(plan: JobPlan, inv: Invocation | None = None) -> str:
+    """``sshrun.dry_run.render_dry_run``, imported only when a dry run asks for it:
+    every start-up would pay for it otherwise (its module and what it imports)."""
+    from sshrun import dry_run
+
+    return dry_run.render_dry_run(plan, inv)
 
 
 def _positive_float(value: str, high: float = values.MAX_SECONDS) -> float:
