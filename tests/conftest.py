@@ -3,6 +3,7 @@
 ``sshd_cluster``       session-wide, 3 nodes on 127.0.0.2..4 (aliases node0..node2)
 ``make_sshd_cluster``  factory for fresh clusters, ``make_sshd_cluster(n)``, closed at teardown
 ``ssh_env``            environment for ``ssh`` subprocesses
+``netns_node``         one more sshd node in its own network namespace (tests/netns_node.py)
 
 See ``tests/sshd_cluster.py`` for the files each cluster writes and which interpreter the
 nodes use. If OpenSSH is missing and cannot be installed, these fixtures fail (not skip)
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from netns_node import NetnsNode
 from sshd_cluster import SshdCluster
 
 MakeSshdCluster = Callable[..., SshdCluster]
@@ -58,3 +60,22 @@ def ssh_env() -> dict[str, str]:
     env = dict(os.environ)
     env.pop("SSH_AUTH_SOCK", None)
     return env
+
+
+@pytest.fixture
+def netns_node(sshd_cluster: SshdCluster, tmp_path: Path) -> Iterator[NetnsNode]:
+    """An sshd node in a fresh network namespace, accepting the cluster's client key."""
+    try:
+        node = NetnsNode(tmp_path / "netns", sshd_cluster)
+    except RuntimeError as exc:
+        reason = str(exc)
+    else:
+        reason = ""
+    if reason:  # a failure, never a skip: a test must not pass unrun
+        pytest.fail(
+            "cannot build a node in a network namespace (needs root with CAP_SYS_ADMIN and "
+            f"CAP_NET_ADMIN, ip netns and a working iptables): {reason}",
+            pytrace=False,
+        )
+    with node:
+        yield node

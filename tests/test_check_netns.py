@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,19 +24,6 @@ pytestmark = [pytest.mark.sshd, pytest.mark.netns, pytest.mark.slow]
 
 NETWORK_TIMEOUT = 3.0
 
-
-@pytest.fixture
-def netns_node(sshd_cluster: SshdCluster, tmp_path: Path) -> Iterator[NetnsNode]:
-    try:
-        node = NetnsNode(tmp_path / "netns", sshd_cluster)
-    except RuntimeError as exc:
-        reason = str(exc)
-    else:
-        reason = ""
-    if reason:  # a failure, never a skip: the test must not pass unrun
-        pytest.fail(f"cannot build a node in a network namespace: {reason}", pytrace=False)
-    with node:
-        yield node
 
 
 def _check(sshd_cluster: SshdCluster, node: NetnsNode, tmp_path: Path,

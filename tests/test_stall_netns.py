@@ -18,7 +18,6 @@ import json
 import re
 import signal
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,19 +28,6 @@ from sshd_cluster import SshdCluster, pick_port
 
 pytestmark = [pytest.mark.sshd, pytest.mark.netns, pytest.mark.slow]
 
-
-@pytest.fixture
-def netns_node(sshd_cluster: SshdCluster, tmp_path: Path) -> Iterator[NetnsNode]:
-    try:
-        node = NetnsNode(tmp_path / "netns", sshd_cluster)
-    except RuntimeError as exc:
-        reason = str(exc)
-    else:
-        reason = ""
-    if reason:  # a failure, never a skip: the test must not pass unrun
-        pytest.fail(f"cannot build a node in a network namespace: {reason}", pytrace=False)
-    with node:
-        yield node
 
 
 def _launch(sshd_cluster: SshdCluster, node: NetnsNode, tmp_path: Path, port: int,
