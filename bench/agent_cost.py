@@ -1,14 +1,16 @@
 """What one node agent costs its node in CPU, beside ``python -c pass``, with idle processes around.
 
-The agent runs as the head starts it (``PYTHON -c BOOTSTRAP``, the bundle on
-stdin, then the preflight), says hello, gets a spec for ``exec -- true``,
-runs it, sweeps, sends ``exited`` and exits: a job that exits cleanly. It runs
-under a measuring process that is a child subreaper, so that every process
-the agent leaves behind (its sentinel) comes back to it; that process reaps
-them all and reads ``RUSAGE_CHILDREN``: the CPU (user + system) of the agent
-and every helper it forked, the job's own process included. The job's
-(``true`` under the same measure) and the interpreter's start-up (``python -c
-pass``) are measured the same way and subtracted:
+The agent runs as the head starts it (``PYTHON -c BOOTSTRAP``, the payload
+on stdin: the agent compiled by this interpreter and its source, then the
+preflight; ``--source``: the plain bundle, which the node compiles), says
+hello, gets a spec for ``exec -- true``, runs it, sweeps, sends ``exited``
+and exits: a job that exits cleanly. It runs under a measuring process that
+is a child subreaper, so that every process the agent leaves behind (its
+sentinel) comes back to it; that process reaps them all and reads
+``RUSAGE_CHILDREN``: the CPU (user + system) of the agent and every helper
+it forked, the job's own process included. The job's (``true`` under the
+same measure) and the interpreter's start-up (``python -c pass``) are
+measured the same way and subtracted:
 
     agent cost = cpu(agent running `true`) - cpu(true) - cpu(python -c pass)
 
@@ -25,8 +27,10 @@ script measures another tree (an older commit, say):
     git archive REV sshrun | tar -x -C /tmp/before
     PYTHONPATH=/tmp/before python bench/agent_cost.py
 
-``--phases`` adds where the agent's start-up goes: per part of the bundle, its
-compile and its run (its imports included), timed in process.
+``--phases`` adds where the agent's start-up goes: the payload's unpacking, then
+per part of the bundle its code (unmarshalled where the interpreter's magic
+number is the head's, else compiled) and its run (its imports included),
+timed in process.
 Linux only, like the agent. Nothing is contacted: the agent's stdin and
 stdout are pipes.
 """
@@ -37,6 +41,7 @@ import argparse
 import contextlib
 import ctypes
 import json
+import marshal
 import os
 import resource
 import select
@@ -80,15 +85,21 @@ def _read_event(fd: int, buf: bytearray, deadline: float) -> dict[str, object]:
         buf += data
 
 
-def _drive_agent(python: str) -> None:
+def shipped(plain: bool) -> bytes:
+    """What the head sends after the length: its payload, or (``plain``, or a tree from
+    before payloads) the bundle's source."""
+    build = getattr(agent, "payload", None)
+    return agent.BUNDLE if plain or build is None else bytes(build())
+
+
+def _drive_agent(python: str, bundle: bytes) -> None:
     """Start one agent, run ``true`` through it, and wait for its ``exited``."""
     token = uuid.uuid4().hex
     proc = subprocess.Popen([python, "-c", agent.BOOTSTRAP], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     assert proc.stdin is not None and proc.stdout is not None
     fd = proc.stdout.fileno()
-    proc.stdin.write(b"%08x" % len(agent.BUNDLE) + agent.BUNDLE
-                     + encode_command(Preflight(sync=token)))
+    proc.stdin.write(b"%08x" % len(bundle) + bundle + encode_command(Preflight(sync=token)))
     proc.stdin.flush()
     buf = bytearray()
     deadline = time.monotonic() + 60
@@ -118,8 +129,9 @@ def _drive_agent(python: str) -> None:
     proc.stdout.close()
 
 
-def measured(argv: list[str] | None, python: str) -> float:
-    """CPU seconds of one run (``argv``, or an agent when None) and everything it forked."""
+def measured(argv: list[str] | None, python: str, bundle: bytes = b"") -> float:
+    """CPU seconds of one run (``argv``, or an agent of ``bundle`` when None) and everything
+    it forked."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -131,7 +143,7 @@ def measured(argv: list[str] | None, python: str) -> float:
                 raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
             before = _cpu_children()
             if argv is None:
-                _drive_agent(python)
+                _drive_agent(python, bundle)
             else:
                 subprocess.run(argv, check=True, stdin=subprocess.DEVNULL,
                                stdout=subprocess.DEVNULL)
@@ -184,22 +196,32 @@ def min_ms(samples: list[float]) -> float:
     return min(samples) * 1000
 
 
-# Loads the agent's modules as the bundle's loader does, timing each: its source
-# compiled, then run (its imports included). Reads JSON: the bundle, then the modules.
+# Unpacks the payload as the bootstrap does, then loads the agent's modules as the
+# bundle's loader does, timing each: its code unmarshalled (the head's magic number)
+# or its source compiled, then run (its imports included). Reads a marshal'd
+# (version 2) tuple: the head's magic, the payload, then (name, source, code) per module.
+# json is imported after the last one: protocol's run includes it, as on a node.
 PHASES = """
-import json, sys, time, types
+import marshal, sys, time, types, zlib
 t = time.process_time
-bundle, modules = json.loads(sys.stdin.read())
+magic, payload, modules = marshal.loads(sys.stdin.buffer.read())
+same = magic == getattr(sys.modules.get("_frozen_importlib_external"), "MAGIC_NUMBER", 0)
 a = t()
-compile(bundle, "<sshrun-agent>", "exec")
-out = [("bundle", (t() - a) * 1000, 0.0)]
+if payload[:1] != b"\\x00":  # a tree from before payloads: its plain bundle
+    same = False
+    compile(payload, "<sshrun-agent>", "exec")
+elif same:
+    zlib.decompress(payload[13:13 + int(payload[5:13], 16)])
+else:
+    compile(zlib.decompress(payload[13 + int(payload[5:13], 16):]), "<sshrun-agent>", "exec")
+out = [("payload", (t() - a) * 1000, 0.0)]
 for name in ("sshrun", "sshrun.node"):
     package = types.ModuleType(name)
     package.__path__ = []
     sys.modules[name] = package
-for name, source in modules:
+for name, source, code in modules:
     a = t()
-    code = compile(source, name, "exec")
+    code = marshal.loads(code) if same else compile(source, name, "exec")
     b = t()
     module = types.ModuleType(name)
     sys.modules[name] = module
@@ -207,20 +229,29 @@ for name, source in modules:
     setattr(sys.modules[parent], leaf, module)
     exec(code, module.__dict__)
     out.append((leaf, (b - a) * 1000, (t() - b) * 1000))
-print(json.dumps(out))
+import json
+print(json.dumps([same, out]))
 """
 
 
-def phases(python: str, repeat: int) -> list[tuple[str, float, float]]:
-    """Median CPU ms, per part of the bundle, of compiling it and of running it."""
-    modules = [(f"sshrun.node.{part}", agent.source(part)) for part in agent.MODULES]
-    feed = json.dumps([agent.BUNDLE.decode(), modules])
+def phases(python: str, repeat: int) -> tuple[bool, list[tuple[str, float, float]]]:
+    """Whether ``python`` runs the head's code, and the median CPU ms, per part of the
+    payload, of its code (unmarshalled or compiled) and of running it."""
+    import importlib.util
+
+    modules = []
+    for part in agent.MODULES:
+        name, text = f"sshrun.node.{part}", agent.source(part)
+        code = compile(text, f"<sshrun-agent:{name}>", "exec")
+        modules.append((name, text, marshal.dumps(code)))
+    feed = marshal.dumps((importlib.util.MAGIC_NUMBER, shipped(False), modules), 2)
     runs = [json.loads(subprocess.run([python, "-c", PHASES], input=feed, capture_output=True,
-                                      text=True, check=True, timeout=60).stdout)
+                                      check=True, timeout=60).stdout)
             for _ in range(repeat)]
-    return [(str(name), statistics.median(run[i][1] for run in runs),
-             statistics.median(run[i][2] for run in runs))
-            for i, (name, _, _) in enumerate(runs[0])]
+    same = bool(runs[0][0])
+    return same, [(str(name), statistics.median(run[1][i][1] for run in runs),
+                   statistics.median(run[1][i][2] for run in runs))
+                  for i, (name, _, _) in enumerate(runs[0][1])]
 
 
 def main() -> None:
@@ -231,12 +262,17 @@ def main() -> None:
                         help="idle processes to add, comma-separated counts")
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--phases", action="store_true",
-                        help="also time the bundle's compile and the loader, in process")
+                        help="also time the payload's unpacking and the loader, in process")
+    parser.add_argument("--source", action="store_true",
+                        help="send the bundle's source, which the node compiles, not the "
+                             "payload")
     args = parser.parse_args()
 
     import sshrun
-    print(f"agent from {os.path.dirname(sshrun.__file__)}, python {args.python}, "
-          f"median of {args.repeat}\n")
+    bundle = shipped(args.source)
+    sent = "the bundle's source" if bundle is agent.BUNDLE else "the payload"
+    print(f"agent from {os.path.dirname(sshrun.__file__)}, python {args.python}, {sent} "
+          f"({len(bundle):,} bytes), median of {args.repeat}\n")
     print("| extra processes | on the machine | python -c pass | true | agent (exec true) "
           "| agent beyond python -c pass | the same, from the fastest runs |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
@@ -247,16 +283,18 @@ def main() -> None:
             for _ in range(args.repeat):
                 base.append(measured([args.python, "-c", "pass"], args.python))
                 job.append(measured(["true"], args.python))
-                whole.append(measured(None, args.python))
+                whole.append(measured(None, args.python, bundle))
         cost = median_ms(whole) - median_ms(job) - median_ms(base)
         floor = min_ms(whole) - min_ms(job) - min_ms(base)
         print(f"| {count} | {total} | {median_ms(base):.1f} ms | {median_ms(job):.1f} ms "
               f"| {median_ms(whole):.1f} ms | **{cost:.1f} ms** | {floor:.1f} ms |", flush=True)
     if args.phases:
-        print("\n| part of the bundle | compile | run (its imports included) |")
+        same, parts = phases(args.python, args.repeat)
+        how = "unmarshal (the head's magic number)" if same else "compile (another magic number)"
+        print(f"\n| part of the payload | {how} | run (its imports included) |")
         print("|---|---:|---:|")
-        for name, compiled, ran in phases(args.python, args.repeat):
-            print(f"| {name} | {compiled:.1f} ms | {ran:.1f} ms |")
+        for name, loaded, ran in parts:
+            print(f"| {name} | {loaded:.1f} ms | {ran:.1f} ms |")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ one's in the same run, e.g. the main branch before a change.
     python bench/profile_head.py --nodes 8,64 --repeat 3 --top 30
     python bench/profile_head.py --nodes 8,64 --tree /path/to/main --no-profile
     python bench/profile_head.py --nodes 64 --save /tmp/head.prof   # then: python -m pstats
+    python bench/profile_head.py --nodes 8 --repeat 1 --lines 200000   # the streaming path
 
 Only loopback addresses are contacted. Needs root (sshd), as tests/sshd_cluster.py does.
 """
@@ -75,9 +76,12 @@ def timed(argv: list[str], tree: Path, cwd: str) -> tuple[float, float]:
     return wall, usage.ru_utime + usage.ru_stime
 
 
-def sshrun_args(cluster: SshdCluster, hostfile: Path) -> list[str]:
+def sshrun_args(cluster: SshdCluster, hostfile: Path, lines: int = 0) -> list[str]:
+    """``lines``: each node prints that many lines of 100 bytes (bench/fanout.py's stream)."""
+    command = ["true"] if not lines else [
+        sys.executable, "-c", f"import sys; sys.stdout.write(('x' * 99 + chr(10)) * {lines})"]
     return ["exec", "-H", str(hostfile), "--ssh-config", str(cluster.ssh_config),
-            "--python", sys.executable, "--", "true"]
+            "--python", sys.executable, "--", *command]
 
 
 def minimal_argv(cluster: SshdCluster, n: int) -> list[str]:
@@ -155,6 +159,8 @@ def main() -> None:
                         help="another checkout whose sshrun to measure too")
     parser.add_argument("--save", type=Path, help="keep the profile here (pstats format)")
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--lines", type=int, default=0,
+                        help="profile streaming: each node prints this many lines")
     args = parser.parse_args()
     sizes = [int(s) for s in args.nodes.split(",")]
     trees = [REPO, *(t.resolve() for t in args.tree)]
@@ -191,7 +197,7 @@ def main() -> None:
             n = sizes[-1]
             hostfile.write_text("\n".join(cluster.aliases[:n]) + "\n")
             save = args.save or Path(tmp, "head.prof")
-            profile_once(sshrun_args(cluster, hostfile), save, tmp)
+            profile_once(sshrun_args(cluster, hostfile, args.lines), save, tmp)
             show(save, args.top, n)
 
 

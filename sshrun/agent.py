@@ -1,10 +1,10 @@
-"""The node agent as the head ships it: the bootstrap and the bundle.
+"""The node agent as the head ships it: the bootstrap, the bundle and the payload.
 
 The head does not install anything on a node. Its one remote command runs
 the constant ``BOOTSTRAP`` under the node's Python (``PYTHON -c BOOTSTRAP``,
 see ``sshrun.session.remote_command``). The bootstrap reads an 8-hex-digit
-length, then exactly that many bytes from stdin: ``BUNDLE``, one Python
-source built here at import time, which holds
+length, then exactly that many bytes from stdin: the payload. ``BUNDLE``,
+one Python source built here at import time, holds
 
 * the agent's modules (``MODULES``: the files of ``sshrun/node`` that make
   the agent, in import order), each registered under its own name in
@@ -14,9 +14,17 @@ source built here at import time, which holds
   torchrun wrapper, each with ``parent_death.py`` in front), which the agent
   writes to files for torchrun,
 
-then calls the agent's ``main``. No user data is ever on the command line:
-argv, environment, working directory and ranks follow on stdin as messages
-(``sshrun.node.protocol``).
+then calls the agent's ``main``. Compiling that source costs a node ~10 ms
+of CPU per job, so what the head sends (``payload()``) is the same agent
+compiled by the head's own interpreter, beside the source: a NUL byte, the
+head's ``importlib.util.MAGIC_NUMBER``, the compiled bundle (marshal, zlib)
+and the source (zlib). A node whose interpreter has that magic number (the
+same bytecode: the head's minor version of Python) runs the code as it is;
+any other decompresses and compiles the source. Nothing is written to the
+node. The bootstrap still runs a plain ``BUNDLE`` (first byte not NUL) too.
+
+No user data is ever on the command line: argv, environment, working
+directory and ranks follow on stdin as messages (``sshrun.node.protocol``).
 
 Everything in ``sshrun/node`` is standard library only and Python 3.8
 compatible: nodes may run an older Python than the head.
@@ -24,6 +32,11 @@ compatible: nodes may run an older Python than the head.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+import marshal
+import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 from sshrun.node.protocol import (
@@ -36,15 +49,19 @@ from sshrun.node.protocol import (
 )
 
 __all__ = [
-    "BOOTSTRAP", "BUNDLE", "HEADER", "KIND_EVENT", "KIND_OUTPUT", "MODULES", "PROTOCOL_VERSION",
-    "SCRIPTS", "SOURCE_LAUNCHER", "SYNC_PREFIX", "build_bundle", "source",
+    "BOOTSTRAP", "BUNDLE", "EXEC_PARTS", "HEADER", "KIND_EVENT", "KIND_OUTPUT", "MODULES",
+    "PROTOCOL_VERSION", "SCRIPTS", "SOURCE_LAUNCHER", "SYNC_PREFIX", "build_bundle",
+    "build_payload", "payload", "source",
 ]
 
 NODE_DIR = Path(__file__).with_name("node")
 
 # Runs under ``PYTHON -c``: reads an 8-hex-digit length, then exactly that
-# many bytes of source from fd 0 (unbuffered, so that nothing meant for the
-# agent is swallowed by a read-ahead buffer), and runs it.
+# many bytes of payload from fd 0 (unbuffered, so that nothing meant for the
+# agent is swallowed by a read-ahead buffer), and runs it: the head's code if
+# the interpreter's magic number is the head's, else the source, compiled.
+# ``_frozen_importlib_external`` is loaded in every CPython (importlib.util's
+# MAGIC_NUMBER is its); where it is not, the source runs.
 BOOTSTRAP = """\
 import os, sys
 def _read(n):
@@ -55,22 +72,37 @@ def _read(n):
             sys.exit(3)
         data += chunk
     return data
+_data = _read(int(_read(8), 16))
+_code = None
+if _data[:1] == b"\\x00":
+    import marshal, zlib
+    _end = 13 + int(_data[5:13], 16)
+    if _data[1:5] == getattr(sys.modules.get("_frozen_importlib_external"), "MAGIC_NUMBER", 0):
+        _code = marshal.loads(zlib.decompress(_data[13:_end]))
+    else:
+        _data = zlib.decompress(_data[_end:])
 _scope = {"__name__": "sshrun_agent"}
-exec(compile(_read(int(_read(8), 16)), "<sshrun-agent>", "exec"), _scope)
+exec(_code or compile(_data, "<sshrun-agent>", "exec"), _scope)
 sys.exit(_scope["main"]())
 """
 
 # The agent's modules, in the order they run on the node (each imports only
 # those before it).
-MODULES = ("protocol", "probe", "proctree", "teardown", "tmpdir", "buffer", "ranks",
-           "agent")
+MODULES = ("records", "protocol", "probe", "proctree", "teardown", "tmpdir", "buffer", "ranks",
+           "rdzv_probe", "agent")
 # The files the agent writes for torchrun: name on the node -> parts, in order.
 SCRIPTS = {
     "sshrun_rank.py": ("parent_death", "rank_shim"),
     "sshrun_torchrun.py": ("parent_death", "torchrun_wrapper"),
 }
 
-# Runs on the node after the bundle's data (``_MODULES``, ``_SCRIPTS``).
+# Node-side sources that are not in the bundle: the head sends each as an exec
+# command's argv (``PYTHON -c SOURCE ARGS``) when it needs it, so that jobs do
+# not carry them. ``sshrun check``'s probe (sshrun.check_run).
+EXEC_PARTS = ("check_probe", "sync_node")
+
+# Runs on the node after the bundle's data (``_MODULES``, ``_SCRIPTS``); a
+# module is its source, or its code compiled by the head (see ``build_payload``).
 _LOADER = '''
 import sys, types
 def _load():
@@ -84,7 +116,8 @@ def _load():
         sys.modules[name] = module
         parent, _, leaf = name.rpartition(".")
         setattr(sys.modules[parent], leaf, module)
-        exec(compile(source, module.__file__, "exec"), module.__dict__)
+        code = compile(source, module.__file__, "exec") if isinstance(source, str) else source
+        exec(code, module.__dict__)
     return sys.modules["sshrun.node.agent"]
 _agent = _load()
 def main():
@@ -103,9 +136,40 @@ def build_bundle(sources: dict[str, str] | None = None) -> bytes:
         return sources[part] if sources and part in sources else source(part)
 
     modules = tuple((f"sshrun.node.{part}", text(part)) for part in MODULES)
-    scripts = tuple((name, "\n".join(text(part) for part in parts))
-                    for name, parts in SCRIPTS.items())
-    return (f"_MODULES = {modules!r}\n_SCRIPTS = {scripts!r}\n{_LOADER}").encode()
+    return (f"_MODULES = {modules!r}\n_SCRIPTS = {_scripts(text)!r}\n{_LOADER}").encode()
+
+
+def _scripts(text: Callable[[str], str]) -> tuple[tuple[str, str], ...]:
+    return tuple((name, "\n".join(text(part) for part in parts))
+                 for name, parts in SCRIPTS.items())
+
+
+def build_payload(sources: dict[str, str] | None = None) -> bytes:
+    """What the head sends after the length: the bundle compiled here, and its source.
+
+    The compiled bundle is one code object: the bundle's scripts and loader,
+    with the modules' code objects (compiled under the names the loader
+    gives them) in one marshal'd constant in place of their texts, so that
+    nothing is parsed on the node. See the module's docstring for the layout.
+    """
+    def text(part: str) -> str:
+        return sources[part] if sources and part in sources else source(part)
+
+    codes = tuple((f"sshrun.node.{part}",
+                   compile(text(part), f"<sshrun-agent:sshrun.node.{part}>", "exec"))
+                  for part in MODULES)
+    compiled = compile(f"import marshal\n_MODULES = marshal.loads({marshal.dumps(codes)!r})\n"
+                       f"_SCRIPTS = {_scripts(text)!r}\n{_LOADER}", "<sshrun-agent>", "exec")
+    code = zlib.compress(marshal.dumps(compiled))
+    bundle = BUNDLE if sources is None else build_bundle(sources)
+    return (b"\x00" + importlib.util.MAGIC_NUMBER + b"%08x" % len(code) + code
+            + zlib.compress(bundle))
+
+
+@functools.cache
+def payload() -> bytes:
+    """``build_payload()`` of the shipped sources: built once, when the first node needs it."""
+    return build_payload()
 
 
 BUNDLE = build_bundle()

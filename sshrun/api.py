@@ -42,7 +42,7 @@ from sshrun.settings import Mode, Options, check_options, resolve
 # prints a plan: use ``sshrun --dry-run``) and what the target already says.
 KEYWORDS = tuple(f.name for f in dataclasses.fields(Options)
                  if f.name not in ("mode", "target", "dry_run"))
-_LISTS = ("env", "env_file", "secret")
+_LISTS = ("env", "env_file", "secret", "sync_exclude", "sync_include")
 
 
 class Launcher:
@@ -50,8 +50,9 @@ class Launcher:
 
     ``on_event``: a callable, or several, called with every typed event
     (sshrun.events) in the event loop, the launcher's and the nodes' alike
-    (``node_connected``, ``agent_up``, ``ranks_started``, ``rank_exited``,
-    ``node_lost``, ``stopping``, ``node_swept``); keep them quick.
+    (``node_connected``, ``agent_up``, ``ranks_started``, ``rank_started``,
+    ``rendezvous_probe``, ``rank_exited``, ``node_lost``, ``stopping``, ``node_swept``);
+    keep them quick.
     ``stdout``/``stderr``: where the ranks' lines and sshrun's own go (binary or
     text files; default ``sys.stdout``/``sys.stderr`` when the job starts);
     ``quiet=True`` drops both (the events and the result still say everything).
@@ -149,7 +150,7 @@ def _options(mode: object, given: Mapping[str, object]) -> Options:
             value = (_path(value),) if isinstance(value, (str, os.PathLike)) \
                 else tuple(_strings(value, name))
         elif name in ("hostfile", "config", "ssh_config", "workdir", "python", "events",
-                      "log_dir"):
+                      "log_dir", "sync"):
             value = _path(value)
         values[name] = value
     if mode not in ("run", "exec"):

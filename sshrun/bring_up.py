@@ -21,11 +21,13 @@ from dataclasses import replace
 from sshrun import events, preflight
 from sshrun.errors import AuthError, HostKeyError, NodeSetupError, SSHError
 from sshrun.gang import Gang, NodeStatus
-from sshrun.node.protocol import Stop
+from sshrun.node.protocol import Heartbeat, Stop
+from sshrun.nodeset import fold_hosts
 from sshrun.outcome import NodeState
 from sshrun.plan import plan_job
 from sshrun.sanitize import sanitize
 from sshrun.session import AgentSession
+from sshrun.sync_transfer import sync_to
 from sshrun.transport import SSHSettings, connect
 
 
@@ -34,7 +36,32 @@ async def bring_up(gang: Gang, ssh: SSHSettings) -> None:
 
     Returns when the members are up or the stop began; raises the launch's
     error (the first host's, naming how many more failed) when it cannot start.
+    Meanwhile the agents that are up hear the head's heartbeats: an agent
+    gives up on a silent head, and bringing up hundreds of nodes can take
+    longer than its patience.
     """
+    error: SSHError | NodeSetupError | None = None
+    async with asyncio.TaskGroup() as tg:
+        beat = tg.create_task(_heartbeats(gang))
+        try:
+            await _bring_up(gang, ssh)
+        except (SSHError, NodeSetupError) as exc:
+            error = exc
+        finally:
+            beat.cancel()
+    if error is not None:
+        raise error
+
+
+async def _heartbeats(gang: Gang) -> None:
+    while True:
+        await asyncio.sleep(gang.plan.config.timeouts.heartbeat)
+        for node in gang.nodes:
+            if node.session is not None and node.session.hello is not None:
+                node.session.send(Heartbeat())
+
+
+async def _bring_up(gang: Gang, ssh: SSHSettings) -> None:
     elastic = gang.plan.config.membership
     want = min(elastic.max_nodes, len(gang.nodes)) if elastic else len(gang.nodes)
     need = elastic.min_nodes if elastic else len(gang.nodes)
@@ -83,6 +110,19 @@ async def _up(gang: Gang, node: NodeStatus, ssh: SSHSettings,
     node.conn = await connect(node.plan.host, ssh, limit)
     gang.emit(events.NodeConnected(**gang.about(node), address=node.conn.address))
     node.state = NodeState.STARTING
+    tree = gang.plan.config.sync
+    if tree is not None:
+        # Before the agent: its hello checks the working directory the sync makes.
+        assert node.plan.workdir is not None  # settings require a destination with --sync
+        gang.emit(events.SyncStarted(**gang.about(node), files=tree.file_count,
+                                     bytes=tree.total_bytes, dest=node.plan.workdir))
+        done = await sync_to(node.conn.conn, label, node.plan.python, node.plan.workdir, tree,
+                             gang.plan.config.timeouts.hello)
+        gang.emit(events.SyncFinished(**gang.about(node), files=done.files, bytes=done.bytes,
+                                      deleted=done.deleted, path=done.path,
+                                      seconds=round(done.seconds, 3),
+                                      wire_sent=done.wire_sent,
+                                      wire_received=done.wire_received))
 
     def shell_said(text: str, lines: list[str]) -> None:
         gang.notice("login_shell", text, lines, host=label)
@@ -135,6 +175,12 @@ def check_before_start(gang: Gang) -> None:
     hellos = [preflight.NodeHello(n.plan.host.label, n.session.hello)
               for n in gang.nodes if n.session is not None and n.session.hello is not None]
     problems = preflight.check_hellos(hellos, gang.plan.config)
+    mismatch = preflight.version_mismatch(hellos)
+    if mismatch is not None and not problems:
+        # --allow-version-mismatch: the user knows, but it is said once.
+        gang.notice("version_mismatch", (
+            f"warning: {fold_hosts(mismatch.hosts)}: {mismatch.theirs()}, but "
+            f"{mismatch.node0()} (--allow-version-mismatch)"))
     if problems:
         for node in gang.nodes:
             if node.session is not None:

@@ -4,6 +4,7 @@ Usage::
 
     sshrun [run] [OPTIONS] SCRIPT [SCRIPT_ARGS...]
     sshrun exec  [OPTIONS] -- COMMAND [ARGS...]
+    sshrun check [OPTIONS]
 
 ``sshrun -H hostfile train.py --epochs 3`` connects to every host in the
 hostfile (concurrently, with your OpenSSH config and known_hosts), starts a
@@ -80,10 +81,27 @@ default. The node's login environment is the base, as with plain ssh.
 Arguments, values and secrets travel over the SSH channel, never through a
 remote shell or a command line.
 
+Code sync (docs/sync.md): ``--sync [DIR]`` mirrors DIR (default: here) to
+each node's working directory (``--workdir`` or each host's ``workdir``,
+required) before the job, every node at once over its own connection: only
+files whose size, mode or sha256 differ are sent, removed files go, and the
+new tree is staged and swapped in with one rename, so a job never sees half
+a tree. Left out: ``.git``, ``__pycache__``, ``*.pyc``, virtual environments,
+the log directory, ``.gitignore``'d files and ``--sync-exclude PATTERN``;
+secret-like files (``.env``, ``*.pem``, ``id_*``) unless ``--sync-include
+PATTERN`` names them (sshrun says what it skipped). A symlink out of the tree
+or a tree over ``--sync-max-size`` (default 1G) is refused (exit 2) before
+anything is sent; a node that fails to sync fails the launch, naming it.
+
 SSH: ``--ssh-config PATH`` (default ``~/.ssh/config``: Host aliases, HostName,
 User, Port, IdentityFile, ProxyJump), ``--host-key-policy strict`` (default;
 also when the config says ``UserKnownHostsFile none``), ``accept-new`` or
-``insecure``. Never a password prompt.
+``insecure``. Never a password prompt. Nodes behind one ProxyJump host share
+one connection to it. A handshake a node's sshd drops before the login (its
+MaxStartups) is tried again, with a jittered back-off, within
+``--connect-timeout`` (default 15); a refused login or host key never is.
+The head raises its open-file limit to fit the nodes, or says at once (exit
+2) that they cannot fit.
 
 Faults. ``--max-restarts N`` restarts the whole cluster after a failure, up
 to N times: every node is stopped, then all start again with a fresh
@@ -126,6 +144,41 @@ every copy, ``--fold`` folds in a pipe too. ``sshrun exec --gather`` prints
 each distinct output once under its nodes' hostlist and exit status, as
 ``dshbak -c``.
 
+Before a job. ``sshrun check`` takes the job's cluster options (the same
+hosts, ``--python``, ``--workdir``, ``--rdzv-endpoint``) and starts no job:
+the agent on every node at once, one row per node with its SSH round trip,
+login user, interpreter and Python version, torch with its CUDA and NCCL
+versions, GPUs (count, model, memory, processes already on them with owner
+and command; "no GPU" without nvidia-smi), free disk in the working
+directory, clock offset from the head, whether the working directory exists,
+and whether the node reaches node 0 on the rendezvous address (node 0
+listens, the others connect within ``--network-timeout``, default 5 s). A
+verdict names what makes a node unfit: a torch or Python version unlike the
+majority's, fewer GPUs than slots, no interpreter, torch or working
+directory, a clock more than 1 s off, node 0 unreachable. ``--collective
+[SECONDS]`` also runs a short all_reduce across the nodes (gloo; NCCL when
+every node has GPUs) and reports its time and bandwidth. A table on a
+terminal, plain columns when piped, ``--json`` for scripts. Exit status 0
+every node fit, 1 any unfit, 2 usage error, 255 a node that cannot be
+reached at all. docs/operating.md has the columns.
+
+Start-up. On a terminal one live line on stderr says how far start-up
+is (``sshrun: starting: connected 3/4, agents up 2/4, ranks started 0/8``)
+and goes once every rank runs; a rank has started when it is past the
+rendezvous. When start-up takes longer than ``--startup-report`` seconds
+(default 30), a line names the nodes and ranks that have not started and
+where each is stuck, and another whenever that changes (also when piped);
+a node whose agent cannot connect to the rendezvous endpoint is named with
+it (``node1 r[2-3] (cannot reach the rendezvous at 10.0.0.1:29500: timed out)``).
+The final report of a failed or interrupted job says what every node did:
+``sshrun: nodes: 1 failed (node2), 6 stopped (node[0-1,3-6]), 1 lost (node7)``
+(docs/operating.md).
+
+Before anything starts, every agent says which torch it has: nodes whose
+torch version is not node 0's stop the launch (exit 2, one line naming them
+and both versions); ``--allow-version-mismatch`` launches anyway, with a
+warning.
+
 ``--dry-run`` prints every node's plan (torchrun arguments, environment; secrets
 redacted by name and by value, controls shown as ``$'...'`` words) and exits.
 It applies every check of the real run, the ssh config and identity files
@@ -155,9 +208,9 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from sshrun import errors, values
-from sshrun.dry_run import render_dry_run
 from sshrun.errors import ConfigError, SshrunError
 from sshrun.plan import Timeouts, plan_job
 from sshrun.sanitize import sanitize
@@ -172,8 +225,20 @@ from sshrun.settings import (
 from sshrun.torchrun_options import OPTIONS
 from sshrun.transport import HOST_KEY_POLICIES
 
+if TYPE_CHECKING:
+    from sshrun.check_result import NodeCheck as CheckRow
+    from sshrun.plan import JobPlan
+
 __all__ = ["Invocation", "build_parser", "main", "new_job_id", "parse_invocation",
            "parse_nnodes", "render_dry_run", "run", "secret_values"]
+
+
+def render_dry_run(plan: JobPlan, inv: Invocation | None = None) -> str:
+    """``sshrun.dry_run.render_dry_run``, imported only when a dry run asks for it:
+    every start-up would pay for it otherwise (its module and what it imports)."""
+    from sshrun import dry_run
+
+    return dry_run.render_dry_run(plan, inv)
 
 
 def _positive_float(value: str, high: float = values.MAX_SECONDS) -> float:
@@ -190,10 +255,12 @@ def _backoff(value: str) -> float:
 
 
 def build_parser(mode: str) -> argparse.ArgumentParser:
-    prog = "sshrun exec" if mode == "exec" else "sshrun"
+    prog = {"exec": "sshrun exec", "check": "sshrun check"}.get(mode, "sshrun")
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Run a PyTorch job (or, with exec, any command) on every node over SSH.",
+        description="Run a PyTorch job (or, with exec, any command) on every node over SSH."
+        if mode != "check" else "Check every node before a job: one row per node, what is "
+        "wrong with it, and whether the nodes reach node 0.",
         allow_abbrev=False,
     )
     cluster = parser.add_argument_group("cluster (one of)")
@@ -208,7 +275,8 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
                          help="only these hosts (and local slots), DeepSpeed syntax")
     cluster.add_argument("--exclude", metavar="HOST[:SLOTS]@...",
                          help="all hosts but these (or these local slots)")
-    _add_torchrun_options(parser, mode)
+    # check takes the options of the job it checks for (the rendezvous among them).
+    _add_torchrun_options(parser, "run" if mode == "check" else mode)
     nodes = parser.add_argument_group("on the nodes")
     nodes.add_argument("--python", metavar="PATH",
                        help="interpreter on the nodes (default python3; the embedded "
@@ -226,9 +294,24 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
     ssh.add_argument("--host-key-policy", default=None, choices=HOST_KEY_POLICIES,
                      help="default strict")
     ssh.add_argument("--connect-timeout", type=_positive_float, default=None,
-                     metavar="SECONDS")
+                     metavar="SECONDS",
+                     help="connect and log in, dropped handshakes retried (default 15)")
     ssh.add_argument("--max-handshakes", default="32", metavar="N",
                      help="SSH handshakes in flight at once")
+    if mode == "check":
+        _add_check_options(parser)
+        return parser
+    sync = parser.add_argument_group("code sync (docs/sync.md)")
+    sync.add_argument("--sync", nargs="?", const=".", default=None, metavar="DIR",
+                      help="mirror DIR (default: here) to every node's --workdir before "
+                           "the job: deltas only, swapped in atomically")
+    sync.add_argument("--sync-exclude", action="append", default=[], metavar="PATTERN",
+                      help="leave out names or paths matching PATTERN (beyond .git, "
+                           "__pycache__, *.pyc, virtualenvs, the log dir, .gitignore)")
+    sync.add_argument("--sync-include", action="append", default=[], metavar="PATTERN",
+                      help="send secret-like files (.env, *.pem, id_*) matching PATTERN")
+    sync.add_argument("--sync-max-size", metavar="SIZE", default=None,
+                      help="refuse a tree bigger than SIZE (default 1G)")
     job = parser.add_argument_group("job")
     job.add_argument("--grace-period", type=_positive_float, default=None,
                      metavar="SECONDS", help="SIGTERM to SIGKILL on the nodes (default 10)")
@@ -246,6 +329,9 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
     job.add_argument("--host-cooldown", type=_positive_float, default=60.0, metavar="SECONDS",
                      help="with --nnodes MIN:MAX, how long a host that failed is left out "
                           "(default 60)")
+    job.add_argument("--allow-version-mismatch", action="store_true",
+                     help="launch even when a node's torch version is not node 0's "
+                          "(a warning instead of exit 2)")
     job.add_argument("--dry-run", action="store_true", help="print every node's plan and exit")
     job.add_argument("--color", "--colour", choices=("auto", "always", "never"), default="auto")
     job.add_argument("--events", metavar="PATH|-", default=None,
@@ -263,6 +349,10 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
                                   "count (default: on a terminal)")
         folding.add_argument("--no-fold", dest="fold", action="store_const", const=False,
                              help="every rank's copy of every line on the console")
+    shown.add_argument("--startup-report", type=_positive_float, default=30.0,
+                       metavar="SECONDS",
+                       help="once start-up takes this long, name the nodes and ranks that "
+                            "have not started, and again as that changes (default 30)")
     shown.add_argument("--timestamps", action="store_true",
                        help="each line stamped with the node-side time it was read "
                             "(HH:MM:SS.ffffff, the head's local time zone)")
@@ -276,6 +366,21 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
         parser.add_argument("script", metavar="SCRIPT")
         parser.add_argument("script_args", nargs=argparse.REMAINDER, metavar="SCRIPT_ARGS")
     return parser
+
+
+def _add_check_options(parser: argparse.ArgumentParser) -> None:
+    check = parser.add_argument_group("check")
+    check.add_argument("--json", action="store_true",
+                       help="one JSON object on stdout: every node's fields and verdict")
+    check.add_argument("--network-timeout", type=_positive_float, default=5.0,
+                       metavar="SECONDS",
+                       help="how long each node has to reach node 0 (default 5)")
+    check.add_argument("--collective", nargs="?", type=_positive_float, const=60.0,
+                       default=None, metavar="SECONDS",
+                       help="also an all_reduce across all nodes (gloo; NCCL when every node "
+                            "has GPUs), bounded by SECONDS (default 60)")
+    check.add_argument("--color", "--colour", choices=("auto", "always", "never"),
+                       default="auto")
 
 
 def _add_torchrun_options(parser: argparse.ArgumentParser, mode: str) -> None:
@@ -303,7 +408,7 @@ def parse_invocation(argv: Sequence[str], environ: dict[str, str] | None = None)
     """The command line, as the job it asks for (sshrun.settings has the precedence)."""
     argv = list(argv)
     mode = "run"
-    if argv and argv[0] in ("run", "exec"):
+    if argv and argv[0] in ("run", "exec", "check"):
         mode = argv.pop(0)
     parser = build_parser(mode)
     if not argv and mode == "run":
@@ -318,6 +423,9 @@ def parse_invocation(argv: Sequence[str], environ: dict[str, str] | None = None)
             f"{args.script!r} is a subcommand: put it first, as in `sshrun {args.script} "
             "[OPTIONS] ...` (to run a script of that name, write ./" + args.script + ")"
         )
+    if mode == "check":
+        # Resolved as the job it checks for; its probe is built per node (sshrun.check_run).
+        return resolve(options_from_namespace(args, "run", ["sshrun-check"]), environ)
     if mode == "exec":
         target = list(args.command)
         if target and target[0] == "--":
@@ -328,7 +436,7 @@ def parse_invocation(argv: Sequence[str], environ: dict[str, str] | None = None)
     return resolve(opts, environ)
 
 
-SUBCOMMANDS = ("run", "exec")
+SUBCOMMANDS = ("run", "exec", "check")
 # Options whose own parser already refuses '' with its usual message.
 _OWN_EMPTY_CHECK = frozenset({"nnodes"})
 
@@ -350,6 +458,8 @@ def run(argv: Sequence[str]) -> int:
     from sshrun.launcher import Runtime, run_job
 
     try:
+        if argv and argv[0] == "check":
+            return _check(list(argv[1:]))
         inv = parse_invocation(argv)
         if inv.dry_run:
             # Not a job, so no events: the dry run shows resolving's notices itself.
@@ -370,6 +480,43 @@ def run(argv: Sequence[str]) -> int:
         with contextlib.suppress(OSError):  # a closed stderr must not make a traceback
             print(f"sshrun: error: {sanitize(str(exc))}", file=sys.stderr)
         return exc.exit_code
+
+
+def _check(argv: list[str]) -> int:
+    """``sshrun check``: the table (or JSON) on stdout, the exit status of DESIGN.md §3."""
+    from sshrun import check_result, check_table
+
+    args = build_parser("check").parse_args(argv)
+    inv = parse_invocation(["check", *argv])
+    _print_notices(notice.text for notice in inv.notices)
+    rows = asyncio.run(_check_nodes(inv, args))
+    found = check_result.verdicts(rows)
+    code = check_result.exit_code(rows, found)
+    if args.json:
+        sys.stdout.write(check_table.as_json(rows, found, code))
+    elif inv.colour or (inv.colour is None and sys.stdout.isatty()):
+        check_table.rich_table(rows, found, sys.stdout, inv.colour)
+    else:
+        sys.stdout.write(check_table.plain(rows, found))
+    sys.stdout.flush()
+    return code
+
+
+async def _check_nodes(inv: Invocation, args: argparse.Namespace) -> list[CheckRow]:
+    from dataclasses import replace
+
+    from sshrun.check_run import CheckOptions, run_check
+    from sshrun.local_cluster import local_cluster
+
+    options = CheckOptions(network_timeout=args.network_timeout,
+                           collective=args.collective or 0.0)
+    plan = plan_job(inv.config, inv.job_id)
+    if inv.local_cluster is None:
+        return await run_check(plan, inv.ssh, options)
+    async with local_cluster(inv.local_cluster) as cluster:
+        ssh = replace(inv.ssh, config_paths=(cluster.ssh_config,),
+                      known_hosts=(cluster.known_hosts,), host_key_policy="strict")
+        return await run_check(plan, ssh, options)
 
 
 def _print_notices(texts: Iterable[str]) -> None:

@@ -72,7 +72,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -80,8 +80,10 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from sshrun import hostfile, values
 from sshrun.configfile import read_config_text
 from sshrun.environment import refused_name
-from sshrun.errors import LocationError
+from sshrun.errors import ConfigError, LocationError
+from sshrun.file_settings import EnvFileSettings, SSHFileSettings, SyncFileSettings
 from sshrun.hostfile import MAX_HOSTS, MAX_SLOTS, HostSpec
+from sshrun.sync_manifest import parse_size
 from sshrun.transport import HOST_KEY_POLICIES
 from sshrun.yaml_torchrun import TORCHRUN_KEYS, read_torchrun, typed
 from sshrun.yamlread import NULL, YamlReader, clip, compose, describe, suggest
@@ -100,38 +102,18 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class SSHFileSettings:
-    """The ``ssh`` section; None: not given (the command line or ssh decides)."""
-
-    config: str | None = None  # path to an OpenSSH client config
-    identity_file: str | None = None
-    jump_host: str | None = None  # ProxyJump syntax [user@]host[:port][,...]
-    host_key_policy: str | None = None  # one of HOST_KEY_POLICIES
-    connect_timeout: float | None = None  # seconds
-
-
-@dataclass(frozen=True)
-class EnvFileSettings:
-    """The ``env`` section."""
-
-    forward: tuple[str, ...] = ()  # names or glob patterns
-    set: tuple[tuple[str, str], ...] = ()
-    secret: tuple[str, ...] = ()  # names
-    file: str | None = None  # an env file (absolute when loaded from a file)
-
-
-@dataclass(frozen=True)
 class ClusterFile:
     """A parsed cluster config; ``hosts`` already have ``defaults`` merged in."""
 
     source: str
     hosts: tuple[HostSpec, ...]
-    ssh: SSHFileSettings = SSHFileSettings()
-    env: EnvFileSettings = EnvFileSettings()
+    ssh: SSHFileSettings = field(default_factory=SSHFileSettings)
+    env: EnvFileSettings = field(default_factory=EnvFileSettings)
     # torchrun option (dash spelling, e.g. "nproc-per-node") -> value as
     # torchrun's command line takes it, in TORCHRUN_KEYS order.
     torchrun: tuple[tuple[str, str], ...] = ()
     log_dir: str | None = None  # the head's log directory (absolute when loaded from a file)
+    sync: SyncFileSettings | None = None
 
     @property
     def torchrun_values(self) -> dict[str, Any]:
@@ -139,7 +121,8 @@ class ClusterFile:
         return typed(self.torchrun)
 
 
-TOP_KEYS = ("hosts", "defaults", "ssh", "env", "torchrun", "log_dir")
+TOP_KEYS = ("hosts", "defaults", "ssh", "env", "torchrun", "log_dir", "sync")
+SYNC_KEYS = ("dir", "exclude", "include", "max_size")
 HOST_KEYS = ("host", "slots", "user", "port", "python", "workdir", "identity_file", "env")
 DEFAULTS_KEYS = ("user", "port", "slots", "python", "workdir", "identity_file", "env")
 SSH_KEYS = ("config", "identity_file", "jump_host", "host_key_policy", "connect_timeout")
@@ -230,7 +213,31 @@ class _Converter(YamlReader):
         torchrun = read_torchrun(self, top.get("torchrun"))
         log_dir = (self.path(top["log_dir"], "log_dir", resolve=True)
                    if "log_dir" in top and not self.is_null(top["log_dir"]) else None)
-        return ClusterFile(self.source, tuple(hosts), ssh, env, torchrun, log_dir)
+        sync = (self.sync(top["sync"])
+                if "sync" in top and not self.is_null(top["sync"]) else None)
+        return ClusterFile(self.source, tuple(hosts), ssh, env, torchrun, log_dir, sync)
+
+    def sync(self, node: Node) -> SyncFileSettings:
+        keys = self.section(node, "sync", SYNC_KEYS)
+        if "dir" not in keys:
+            self.fail(node, "missing required key 'dir' in sync: the directory to mirror "
+                            "(relative to this file), e.g. dir: .")
+        return SyncFileSettings(
+            dir=self.path(keys["dir"], "sync.dir", resolve=True),
+            exclude=tuple(v for _, v in self.string_list(keys["exclude"], "sync.exclude"))
+            if "exclude" in keys else (),
+            include=tuple(v for _, v in self.string_list(keys["include"], "sync.include"))
+            if "include" in keys else (),
+            max_size=self.size(keys["max_size"]) if "max_size" in keys else None,
+        )
+
+    def size(self, node: Node) -> str:
+        value = self.scalar(node, "sync.max_size", "a size like 500M")
+        try:
+            parse_size(value, "sync.max_size")
+        except ConfigError as exc:
+            self.fail(node, str(exc))
+        return value
 
     def defaults(self, node: Node | None) -> _Defaults:
         keys = self.section(node, "defaults", DEFAULTS_KEYS)

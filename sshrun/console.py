@@ -15,8 +15,15 @@ stops opening the SSH window, the agents' writes block, and the agents stop
 reading their ranks, whose writes block in turn); below ``LOW_WATER`` it
 resumes. What the head holds on top of ``HIGH_WATER`` is bounded too: the
 chunk that crossed it (64 KiB read from one node, with its prefixes), one
-64 KiB chunk read and not yet parsed per node, and asyncssh's channel window
-(2 MiB) per node.
+64 KiB chunk read and not yet parsed per node, and per node asyncssh's channel
+window (2 MiB) and its stream's read buffer, which asyncssh lets fill to the
+window's size before it stops reading (2 MiB more). bench/memory.py measures
+the whole head with 64 ranks flooding a stalled reader (docs/benchmarks.md).
+
+On a terminal, a ``LiveLine`` (the start-up's status) sits on stderr's last
+line: every other write to a terminal stream first clears it, in that same
+stream so that the clear reaches the terminal in order with the text, and
+the line is drawn again once both terminal streams have nothing queued.
 
 A stream whose reader went away (``sshrun ... | head``: EPIPE) is *closed*:
 what is written to it from then on is dropped, and ``ConsoleOutput`` calls
@@ -65,9 +72,15 @@ class ConsoleSink:
         self._ending = False
         self.closed = False  # the reader went away (EPIPE, or any write error)
         self.error: OSError | None = None
+        # A live line's hook (LiveLine): what goes before a write to this terminal.
+        self.overlay: Callable[[], bytes] | None = None
         self._thread = threading.Thread(target=self._run, name=f"sshrun-{self.name}",
                                         daemon=True)
         self._thread.start()
+
+    @property
+    def isatty(self) -> bool:
+        return self._fd is not None and os.isatty(self._fd)
 
     @property
     def backlog(self) -> int:
@@ -78,11 +91,18 @@ class ConsoleSink:
         """Queue ``data``; never blocks, whatever the reader does."""
         if not data or self.closed:
             return len(data)
+        before = self.overlay() if self.overlay is not None else b""
+        self.queue(before + bytes(data))
+        return len(data)
+
+    def queue(self, data: bytes) -> None:
+        """Queue ``data`` as it is, past any live line's hook."""
+        if self.closed:
+            return
         with self._cond:
-            self._chunks.append(bytes(data))
+            self._chunks.append(data)
             self._size += len(data)
             self._cond.notify()
-        return len(data)
 
     def flush(self) -> None:
         """Nothing to do: the writer thread writes as fast as the reader takes it."""
@@ -221,13 +241,16 @@ class ConsoleOutput:
     @property
     def stdout_isatty(self) -> bool:
         """Whether the ranks' stdout is a terminal (folding's default, as colour's)."""
-        fd = self.stdout._fd
-        return fd is not None and os.isatty(fd)
+        return self.stdout.isatty
 
     @property
     def _stderr_isatty(self) -> bool:
-        fd = self.stderr._fd
-        return fd is not None and os.isatty(fd)
+        return self.stderr.isatty
+
+    @property
+    def stderr_isatty(self) -> bool:
+        """Whether sshrun's own lines go to a terminal (the live line's condition)."""
+        return self.stderr.isatty
 
     async def finish(self, give_up: Callable[[], bool]) -> bool:
         """Everything out at the end of the run, waiting for a slow reader as a pipe
@@ -243,6 +266,80 @@ class ConsoleOutput:
         for sink in sinks:
             sink.close(0)
         return True
+
+
+class LiveLine:
+    """One status line at the foot of the terminal (stderr), which other output passes.
+
+    ``show`` draws or redraws it, ``remove`` takes it away. Any other write to a
+    terminal stream while it is shown starts with ``CLEAR`` (carriage return,
+    erase the line) in that stream, and the line is drawn again ``REDRAW``
+    seconds later, once neither terminal stream has anything queued, so that
+    it is always below the last line written. Only in the event loop.
+    """
+
+    CLEAR = b"\r\x1b[K"
+    REDRAW = 0.05
+
+    def __init__(self, out: ConsoleOutput, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._out = out
+        self._loop = loop or asyncio.get_running_loop()
+        self._text: bytes | None = None
+        self._shown = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._sinks = [sink for sink in (out.stdout, out.stderr) if sink.isatty]
+        for sink in self._sinks:
+            sink.overlay = self._passing
+
+    def show(self, text: str) -> None:
+        try:
+            width = os.get_terminal_size(self._out.stderr._fd or 0).columns
+        except OSError:
+            width = 0
+        if width > 1:
+            # A line that wraps could not be cleared with one carriage return.
+            text = text[:width - 1]
+        # (0: a terminal that does not know its size, as a fresh pty.)
+        self._text = text.encode("utf-8", "replace")
+        if self._shown:
+            self._out.stderr.queue(self.CLEAR + self._text)
+        else:
+            self._schedule(0.0)
+
+    def remove(self) -> None:
+        self._text = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._shown:
+            self._shown = False
+            self._out.stderr.queue(self.CLEAR)
+
+    def close(self) -> None:
+        self.remove()
+        for sink in self._sinks:
+            sink.overlay = None
+
+    def _passing(self) -> bytes:
+        if not self._shown:
+            return b""
+        self._shown = False
+        self._schedule(self.REDRAW)
+        return self.CLEAR
+
+    def _schedule(self, delay: float) -> None:
+        if self._timer is None and self._text is not None:
+            self._timer = self._loop.call_later(delay, self._draw)
+
+    def _draw(self) -> None:
+        self._timer = None
+        if self._text is None or self._shown or self._out.stderr.closed:
+            return
+        if any(sink.backlog for sink in self._sinks):
+            self._schedule(self.REDRAW)
+            return
+        self._shown = True
+        self._out.stderr.queue(self.CLEAR + self._text)
 
 
 class _TextSink(io.TextIOBase):

@@ -10,10 +10,12 @@ block (hand slow work to a thread or a queue).
 The launcher's own events: a job starting and finishing, an attempt
 failing, a restart, a host left out. The supervisor's, per attempt and per
 node: a node connected, its agent up, its ranks (torchrun or the command)
-started, a rank exited, a node lost, a stop beginning, what a node's sweep
-did, and its notices (``notice``: an interrupt, a host left out, a login
-shell's stray output). Every event carries the job id, the attempt number (0 for the first)
-and the wall-clock time it happened (``time.time()``, Unix seconds); a node's
+started, each rank started (past the rendezvous), what a stalled node found
+when it tried to reach the rendezvous, a rank exited, a node
+lost, a stop beginning, what a node's sweep did, and its notices
+(``notice``: an interrupt, a host left out, a login shell's stray output).
+Every event carries the job id, the attempt number (0 for the first) and the
+wall-clock time it happened (``time.time()``, Unix seconds); a node's
 event also its host label and node rank (in that attempt).
 
 Remote text inside an event (a failure's message, traceback or last lines)
@@ -117,6 +119,31 @@ class NodeConnected(NodeEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class SyncStarted(NodeEvent):
+    """``--sync`` began on the node: the tree's files and bytes, and where it goes."""
+
+    name: ClassVar[str] = "sync_started"
+    files: int
+    bytes: int
+    dest: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyncFinished(NodeEvent):
+    """The node's tree is in place: what was sent (``files``, ``bytes``: content
+    only), how many of its paths went, and how long it took."""
+
+    name: ClassVar[str] = "sync_finished"
+    files: int
+    bytes: int
+    deleted: int
+    path: str
+    seconds: float
+    wire_sent: int = 0  # all the head sent on the sync channel (code, manifest, files)
+    wire_received: int = 0  # all it read back (the node's manifest, replies)
+
+
+@dataclass(frozen=True, kw_only=True)
 class AgentUp(NodeEvent):
     """The node's agent said hello: the interpreter it runs and what it has.
 
@@ -145,6 +172,33 @@ class RanksStarted(NodeEvent):
     name: ClassVar[str] = "ranks_started"
     pid: int
     argv0: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class RankStarted(NodeEvent):
+    """One rank started: its shim connected to the node's agent, which torchrun
+    runs only once the rendezvous is complete (the start-up report counts these)."""
+
+    name: ClassVar[str] = "rank_started"
+    rank: int
+    local_rank: int
+    pid: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class RendezvousProbe(NodeEvent):
+    """A node whose ranks had not started after a few seconds tried to connect to
+    the rendezvous endpoint (``address``, host:port) and could not: ``state``
+    "unreachable" (``error``: "timed out", "No route to host", "connection
+    refused" once a refusal has lasted); or, after that, it can again:
+    "waiting" (refused: nothing listens there yet) or "reachable". Said when a
+    failure begins, changes or ends, never for a start-up that is only slow.
+    Node 0 hosts the store and does not probe (it does for etcd's server)."""
+
+    name: ClassVar[str] = "rendezvous_probe"
+    state: str
+    address: str
+    error: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -201,8 +255,10 @@ class Notice(Event):
     that could not start sits out this attempt), ``stop_unconfirmed`` (a
     node's agent did not confirm the stop in time), ``login_shell`` (a node's
     login shell printed text before the agent started; ``lines`` holds it),
-    ``slurm_hosts`` and ``insecure_host_keys`` (resolving's notices, by the
-    launcher right after ``job_started``).
+    ``version_mismatch`` (nodes whose torch is not node 0's run, as
+    ``--allow-version-mismatch`` allows), ``slurm_hosts`` and
+    ``insecure_host_keys`` (resolving's notices, by the launcher right after
+    ``job_started``).
     ``host``: the host it is about, if any. Remote text is sanitized but not
     redacted (readers redact, as for every event).
     """
@@ -215,12 +271,12 @@ class Notice(Event):
 
 
 AnyEvent = (JobStarted | AttemptFailed | HostLeftOut | Restarting | JobFinished
-            | NodeConnected | AgentUp | RanksStarted | RankExited | NodeLost | Stopping
-            | NodeSwept | Notice)
+            | NodeConnected | AgentUp | RanksStarted | RankStarted | RendezvousProbe
+            | RankExited | NodeLost | Stopping | NodeSwept | Notice)
 OnEvent = Callable[[Event], None]
 # The supervisor's events (one attempt's nodes), apart from the launcher's.
-SUPERVISOR_EVENTS = (NodeConnected, AgentUp, RanksStarted, RankExited, NodeLost, Stopping,
-                     NodeSwept, Notice)
+SUPERVISOR_EVENTS = (NodeConnected, AgentUp, RanksStarted, RankStarted, RendezvousProbe,
+                     RankExited, NodeLost, Stopping, NodeSwept, Notice)
 
 
 def ignore(event: Event) -> None:

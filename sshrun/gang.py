@@ -50,11 +50,13 @@ class NodeStatus:
     swept: dict[str, int] = field(default_factory=dict)
     # Global rank -> (local rank, shell-style exit status; None: unknown).
     rank_exits: dict[int, tuple[int, int | None]] = field(default_factory=dict)
+    stopped: bool = False  # its agent's exit said the job was stopped, not ended by itself
+    probe: str | None = None  # the rendezvous endpoint its agent probes when start-up stalls
 
     def outcome(self) -> NodeOutcome:
         """What this node did, as data that outlives its connection."""
         return NodeOutcome(self.plan.index, self.plan.host.label, self.state, self.exit_code,
-                           dict(self.swept), dict(self.rank_exits))
+                           dict(self.swept), dict(self.rank_exits), self.stopped)
 
 
 class OutputTap(Protocol):
@@ -151,13 +153,21 @@ class Gang:
         """Run ``work`` until it ends or the stop begins (then it is cancelled)."""
         task = asyncio.ensure_future(work)
         stop_wait = asyncio.ensure_future(self.stopped.wait())
+        cancelled = False
         try:
             await asyncio.wait({task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stop_wait.cancel()
             if not task.done():
                 task.cancel()
+                cancelled = True
                 await asyncio.gather(task, return_exceptions=True)
+        # A cancelled gather() ends with CancelledError as its exception, not as
+        # cancelled, when a child was still running (a sync mid-file): that is
+        # the cancel asked for here.
+        if task.cancelled() or (cancelled
+                                and isinstance(task.exception(), asyncio.CancelledError)):
+            return
         if not task.cancelled() and task.exception() is not None:
             # A bug or an unexpected failure must surface, not be skipped over.
             raise task.exception()

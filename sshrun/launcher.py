@@ -17,7 +17,8 @@ to the readers in ``Runtime.on_event``; the console report
 (sshrun.console_report) is the reader that prints sshrun's own lines, the
 JSON event file (``--events``, sshrun.event_log) another, the log directory
 (``--log-dir``, sshrun.log_dir) a third, which also hears every rank's
-output ahead of the console. The
+output ahead of the console; the start-up's live line and report
+(sshrun.startup_console) a fourth, told each attempt's plan. The
 ranks' output still goes through the supervisor's printer to the console
 streams given in ``Runtime``. Time is read from ``Runtime.clock`` and waited
 through ``Runtime.sleep``, so that tests of back-off and cool-downs need not
@@ -42,7 +43,7 @@ from typing import BinaryIO
 
 from rich.console import Console
 
-from sshrun import errors
+from sshrun import errors, fd_limit
 from sshrun.console import ConsoleOutput
 from sshrun.console_report import ConsoleReport
 from sshrun.errors import ConfigError, ConnectError, SshrunError
@@ -69,6 +70,7 @@ from sshrun.plan import JobConfig, plan_job
 from sshrun.redact import Redactor
 from sshrun.result import AttemptResult, JobResult, RankExit
 from sshrun.settings import Invocation
+from sshrun.startup_console import StartupConsole
 from sshrun.supervisor import Supervisor
 from sshrun.transport import SSHSettings
 
@@ -93,6 +95,10 @@ async def run_job(inv: Invocation, runtime: Runtime = Runtime()) -> JobResult:
     """Run the job to its end; the result, or the :class:`SshrunError` that kept it
     from starting. Cancelling the task stops every node as Ctrl-C does, reports it
     to the readers, and then raises ``CancelledError``."""
+    # Before any file or connection: N nodes that cannot fit are refused now.
+    fd_limit.ensure(fd_limit.estimate(inv.config, log_dir=inv.log_dir is not None,
+                                      filters=bool(inv.duplicate),
+                                      local_cluster=inv.local_cluster is not None))
     # Opened before anything starts: a path that cannot be written is a usage error.
     event_file = open_event_file(inv.events) if inv.events not in (None, "-") else None
     out = ConsoleOutput(
@@ -113,7 +119,11 @@ async def run_job(inv: Invocation, runtime: Runtime = Runtime()) -> JobResult:
             raise
     interrupts = _Interrupts()
     readers: list[OnEvent] = []
+    startup = None
     if runtime.console_report:
+        # First: its live line goes before anything else is printed.
+        startup = StartupConsole(out, inv.startup_report)
+        readers.append(startup)
         console = Console(file=out.text(), highlight=False, soft_wrap=True,
                           force_terminal=inv.colour, no_color=inv.colour is False)
         readers.append(ConsoleReport(console, Redactor(inv.secret_values)))
@@ -135,7 +145,7 @@ async def run_job(inv: Invocation, runtime: Runtime = Runtime()) -> JobResult:
     # two phases and becomes a KeyboardInterrupt traceback.
     for sig in signals:
         loop.add_signal_handler(sig, interrupts)
-    job = _Job(inv, runtime, out, interrupts, emit, log_dir)
+    job = _Job(inv, runtime, out, interrupts, emit, log_dir, startup)
     error: SshrunError | None = None
     try:
         try:
@@ -171,9 +181,11 @@ class _Job:
     """One job's attempts (run_job's loop, with the state it keeps between them)."""
 
     def __init__(self, inv: Invocation, runtime: Runtime, out: ConsoleOutput,
-                 interrupts: _Interrupts, emit: OnEvent, log_dir: LogDir | None = None) -> None:
+                 interrupts: _Interrupts, emit: OnEvent, log_dir: LogDir | None = None,
+                 startup: StartupConsole | None = None) -> None:
         self.inv = inv
         self.log_dir = log_dir
+        self.startup = startup
         self.clock = runtime.clock
         self.sleep = runtime.sleep
         self.out = out
@@ -301,6 +313,8 @@ class _Job:
         out.on_stdout_closed = supervisor.stdout_closed
         if out.stdout.closed:
             supervisor.stdout_closed()
+        if self.startup is not None:
+            self.startup.begin(plan)
         # Its own task: cancelling ours must not cancel it midway, but stop it.
         task = asyncio.ensure_future(supervisor.run())
         try:
@@ -319,6 +333,8 @@ class _Job:
                 printer.stdout.flush()
             return outcome
         finally:
+            if self.startup is not None:
+                self.startup.end()
             self.interrupts.target = None
             out.on_stdout_closed = None
             printer.close_folds()  # the supervisor printed them; its timer must not outlive it

@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import signal
 import time
-from dataclasses import replace
 
 from sshrun import events
 from sshrun.failure import Failure, FailureKind
@@ -33,12 +32,22 @@ from sshrun.node.protocol import (
     Heartbeat,
     Message,
     RankExit,
+    RankStarted,
+    RendezvousProbe,
     Spec,
     Started,
     Stopping,
 )
+from sshrun.node.records import replace
 from sshrun.outcome import NodeState
-from sshrun.plan import given_endpoint, rank_env, target_args, torchrun_args
+from sshrun.plan import (
+    format_endpoint,
+    given_endpoint,
+    probe_endpoint,
+    rank_env,
+    target_args,
+    torchrun_args,
+)
 from sshrun.sanitize import sanitize
 
 # What a node has, beyond the grace period, to confirm a stop.
@@ -67,9 +76,12 @@ def spec(gang: Gang, node: NodeStatus, rdzv: tuple[str, int | None]) -> Spec:
     )
     if config.mode == "torchrun":
         assert node.conn is not None
+        probe = probe_endpoint(gang.plan, node.plan, rdzv)
+        node.probe = format_endpoint(*probe) if probe is not None else None
         return replace(message, torchrun_args=tuple(torchrun_args(
             gang.plan, node.plan, rdzv, node.conn.address
-        )), target=tuple(target_args(config)), rank_env=rank_env(gang.plan))
+        )), target=tuple(target_args(config)), rank_env=rank_env(gang.plan),
+            probe_host=probe[0] if probe else None, probe_port=probe[1] if probe else None)
     return replace(message, argv=tuple(config.target))
 
 
@@ -174,6 +186,14 @@ def _on_event(gang: Gang, node: NodeStatus, event: Message) -> None:
     label = node.plan.host.label
     if isinstance(event, Started):
         gang.emit(events.RanksStarted(**gang.about(node), pid=event.pid, argv0=event.argv0))
+    elif isinstance(event, RankStarted):
+        gang.emit(events.RankStarted(**gang.about(node), rank=event.rank,
+                                     local_rank=event.local_rank, pid=event.pid))
+    elif isinstance(event, RendezvousProbe):
+        if node.probe is not None:  # only the nodes told to probe do
+            error = sanitize(event.error) if event.error is not None else None
+            gang.emit(events.RendezvousProbe(**gang.about(node), state=sanitize(event.state),
+                                             address=node.probe, error=error))
     elif isinstance(event, RankExit):
         node.rank_exits[event.rank] = (event.local_rank, event.code)
         gang.emit(events.RankExited(**gang.about(node), rank=event.rank,
@@ -196,6 +216,7 @@ def _on_event(gang: Gang, node: NodeStatus, event: Message) -> None:
     elif isinstance(event, Exited):
         node.state = NodeState.EXITED
         node.exit_code = event.code
+        node.stopped = event.stopped is not None
         node.swept = {"terminated": event.swept.terminated, "killed": event.swept.killed,
                       "left": event.swept.left}
         gang.emit(events.NodeSwept(**gang.about(node), terminated=event.swept.terminated,

@@ -39,6 +39,7 @@ class NodeOutcome:
     swept: dict[str, int] = field(default_factory=dict)
     # Global rank -> (local rank, shell-style exit status; None: unknown).
     rank_exits: dict[int, tuple[int, int | None]] = field(default_factory=dict)
+    stopped: bool = False  # its job was stopped (by the head, or its agent), not ended by itself
 
 
 @dataclass(frozen=True)

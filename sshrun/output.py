@@ -71,7 +71,7 @@ from typing import Protocol
 
 from sshrun.fold import Folded, LineFolder
 from sshrun.redact import Redactor
-from sshrun.sanitize import sanitize
+from sshrun.sanitize import sanitize, sanitize_lines
 
 
 def clean_line(line: str) -> str:
@@ -116,29 +116,40 @@ class LineFramer:
         self._cut = False  # the current state was passed on in part
         self._shown = False  # something of this line was passed on
         self._open = False  # anything arrived since the last \n
+        # How many pieces of over-long lines were passed on, ever: a caller
+        # that sees it unchanged by a feed knows no line in it was cut.
+        self.pieces = 0
 
     def feed(self, data: bytes) -> list[str]:
         text = self._decoder.decode(data)
         if not text:
             return []
         out: list[str] = []
-        if "\n" not in text:
+        end = text.rfind("\n")
+        if end < 0:
             self._add(text, out)
             return out
-        lines = text.split("\n")
-        rest = lines.pop()
-        first = 0
+        start = 0
         if self._open:
-            self._add(lines[0], out)
+            start = text.find("\n") + 1
+            self._add(text[:start - 1], out)
             self._end_line(out)
-            first = 1
-        limit = self._max
-        for line in itertools.islice(lines, first, None):
-            if len(line) <= limit and "\r" not in line:
-                out.append(clean_line(line))
+        if start <= end:
+            # Whole lines between the line already open and the one left open.
+            body = text[start:end]
+            limit = self._max
+            if len(body) <= limit and "\r" not in body:
+                # The common case, a chunk of ordinary lines: cleaned in one
+                # pass and split once, no per-line work (sshrun.sanitize).
+                out.extend(sanitize_lines(body, colour=True).split("\n"))
             else:
-                self._add(line, out)
-                self._end_line(out)
+                for line in body.split("\n"):
+                    if len(line) <= limit and "\r" not in line:
+                        out.append(clean_line(line))
+                    else:
+                        self._add(line, out)
+                        self._end_line(out)
+        rest = text[end + 1:]
         if rest:
             self._add(rest, out)
         return out
@@ -195,6 +206,7 @@ class LineFramer:
     def _piece(self, text: str, out: list[str]) -> None:
         line = clean_line(text)
         out.append(Continuation(line) if self._cut else line)
+        self.pieces += 1
         self._cut = True
         self._shown = True
 
@@ -340,9 +352,11 @@ class Printer:
             return  # neither shown nor kept: stderr only is kept for the report
         if when is not None:
             source.when = when
-        lines = source.framer.feed(data)
+        framer = source.framer
+        pieces = framer.pieces
+        lines = framer.feed(data)
         if lines:
-            self._emit(source, lines)
+            self._emit(source, lines, whole=framer.pieces == pieces)
 
     def flush_node(self, node: int) -> None:
         """A node's streams ended: print every last partial line."""
@@ -404,35 +418,49 @@ class Printer:
             out.write(f"{text} {fold.summary()}\n".encode("utf-8", "replace"))
             out.flush()
 
-    def _emit(self, source: Source, lines: list[str]) -> None:
+    def _emit(self, source: Source, lines: list[str], whole: bool = False) -> None:
+        """``whole``: no line is a piece of a longer one (no ``Continuation``)."""
         if not source.shown:
-            self._keep(source, [self.redact(line) for line in lines]
+            self._keep(source, self._redact_lines(lines)
                        if self._secrets is not None else lines)
             return
-        prefix = self.prefix(source.node, source.host, source.rank)
-        more = self.prefix(source.node, source.host, source.rank, "+")
-        marks = [more if isinstance(line, Continuation) else prefix for line in lines]
-        if self.timestamps:
-            stamp = console_stamp(source.when) + " "
-            marks = [stamp + mark for mark in marks]
         if self._secrets is not None:
             # A secret cut across two pieces of a line over MAX_LINE is not seen.
-            lines = [self.redact(line) for line in lines]
+            lines = self._redact_lines(lines)
         kept = lines
         if self.gathered is not None:
             self.gathered.setdefault(source.node, []).extend(lines)
             self._keep(source, lines)
             return
-        if self.folder is not None and source.rank >= 0:
-            lines, marks = self._fold(source, lines, marks)
+        prefix = self.prefix(source.node, source.host, source.rank)
+        stamp = console_stamp(source.when) + " " if self.timestamps else ""
         # A rank's unterminated colour must not bleed into the next prefix.
         suffix = "\x1b[0m\n" if self.colour else "\n"
-        text = "".join(mark + line + suffix for mark, line in zip(marks, lines, strict=True))
+        if whole and (self.folder is None or source.rank < 0):
+            # Every line gets the same mark: one join for the whole chunk.
+            mark = stamp + prefix
+            text = mark + (suffix + mark).join(lines) + suffix
+        else:
+            more = self.prefix(source.node, source.host, source.rank, "+")
+            marks = [stamp + (more if isinstance(line, Continuation) else prefix)
+                     for line in lines]
+            if self.folder is not None and source.rank >= 0:
+                lines, marks = self._fold(source, lines, marks)
+            text = "".join(mark + line + suffix
+                           for mark, line in zip(marks, lines, strict=True))
         if text:
             out = self.stderr if source.stream == 2 else self.stdout
             out.write(text.encode("utf-8", "replace"))
             out.flush()
         self._keep(source, kept)
+
+    def _redact_lines(self, lines: list[str]) -> list[str]:
+        """Each line redacted; a chunk with no secret anywhere is looked at once."""
+        if len(lines) > 1 and not self.redactor.found("\n".join(lines)):
+            # A secret is matched whole or line by line (sshrun.redact), so
+            # none found in the lines joined is none in any line.
+            return lines
+        return [self.redact(line) for line in lines]
 
     def _fold(self, source: Source, lines: list[str],
               marks: list[str]) -> tuple[list[str], list[str]]:
@@ -463,7 +491,7 @@ class Printer:
                 tail = self.tails[(source.node, source.rank)] = collections.deque(
                     maxlen=self.keep_lines
                 )
-            tail.extend(lines)
+            tail.extend(lines[-self.keep_lines:] if self.keep_lines else ())
 
     def tail(self, node: int, rank: int) -> list[str]:
         return list(self.tails.get((node, rank), ()))

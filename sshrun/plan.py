@@ -21,13 +21,16 @@ as ``<free port>``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from sshrun import rendezvous, values
 from sshrun.errors import ConfigError
 from sshrun.hostfile import MAX_SLOTS, HostSpec
 from sshrun.membership import Membership
 from sshrun.redact import REDACTED as REDACTED  # shown for secret names
+
+if TYPE_CHECKING:
+    from sshrun.sync_manifest import SyncTree
 
 Mode = Literal["torchrun", "exec"]
 
@@ -126,6 +129,10 @@ class JobConfig:
     timeouts: Timeouts = field(default_factory=Timeouts)
     restarts: RestartPolicy = field(default_factory=RestartPolicy)
     membership: Membership | None = None  # --nnodes MIN:MAX with MIN < MAX
+    # --allow-version-mismatch: nodes whose torch is not node 0's run (with a warning).
+    allow_version_mismatch: bool = False
+    # --sync: the head's tree, read once; mirrored to each node's workdir before its agent.
+    sync: SyncTree | None = None
 
 
 @dataclass(frozen=True)
@@ -305,6 +312,24 @@ def torchrun_args(
     if config.rdzv_conf:
         args += ["--rdzv-conf", config.rdzv_conf]
     return [*args, *config.torchrun_extra]
+
+
+def probe_endpoint(plan: JobPlan, node: NodePlan,
+                   endpoint: tuple[str, int | None]) -> tuple[str, int] | None:
+    """What ``node``'s agent connects to when its start-up stalls
+    (sshrun.node.rdzv_probe): the rendezvous endpoint its torchrun is given.
+    None where there is nothing to find out: exec, ``--standalone``, and node 0
+    unless the endpoint is a server sshrun does not run (etcd), since node 0's
+    torchrun hosts the store there itself."""
+    config = plan.config
+    if config.mode != "torchrun" or config.standalone:
+        return None
+    if node.index == 0 and not rendezvous.backend(config.rdzv_backend).needs_endpoint:
+        return None
+    host, port = endpoint
+    if config.rdzv_port is not None:
+        port = config.rdzv_port
+    return (host, port) if port is not None else None
 
 
 def run_id(plan: JobPlan) -> str:

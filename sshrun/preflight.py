@@ -4,7 +4,9 @@ The supervisor brings every node up (each agent says hello), then calls
 ``check_hellos`` with all the hellos at once: a problem found here stops the
 job before torchrun starts on any node, where it would otherwise fail on
 one node, deep inside torchrun, while the others wait at the rendezvous.
-Checks that need every node (versions that must agree) belong here too.
+Checks that need every node belong here too: torch's version on every node
+must be node 0's (``version_mismatch``), unless ``--allow-version-mismatch``
+says otherwise, when the launcher warns instead.
 
 Pure: hellos and the job's configuration in, problems out; ``refusal`` turns
 them into the one error the user sees (exit 2, a configuration error).
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from sshrun import rendezvous
 from sshrun.errors import NodeSetupError
 from sshrun.node.protocol import Hello
+from sshrun.nodeset import fold_hosts
 from sshrun.plan import JobConfig
 from sshrun.sanitize import sanitize
 
@@ -38,11 +41,62 @@ class Problem:
     message: str
 
 
+@dataclass(frozen=True)
+class Mismatch:
+    """Nodes whose torch is not node 0's: each version, with the hosts that have it."""
+
+    first_host: str  # node 0's
+    first_version: str
+    others: tuple[tuple[str, tuple[str, ...]], ...]  # (version, hosts), in node order
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        return tuple(h for _, hosts in self.others for h in hosts)
+
+    def theirs(self) -> str:
+        """``torch 2.12.0``; with several versions, where each is: ``torch 2.12.0 on
+        node[1-2], 2.11.0 on node5`` (hostlists folded)."""
+        if len(self.others) == 1:
+            return f"torch {self.others[0][0]}"
+        return "torch " + ", ".join(f"{version} on {fold_hosts(hosts)}"
+                                    for version, hosts in self.others)
+
+    def node0(self) -> str:
+        return f"node 0 ({self.first_host}) has torch {self.first_version}"
+
+
+def version_mismatch(hellos: Sequence[NodeHello]) -> Mismatch | None:
+    """The nodes whose torch version differs from node 0's (``hellos[0]``).
+
+    Only versions that are known are compared: a node without torch is
+    refused on its own where the job needs torch (sshrun.bring_up), and an
+    ``exec`` command may not need it at all.
+    """
+    if not hellos or hellos[0].hello.torch_version is None:
+        return None
+    first = hellos[0].hello.torch_version
+    groups: dict[str, list[str]] = {}
+    for node in hellos[1:]:
+        version = node.hello.torch_version
+        if version is not None and version != first:
+            groups.setdefault(version, []).append(node.host)
+    if not groups:
+        return None
+    return Mismatch(hellos[0].host, sanitize(first),
+                    tuple((sanitize(v), tuple(hosts)) for v, hosts in groups.items()))
+
+
 def check_hellos(hellos: Sequence[NodeHello], config: JobConfig) -> list[Problem]:
-    """Every problem the hellos show, in the order of ``hellos`` (node order)."""
-    if config.mode != "torchrun":
-        return []
+    """Every problem the hellos show: a torch version unlike node 0's first, then
+    each node's own, in the order of ``hellos`` (node order)."""
     problems = []
+    mismatch = version_mismatch(hellos)
+    if mismatch is not None and not config.allow_version_mismatch:
+        problems.append(Problem(fold_hosts(mismatch.hosts), (
+            f"{mismatch.theirs()}, but {mismatch.node0()} (every node needs the same "
+            "torch; --allow-version-mismatch launches anyway)")))
+    if config.mode != "torchrun":
+        return problems
     for node in hellos:
         problem = _missing_modules(node, config)
         if problem is not None:

@@ -81,6 +81,10 @@ class Redactor:
     def __call__(self, text: str) -> str:
         return self.redact(text)
 
+    def found(self, text: str) -> bool:
+        """Whether any secret occurs in ``text``."""
+        return self._pattern is not None and self._pattern.search(text) is not None
+
     def redact(self, text: str) -> str:
         if self._pattern is None or self._starts is None or not text:
             return text

@@ -1,4 +1,15 @@
-"""The final report: what failed first, where, and how.
+"""The final report: what failed first, where, and how; and what every node did.
+
+For a job that failed or was interrupted, one line after the first failure
+says what became of each node, hostlists folded (``node_fates``)::
+
+    sshrun: nodes: 1 failed (node2), 6 stopped (node[0-1,3-6]), 1 lost (node7)
+
+A node *finished* when its job ended by itself with exit status 0, *failed*
+when it holds the first failure or its job ended by itself otherwise,
+was *stopped* when the stop (the head's, or its own agent's) ended it, is
+*lost* when the head lost it, and *never started* when the stop came while it
+was still connecting or starting.
 
 Rendered with rich on stderr. Remote text (last lines, tracebacks, messages)
 goes in as ``rich.text.Text`` so that nothing a rank printed is read as
@@ -16,7 +27,8 @@ from rich.text import Text
 
 from sshrun.failure import Failure, FailureKind
 from sshrun.membership import LeftOut
-from sshrun.outcome import Outcome
+from sshrun.nodeset import fold_hosts
+from sshrun.outcome import NodeOutcome, NodeState, Outcome
 from sshrun.sanitize import sanitize
 
 
@@ -48,6 +60,35 @@ def describe(failure: Failure) -> str:
     return sanitize(", ".join(parts) + ": " + how)
 
 
+# The fates, in the order the line gives them.
+FATES = ("finished", "failed", "stopped", "lost", "never started")
+
+
+def fate(node: NodeOutcome, first: Failure | None) -> str:
+    """What became of one node (one of ``FATES``)."""
+    if node.state == NodeState.LOST:
+        return "lost"
+    if node.state != NodeState.EXITED:
+        return "never started"
+    if first is not None and first.node == node.index:
+        # Its own torchrun may have ended before the stop reached it, or not:
+        # either way its failure is the job's.
+        return "failed"
+    if node.stopped:
+        return "stopped"
+    return "finished" if node.exit_code == 0 else "failed"
+
+
+def node_fates(outcome: Outcome) -> str | None:
+    """``nodes: 2 finished (node[0-1]), 1 lost (node2)``; None without nodes."""
+    groups: dict[str, list[str]] = {name: [] for name in FATES}
+    for node in outcome.nodes:
+        groups[fate(node, outcome.first_failure)].append(node.host)
+    parts = [f"{len(hosts)} {name} ({fold_hosts(hosts)})"
+             for name, hosts in groups.items() if hosts]
+    return "nodes: " + ", ".join(parts) if parts else None
+
+
 def render(outcome: Outcome, console: Console, previous: Sequence[Outcome] = (),
            left_out: Sequence[LeftOut] = (),
            redact: Callable[[str], str] = _same) -> None:
@@ -71,6 +112,7 @@ def render(outcome: Outcome, console: Console, previous: Sequence[Outcome] = (),
     if outcome.interrupted:
         console.print(Text(f"sshrun: interrupted after {outcome.elapsed:.1f}s; every node stopped",
                            style="yellow"))
+        _fates(outcome, console)
     if failure is None:
         if not outcome.interrupted and not outcome.output_closed:
             nodes = len(outcome.nodes)
@@ -90,8 +132,17 @@ def render(outcome: Outcome, console: Console, previous: Sequence[Outcome] = (),
         console.print(Text("last lines of its stderr:", style="bold"))
         for line in failure.tail:
             console.print(Text("  " + sanitize(redact(line)), style="dim"))
+    if not outcome.interrupted:
+        _fates(outcome, console)
     _survivors(outcome, console)
     console.print(Text(f"sshrun: exit status {outcome.exit_code}", style="bold"))
+
+
+def _fates(outcome: Outcome, console: Console) -> None:
+    line = node_fates(outcome)
+    if line is not None:
+        # Host labels are the user's own (hostfile), never a node's text.
+        console.print(Text(f"sshrun: {line}"))
 
 
 def _survivors(outcome: Outcome, console: Console) -> None:

@@ -1,7 +1,8 @@
 """The head's side of one node agent: start it, speak its protocol.
 
 ``AgentSession.start`` runs the constant bootstrap over SSH and sends the
-agent's bundle (``sshrun.agent.BUNDLE``) on stdin, then waits for its
+agent on stdin (``sshrun.agent.payload()``: compiled by this interpreter,
+and its source), then waits for its
 ``hello`` and checks its protocol version. Messages both ways are the typed
 ones of ``sshrun.node.protocol``; one that breaks the protocol is an
 ``AgentError`` naming the node. ``pump`` reads frames until the channel
@@ -38,8 +39,9 @@ from sshrun.sanitize import sanitize
 if TYPE_CHECKING:
     from sshrun.console import ConsoleOutput
 
-# What the bootstrap reads from stdin: the agent's modules and scripts.
-AGENT_BUNDLE = agent.BUNDLE
+# What the bootstrap reads from stdin: the agent's modules and scripts (a
+# payload, or a plain bundle); None: the shipped agent, ``agent.payload()``.
+AGENT_BUNDLE: bytes | None = None
 
 # rank, stream, data, the node's time it was read (Unix seconds)
 OutputCallback = Callable[[int, int, bytes, float], None]
@@ -96,8 +98,9 @@ class AgentSession:
                                                       modules=CLIENT_MODULES))
         # The channel may already be closed (no such interpreter): the read
         # below then sees EOF and says why.
+        shipped = agent.payload() if AGENT_BUNDLE is None else AGENT_BUNDLE
         with contextlib.suppress(asyncssh.Error, OSError):
-            self.process.stdin.write(b"%08x" % len(AGENT_BUNDLE) + AGENT_BUNDLE + preflight)
+            self.process.stdin.write(b"%08x" % len(shipped) + shipped + preflight)
         try:
             async with asyncio.timeout(timeout):
                 while not self._events:

@@ -53,6 +53,9 @@ that layer has no say::
                       --restart-backoff-max
     no_restart_on     --no-restart-on         -                          none
     host cool-down    --host-cooldown         -                          60 s
+    version guard     --allow-version-mismatch -                         off: node 0's torch
+                                                                         on every node
+    start-up report   --startup-report        -                          30 s
     handshakes        --max-handshakes        -                          32
     colour            --color                 -                          auto (a terminal)
     event file        --events                -                          none
@@ -86,11 +89,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal, TypeVar
 
-from sshrun import torchrun_settings, values
-from sshrun.cluster_yaml import EnvFileSettings, SSHFileSettings, load_cluster_yaml
+from sshrun import sync_manifest, torchrun_settings, values
 from sshrun.envfile import load_env_file
 from sshrun.environment import DEFAULT_FORWARD, resolve_env
 from sshrun.errors import ConfigError, SshrunError
+from sshrun.file_settings import EnvFileSettings, SSHFileSettings
 from sshrun.hostfile import HostSpec, load_hostfile, parse_host_list
 from sshrun.local_cluster import MAX_NODES as MAX_LOCAL_NODES
 from sshrun.local_cluster import local_cluster_hosts
@@ -98,6 +101,7 @@ from sshrun.output_filters import ConsoleFilter, DuplicateFilters, parse_ranks
 from sshrun.plan import JobConfig, RestartPolicy, Timeouts
 from sshrun.redact import is_secret_name
 from sshrun.selection import apply_filters, slurm_hosts
+from sshrun.sync_manifest import SyncTree
 from sshrun.torchrun_options import EXEC_OPTIONS, OPTIONS, REFUSED
 from sshrun.torchrun_settings import parse_nnodes as parse_nnodes
 from sshrun.transport import HOST_KEY_POLICIES, HostKeyPolicy, SSHSettings, check_ssh_files
@@ -161,6 +165,10 @@ class Options:
     env: tuple[str, ...] = ()
     env_file: tuple[str, ...] = ()
     secret: tuple[str, ...] = ()
+    sync: str | None = None  # --sync [DIR]: DIR on the head ("." when given bare)
+    sync_exclude: tuple[str, ...] = ()
+    sync_include: tuple[str, ...] = ()
+    sync_max_size: str | None = None  # default sync_manifest.DEFAULT_MAX_SIZE
     # ssh
     ssh_config: str | None = None
     host_key_policy: str | None = None
@@ -174,6 +182,8 @@ class Options:
     restart_backoff_max: Number = 60.0
     no_restart_on: str | None = None
     host_cooldown: Number = 60.0
+    allow_version_mismatch: bool = False  # nodes whose torch is not node 0's still run
+    startup_report: Number = 30.0  # seconds of start-up before who is missing is named
     dry_run: bool = False
     color: str = "auto"
     events: str | None = None  # PATH, or "-" for stdout
@@ -187,7 +197,8 @@ class Options:
 
 # torchrun's options that `sshrun exec` has not.
 RUN_ONLY = (*(o.dest for o in OPTIONS if o.dest not in EXEC_OPTIONS), "ranks", "fold")
-SWITCHES = ("dry_run", "timestamps", "fold", "gather", *(o.dest for o in OPTIONS if o.switch))
+SWITCHES = ("dry_run", "timestamps", "fold", "gather", "allow_version_mismatch",
+            *(o.dest for o in OPTIONS if o.switch))
 CLUSTER_OPTIONS = ("hostfile", "hosts", "local_cluster", "config")
 # The flag each option is named by in messages (the long option, or its first).
 FLAG = {f.name: "--" + f.name.replace("_", "-") for f in dataclasses.fields(Options)}
@@ -223,6 +234,7 @@ class Invocation:
     timestamps: bool = False  # --timestamps: each console line with its node-side time
     fold: bool | None = None  # --fold/--no-fold; None: a torchrun job on a terminal folds
     gather: bool = False  # exec --gather: the nodes' output gathered (sshrun.gather)
+    startup_report: float = 30.0  # --startup-report: seconds before who has not started is named
 
 
 def options_from_namespace(args: argparse.Namespace, mode: Mode,
@@ -230,7 +242,7 @@ def options_from_namespace(args: argparse.Namespace, mode: Mode,
     """argparse's namespace as :class:`Options` (what exec lacks keeps its default)."""
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Options)
              if f.name not in ("mode", "target") and hasattr(args, f.name)}
-    for name in ("env", "env_file", "secret"):
+    for name in ("env", "env_file", "secret", "sync_exclude", "sync_include"):
         given[name] = tuple(given.get(name) or ())
     return Options(mode=mode, target=tuple(target), **given)
 
@@ -251,10 +263,11 @@ def check_options(opts: Options) -> None:
         if f.name in SWITCHES:
             if not isinstance(value, bool) and (value is not None
                                                 or f.name in ("dry_run", "timestamps",
-                                                              "gather")):
+                                                              "gather",
+                                                              "allow_version_mismatch")):
                 raise ConfigError(f"{FLAG[f.name]}: expected True or False, got {value!r}")
             continue
-        if f.name in ("env", "env_file", "secret", "target"):
+        if f.name in ("env", "env_file", "secret", "target", "sync_exclude", "sync_include"):
             if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
                 what = "SCRIPT and its arguments" if f.name == "target" else FLAG[f.name]
                 raise ConfigError(f"{what}: expected a list of strings")
@@ -332,7 +345,12 @@ def _resolve(opts: Options, env: dict[str, str], notices: list[SettingNotice],
     if not target:
         raise ConfigError("sshrun exec: no command given (sshrun exec [OPTIONS] -- COMMAND)"
                           if mode == "exec" else "no script given (SCRIPT [SCRIPT_ARGS...])")
-    cf = load_cluster_yaml(opts.config) if opts.config is not None else None
+    cf = None
+    if opts.config is not None:
+        # Here, not at the top: only -c needs PyYAML and the schema (~20 ms).
+        from sshrun.cluster_yaml import load_cluster_yaml
+
+        cf = load_cluster_yaml(opts.config)
     yaml = dict(cf.torchrun_values) if cf is not None else {}
     if cf is not None and cf.log_dir is not None:
         yaml["log_dir"] = os.path.expanduser(cf.log_dir)
@@ -383,6 +401,7 @@ def _resolve(opts: Options, env: dict[str, str], notices: list[SettingNotice],
         env_flags=flags.values,
         secrets=frozenset(everything.secrets),
         timeouts=timeouts,
+        allow_version_mismatch=opts.allow_version_mismatch,
     )
     config = torchrun_settings.select_nodes(
         config, given, hosts, lambda: _seconds(opts.host_cooldown, "host_cooldown"))
@@ -390,6 +409,17 @@ def _resolve(opts: Options, env: dict[str, str], notices: list[SettingNotice],
         config = torchrun_settings.rendezvous(config, given)
         config = torchrun_settings.torchrun_job(config, given)
     log_dir = given["log_dir"].value if "log_dir" in given else None
+    sync_file = cf.sync if cf is not None else None
+    if sync_file is not None:
+        # The flags come on top of the file: DIR and the size replace, patterns add.
+        opts = replace(opts, sync=opts.sync or sync_file.dir,
+                       sync_exclude=(*sync_file.exclude, *opts.sync_exclude),
+                       sync_include=(*sync_file.include, *opts.sync_include),
+                       sync_max_size=opts.sync_max_size or sync_file.max_size)
+    if opts.sync is not None:
+        config = replace(config, sync=_sync_tree(opts, config, log_dir, say))
+    elif opts.sync_exclude or opts.sync_include or opts.sync_max_size is not None:
+        raise ConfigError("--sync-exclude, --sync-include and --sync-max-size go with --sync")
     console, duplicate = torchrun_settings.output_filters(config, given, log_dir)
     if opts.ranks is not None:
         console = replace(console, ranks=_checked(parse_ranks, _text(opts.ranks, "ranks"),
@@ -430,7 +460,28 @@ def _resolve(opts: Options, env: dict[str, str], notices: list[SettingNotice],
     return Invocation(config, ssh, local_count, opts.dry_run, colour, new_job_id(),
                       secret_values(config), events=opts.events, log_dir=log_dir,
                       console=console, duplicate=duplicate, timestamps=opts.timestamps,
-                      fold=opts.fold if mode == "run" else False, gather=opts.gather)
+                      fold=opts.fold if mode == "run" else False, gather=opts.gather,
+                      startup_report=_seconds(opts.startup_report, "startup_report"))
+
+
+def _sync_tree(opts: Options, config: JobConfig, log_dir: str | None,
+               say: Callable[[str, str], None]) -> SyncTree:
+    """``--sync``: the tree read and checked once, before any connection."""
+    assert opts.sync is not None
+    unset = [h.label for h in config.hosts if h.workdir is None]
+    if config.workdir is None and unset:
+        # The default working directory is the head's own path: on a node that
+        # shares the head's filesystem, mirroring there would replace DIR itself.
+        raise ConfigError(f"--sync: no destination for {unset[0]}: give --workdir DIR (the "
+                          "synced copy on every node) or workdir per host in the config")
+    size = (sync_manifest.parse_size(opts.sync_max_size) if opts.sync_max_size is not None
+            else sync_manifest.DEFAULT_MAX_SIZE)
+    tree = sync_manifest.build_manifest(sync_manifest.SyncOptions(
+        source=opts.sync, excludes=opts.sync_exclude, includes=opts.sync_include,
+        max_size=size, log_dir=log_dir))
+    for line in sync_manifest.describe_skipped(tree):
+        say("sync_skipped", line)
+    return tree
 
 
 def _hosts(opts: Options, environ: dict[str, str],

@@ -42,6 +42,7 @@ from asyncssh.config import SSHClientConfig
 from sshrun.configfile import read_config_bytes, read_config_text
 from sshrun.errors import ConfigError, ConnectError
 from sshrun.hostspec import HostSpec
+from sshrun.jumps import JumpPool
 from sshrun.known_hosts import KnownHostsFiles
 from sshrun.plan import Timeouts
 from sshrun.ssh_config import IndexedConfig
@@ -64,10 +65,12 @@ class HostOptions:
 
 
 class SSHCache:
-    """What one run has built: each host's options (or why they failed), known_hosts."""
+    """What one run has built: each host's options (or why they failed), known_hosts,
+    the open ProxyJump connections."""
 
     def __init__(self) -> None:
         self.known_hosts = KnownHostsFiles()
+        self.jumps = JumpPool()  # ProxyJump connections, shared by the nodes behind them
         self._built: dict[HostKey, HostOptions | ConnectError] = {}
         self._pending: dict[HostKey, asyncio.Future[HostOptions | ConnectError]] = {}
 

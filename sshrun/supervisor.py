@@ -19,8 +19,8 @@ began; what survivors report while being stopped ("connection closed by
 peer") is secondary and left out of the report.
 
 What happens to the nodes is told as typed events (sshrun.events:
-``node_connected``, ``agent_up``, ``ranks_started``, ``rank_exited``,
-``node_lost``, ``stopping``, ``node_swept``) to ``emit``, and so are its
+``node_connected``, ``agent_up``, ``ranks_started``, ``rank_started``, ``rendezvous_probe``,
+``rank_exited``, ``node_lost``, ``stopping``, ``node_swept``) to ``emit``, and so are its
 notices (``notice``: an interrupt, a host left out, a login shell's output), the launcher's
 readers; text in them is as the supervisor received it (readers redact).
 The attempt ends as an :class:`sshrun.outcome.Outcome`, plain data.

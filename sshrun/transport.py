@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import shlex
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import asyncssh
 
+from sshrun.connect_retry import DROPPED, retry_delay
 from sshrun.errors import AuthError, ConnectError, HostKeyError, SSHError
 from sshrun.hostspec import HostSpec
+from sshrun.jumps import parse_chain
 from sshrun.known_hosts import KnownHostsFiles, KnownHostsView
 from sshrun.ssh_options import DEFAULT_KNOWN_HOSTS, HostOptions, SSHSettings
 from sshrun.ssh_options import HOST_KEY_POLICIES as HOST_KEY_POLICIES
@@ -37,7 +40,7 @@ __all__ = ["HOST_KEY_POLICIES", "HostKeyPolicy", "NodeConnection", "SSHSettings"
 
 
 class _Client(asyncssh.SSHClient):
-    """Sees the key a node offered, and applies accept-new."""
+    """Sees the key a node offered, and applies accept-new; says when it closes."""
 
     def __init__(self, policy: HostKeyPolicy, known_hosts: Sequence[str],
                  view: KnownHostsView | None, files: KnownHostsFiles) -> None:
@@ -45,6 +48,8 @@ class _Client(asyncssh.SSHClient):
         self.known_hosts = known_hosts
         self.view = view  # None: insecure, nothing is checked
         self.files = files
+        # Called once when a logged-in connection is gone: lets go of its jump host.
+        self.closed: Callable[[], None] | None = None
         self.offered: asyncssh.SSHKey | None = None
         self.known_keys: list[asyncssh.SSHKey] = []
         self.known_in: list[str] = []  # the files that hold a key for this host
@@ -65,6 +70,11 @@ class _Client(asyncssh.SSHClient):
         self.files.record(self.known_hosts[0], self.entry, key)
         return True
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        closed, self.closed = self.closed, None
+        if closed is not None:
+            closed()
+
 
 def _fingerprint(key: asyncssh.SSHKey | None) -> str:
     return key.get_fingerprint("sha256") if key is not None else "(unknown)"
@@ -76,54 +86,91 @@ class NodeConnection:
     address: str  # where the other nodes can reach this one (rendezvous, --local-addr)
 
 
-def _jump_hosts(proxy_jump: str) -> list[HostSpec]:
-    """ProxyJump's ``[user@]host[:port],...`` as hosts to connect to in order."""
-    hops = []
-    for hop in proxy_jump.split(","):
-        user, _, rest = hop.strip().rpartition("@")
-        name, _, port = rest.partition(":")
-        hops.append(HostSpec(name, user=user or None, port=int(port) if port else None))
-    return hops
-
-
-async def _open_jumps(
-    host: HostSpec, tunnel: object, settings: SSHSettings
-) -> asyncssh.SSHClientConnection | None:
-    """Connect through ProxyJump hosts ourselves, so that they get the same config,
-    the same host-key policy and the same errors as the nodes (asyncssh on its own
-    would read only ~/.ssh/config for them)."""
-    if not isinstance(tunnel, str) or tunnel.lower() == "none":
-        return None
-    conn: asyncssh.SSHClientConnection | None = None
-    for hop in _jump_hosts(tunnel):
-        try:
-            conn = await _connect_one(hop, settings, conn,
-                                      await settings.cache.options(hop, settings))
-        except SSHError as exc:
-            raise type(exc)(host.label, f"via ProxyJump {hop.label}: {exc.message}") from None
-    return conn
-
-
 async def connect(
     host: HostSpec, settings: SSHSettings, limit: asyncio.Semaphore | None = None
 ) -> NodeConnection:
-    """One logged-in connection to ``host``, or an ``SSHError`` saying why not."""
-    async with limit if limit is not None else _NullLimit():
-        built = await settings.cache.options(host, settings)
-        jump = await _open_jumps(host, settings.jump_host or built.options.tunnel, settings)
-        conn = await _connect_one(host, settings, jump, built)
-    address = str(built.options.host)
-    peer = conn.get_extra_info("peername")
-    if jump is None and isinstance(peer, tuple) and peer:
+    """One logged-in connection to ``host``, or an ``SSHError`` saying why not.
+
+    Through its ProxyJump hosts, if any, over the run's one shared connection to
+    them (sshrun.jumps), held until this connection closes."""
+    built = await settings.cache.options(host, settings)
+    proxy = settings.jump_host or built.options.tunnel
+    limit = limit if limit is not None else asyncio.Semaphore(1)
+    if not isinstance(proxy, str) or proxy.lower() == "none":
+        conn = await _connect_retrying(host, settings, None, built, limit)
+        peer = conn.get_extra_info("peername")
         # The address we reached is one the cluster can route to; an ssh
         # alias or a name only the head resolves might not be.
-        address = str(peer[0])
-    return NodeConnection(conn, address)
+        address = str(peer[0]) if isinstance(peer, tuple) and peer else str(built.options.host)
+        return NodeConnection(conn, address)
+    chain = parse_chain(proxy)
+    jumps = settings.cache.jumps
+
+    async def open_hop(hop: HostSpec, through: asyncssh.SSHClientConnection | None
+                       ) -> asyncssh.SSHClientConnection:
+        # Connected ourselves, so that jump hosts get the same config, the same
+        # host-key policy and the same errors as the nodes (asyncssh on its own
+        # would read only ~/.ssh/config for them).
+        return await _connect_retrying(hop, settings, through,
+                                       await settings.cache.options(hop, settings), limit)
+
+    try:
+        jump = await jumps.acquire(chain, open_hop)
+    except SSHError as exc:
+        raise type(exc)(host.label, f"via ProxyJump {exc.host}: {exc.message}") from None
+    try:
+        conn = await _connect_retrying(host, settings, jump, built, limit,
+                                       closed=lambda: jumps.release(chain))
+    except BaseException:
+        jumps.release(chain)
+        raise
+    return NodeConnection(conn, str(built.options.host))
+
+
+async def _connect_retrying(
+    host: HostSpec, settings: SSHSettings, tunnel: asyncssh.SSHClientConnection | None,
+    built: HostOptions, limit: asyncio.Semaphore, closed: Callable[[], None] | None = None,
+) -> asyncssh.SSHClientConnection:
+    """``_connect_one`` again after a dropped handshake (sshrun.connect_retry), each
+    attempt within ``limit``'s handshakes. The attempts and the waits between them
+    share the connect timeout; waiting for a handshake slot does not count."""
+    loop = asyncio.get_running_loop()
+    timeout = settings.timeouts.connect
+    spent = 0.0
+    retries = 0
+    while True:
+        async with limit:
+            began = loop.time()
+            try:
+                async with asyncio.timeout(timeout - spent):
+                    return await _connect_one(host, settings, tunnel, built, closed)
+            except TimeoutError:
+                dropped = f" ({retries} dropped handshakes retried)" if retries else ""
+                raise ConnectError(host.label, f"timed out after {timeout:.0f}s connecting "
+                                               f"or logging in{dropped}") from None
+            except _Dropped as exc:
+                spent += loop.time() - began
+                delay = retry_delay(retries, spent, timeout, random.random())
+                if delay is None:
+                    raise ConnectError(
+                        host.label, f"{exc.reason}, {retries + 1} times in {timeout:.0f}s "
+                        "(the node's sshd may be over its MaxStartups: lower "
+                        "--max-handshakes, or raise MaxStartups there)") from None
+        retries += 1
+        spent += delay
+        await asyncio.sleep(delay)
+
+
+class _Dropped(Exception):
+    """A handshake that the node closed before the login: tried again."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
 
 
 async def _connect_one(
     host: HostSpec, settings: SSHSettings, tunnel: asyncssh.SSHClientConnection | None,
-    built: HostOptions,
+    built: HostOptions, closed: Callable[[], None] | None,
 ) -> asyncssh.SSHClientConnection:
     options, known = built.options, list(built.known_hosts)
     policy = settings.host_key_policy
@@ -138,9 +185,9 @@ async def _connect_one(
             known_hosts=view.trusted if view is not None else None,
             tunnel=tunnel if tunnel is not None else (),
         )
-        if tunnel is not None:
-            # The jump connection closes with the node's.
-            conn.set_tunnel(tunnel)
+        # Only a connection that logged in holds the jump; a failed attempt's
+        # hold is the caller's to drop.
+        client.closed = closed
     except asyncssh.HostKeyNotVerifiable:
         entry = client.entry or (
             str(options.host) if options.port == 22 else f"[{options.host}]:{options.port}")
@@ -174,6 +221,12 @@ async def _connect_one(
             f"permission denied for user {options.username!r}: no key was accepted "
             "(check IdentityFile, the ssh agent, and the node's authorized_keys)",
         ) from None
+    except DROPPED as exc:
+        if isinstance(exc, asyncssh.Error):
+            text = exc.reason
+        else:
+            text = os.strerror(exc.errno) if isinstance(exc, OSError) and exc.errno else str(exc)
+        raise _Dropped(f"the handshake was dropped before the login ({text.lower()})") from None
     except TimeoutError:
         raise ConnectError(
             host.label, f"timed out after {settings.timeouts.connect:.0f}s connecting or logging in"
@@ -203,11 +256,3 @@ async def _connect_one(
     except asyncssh.Error as exc:
         raise SSHError(host.label, f"SSH failed: {exc.reason}") from None
     return conn
-
-
-class _NullLimit:
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None

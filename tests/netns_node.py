@@ -359,6 +359,11 @@ class NetnsNode:
         raise RuntimeError(f"black hole leaks: {self.address}:{self.port} still answers "
                            f"({banner[:32]!r})")
 
+    def drop_port(self, address: str, port: int) -> None:
+        """Drop what the namespace sends to ``address:port`` (TCP): a firewall on one port."""
+        self._iptables("-A", "OUTPUT", "-p", "tcp", "-d", address, "--dport", str(port),
+                       "-j", "DROP", what=f"dropping TCP to {address}:{port}")
+
     def restore(self) -> None:
         """Delete the DROP rules that ``blackhole()`` added (both, as often as added)."""
         for chain in ("INPUT", "OUTPUT"):

@@ -31,6 +31,12 @@ level 2 and skips ``~/.bashrc``; nodes see exactly the ``PATH`` above.
 ``exec sh -c "$SSH_ORIGINAL_COMMAND"`` (tests/test_hostile_node.py), without touching the
 machine's own rc files.
 
+``sshd_options`` are sshd_config lines that replace the defaults' lines of the same
+keywords, e.g. ``MaxStartups 1:100:1`` or ``LogLevel VERBOSE``. ``per_sshd`` (1 to 16,
+OpenSSH's limit on listen addresses) lets one sshd serve that many consecutive nodes, with one
+host key, so that hundreds of nodes do not take hundreds of sshd processes; the faults below
+then hit the node's whole group.
+
 Faults: ``stop_node(k)`` / ``cont_node(k)`` send SIGSTOP / SIGCONT to node ``k``'s sshd
 listener (new connections then hang before the SSH banner), ``kill_node(k)`` SIGKILLs it
 (new connections are refused), ``start_node(k)`` restarts a killed node on the same address,
@@ -54,7 +60,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -274,29 +280,42 @@ def _signal_if_same(pid: int, start: int, sig: int) -> None:
             os.kill(pid, sig)
 
 
-def sshd_config_text(address: str, port: int, host_key: Path, pid_file: Path,
-                     authorized_keys: Path) -> str:
-    """A test node's sshd_config: key logins only, the test user's environment kept."""
+def sshd_config_text(address: str | Sequence[str], port: int, host_key: Path, pid_file: Path,
+                     authorized_keys: Path, options: Sequence[str] = ()) -> str:
+    """A test node's sshd_config: key logins only, the test user's environment kept.
+
+    ``options`` replace the default lines of the same keywords (sshd keeps the first
+    value of most keywords but the last of some, such as MaxStartups)."""
+    addresses = [address] if isinstance(address, str) else list(address)
+    overridden = {line.split(None, 1)[0].lower() for line in options if line.strip()}
+    defaults = [line for line in _SSHD_DEFAULTS if line.split(None, 1)[0].lower()
+                not in overridden]
     return "\n".join([
-        f"ListenAddress {address}",
+        *(f"ListenAddress {a}" for a in addresses),
         f"Port {port}",
         f"HostKey {_quote(host_key)}",
         f"PidFile {_quote(pid_file)}",
         f"AuthorizedKeysFile {_quote(authorized_keys)}",
-        "UsePAM no",
-        "StrictModes no",
-        "PubkeyAuthentication yes",
-        "PasswordAuthentication no",
-        "KbdInteractiveAuthentication no",
-        "PermitRootLogin yes",
-        "PermitUserEnvironment yes",
-        "MaxStartups 100:30:200",
-        "LogLevel ERROR",
-        "X11Forwarding no",
-        "PrintMotd no",
-        "Subsystem sftp internal-sftp",
+        *options,
+        *defaults,
         "",
     ])
+
+
+_SSHD_DEFAULTS = (
+    "UsePAM no",
+    "StrictModes no",
+    "PubkeyAuthentication yes",
+    "PasswordAuthentication no",
+    "KbdInteractiveAuthentication no",
+    "PermitRootLogin yes",
+    "PermitUserEnvironment yes",
+    "MaxStartups 100:30:200",
+    "LogLevel ERROR",
+    "X11Forwarding no",
+    "PrintMotd no",
+    "Subsystem sftp internal-sftp",
+)
 
 
 def client_host_block(alias: str, address: str, port: int, user: str, client_key: Path,
@@ -329,6 +348,8 @@ class _Node:
     proc: subprocess.Popen[bytes] | None = None
 
 
+# OpenSSH's MAX_LISTEN_SOCKS: one sshd binds at most this many addresses.
+MAX_LISTEN_ADDRESSES = 16
 # 127.0.0.2-254, then 127.0.1.1-254, 127.0.2.1-254, ...: far more than any test needs.
 MAX_NODES = 253 * 16
 
@@ -362,9 +383,16 @@ class SshdCluster:
         port: int | None = None,
         ready_timeout: float = READY_TIMEOUT_S,
         key_options: str = "",
+        sshd_options: Sequence[str] = (),
+        per_sshd: int = 1,
     ) -> None:
         if n < 1:
             raise ValueError(f"a cluster needs at least one node, not {n}")
+        if not 1 <= per_sshd <= MAX_LISTEN_ADDRESSES:
+            raise ValueError(f"an sshd listens on 1 to {MAX_LISTEN_ADDRESSES} addresses, "
+                             f"not {per_sshd}")
+        self.sshd_options = tuple(sshd_options)
+        self.per_sshd = per_sshd
         if first_octet < 1 or first_octet > 254 or n > MAX_NODES:
             raise ValueError(f"{n} nodes from 127.0.0.{first_octet} is not valid")
         self.tools = ensure_openssh()
@@ -394,6 +422,9 @@ class SshdCluster:
                     log=node_dir / "sshd.log",
                 )
             )
+        # Node k is served by the sshd of node k - k % per_sshd (its "leader"),
+        # which listens on every address of its group with one host key.
+        self._leaders = self._nodes[::per_sshd]
         self._fixed_port = port is not None
         self.port: int = port if port is not None else pick_port(self.addresses)
         try:
@@ -427,8 +458,17 @@ class SshdCluster:
         self.authorized_keys.write_text(f"{options} {client_pub}\n")
         self.authorized_keys.chmod(0o600)
         self.hostfile.write_text("".join(f"{alias}\n" for alias in self.aliases))
-        self._host_pubs = [self._keygen(node.host_key, node.alias) for node in self._nodes]
+        for node in self._nodes:
+            node.host_key = self._leader(node.index).host_key
+        pubs = [self._keygen(leader.host_key, leader.alias) for leader in self._leaders]
+        self._host_pubs = [pubs[k // self.per_sshd] for k in range(len(self._nodes))]
         self._write_node_configs()
+
+    def _leader(self, k: int) -> _Node:
+        return self._nodes[k - k % self.per_sshd]
+
+    def _group(self, leader: _Node) -> list[_Node]:
+        return self._nodes[leader.index:leader.index + self.per_sshd]
 
     def _write_node_configs(self) -> None:
         known: list[str] = []
@@ -438,9 +478,10 @@ class SshdCluster:
         for node, host_pub in zip(self._nodes, self._host_pubs, strict=True):
             keytype, key = host_pub.split()[:2]
             known.append(f"[{node.address}]:{self.port} {keytype} {key}\n")
-            node.config.write_text(sshd_config_text(
-                node.address, self.port, node.host_key, node.dir / "sshd.pid",
-                self.authorized_keys))
+            if self._leader(node.index) is node:
+                node.config.write_text(sshd_config_text(
+                    [n.address for n in self._group(node)], self.port, node.host_key,
+                    node.dir / "sshd.pid", self.authorized_keys, self.sshd_options))
             client.append(client_host_block(node.alias, node.address, self.port, self.user,
                                             self.client_key, self.known_hosts))
         self.known_hosts.write_text("".join(known))
@@ -448,8 +489,8 @@ class SshdCluster:
 
     def _start_all(self) -> None:
         for attempt in range(3):
-            for node in self._nodes:
-                self._spawn(node)
+            for leader in self._leaders:
+                self._spawn(leader)
             deadline = time.monotonic() + self.ready_timeout
             try:
                 for node in self._nodes:
@@ -464,6 +505,7 @@ class SshdCluster:
                 self._write_node_configs()
 
     def _spawn(self, node: _Node) -> None:
+        node.dir.mkdir(parents=True, exist_ok=True)
         with node.log.open("ab") as log:
             node.proc = subprocess.Popen(
                 [self.tools.sshd, "-D", "-e", "-f", str(node.config)],
@@ -475,13 +517,14 @@ class SshdCluster:
 
     def _wait_ready(self, node: _Node, deadline: float) -> None:
         """Wait until the node accepts TCP and sends its ``SSH-2.0`` banner."""
-        proc = node.proc
+        leader = self._leader(node.index)
+        proc = leader.proc
         assert proc is not None
         last_error = "no attempt"
         while True:
             rc = proc.poll()
             if rc is not None:
-                log = node.log.read_text(errors="replace")
+                log = leader.log.read_text(errors="replace")
                 msg = f"sshd of {node.alias} ({node.address}:{self.port}) exited with {rc}: {log}"
                 if "Address already in use" in log or "Cannot bind" in log:
                     raise _PortTaken(msg)
@@ -491,7 +534,7 @@ class SshdCluster:
                 raise RuntimeError(
                     f"sshd of {node.alias} ({node.address}:{self.port}) not ready after "
                     f"{self.ready_timeout:.0f} s ({last_error}); log: "
-                    + node.log.read_text(errors="replace")
+                    + leader.log.read_text(errors="replace")
                 )
             try:
                 with socket.create_connection(
@@ -522,12 +565,13 @@ class SshdCluster:
     @property
     def pids(self) -> list[int]:
         """The pid of each node's sshd listener (index ``k`` is node ``k``)."""
-        return [node.proc.pid if node.proc is not None else -1 for node in self._nodes]
+        return [(proc.pid if (proc := self._leader(k).proc) is not None else -1)
+                for k in range(len(self._nodes))]
 
     @property
     def logs(self) -> list[Path]:
-        """Each node's sshd log file (its stderr, ``LogLevel ERROR``)."""
-        return [node.log for node in self._nodes]
+        """Each node's sshd log file (its stderr, ``LogLevel ERROR``): its sshd's."""
+        return [self._leader(k).log for k in range(len(self._nodes))]
 
     def alias(self, k: int) -> str:
         return self._nodes[k].alias
@@ -540,7 +584,7 @@ class SshdCluster:
         return [self.tools.ssh, "-F", str(self.ssh_config), self._nodes[k].alias, *command]
 
     def _signal(self, k: int, sig: int, sessions: bool) -> None:
-        node = self._nodes[k]
+        node = self._leader(k)
         if node.proc is None or node.proc.poll() is not None:
             raise RuntimeError(f"sshd of {node.alias} is not running")
         tree = descendants(node.proc.pid) if sessions else []
@@ -564,18 +608,19 @@ class SshdCluster:
     def kill_node(self, k: int, sessions: bool = False) -> None:
         """SIGKILL node ``k``'s sshd listener (and its sessions' processes if ``sessions``)."""
         self._signal(k, signal.SIGKILL, sessions)
-        proc = self._nodes[k].proc
+        proc = self._leader(k).proc
         assert proc is not None
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=CLOSE_TIMEOUT_S)
 
     def start_node(self, k: int) -> None:
         """(Re)start node ``k``'s sshd after ``kill_node`` and wait until it is ready."""
-        node = self._nodes[k]
+        node = self._leader(k)
         if node.proc is not None and node.proc.poll() is None:
             return
         self._spawn(node)
-        self._wait_ready(node, time.monotonic() + self.ready_timeout)
+        for member in self._group(node):
+            self._wait_ready(member, time.monotonic() + self.ready_timeout)
 
     def _terminate_all(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
         running = [n.proc for n in self._nodes if n.proc is not None and n.proc.poll() is None]

@@ -69,12 +69,29 @@ def one_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
 @pytest.mark.parametrize("value", ["inf", "1e309", "nan", "-inf", "Infinity", "1_0", "1e10"])
 @pytest.mark.parametrize("flag", ["--grace-period", "--heartbeat-timeout", "--connect-timeout",
                                   "--restart-backoff", "--restart-backoff-max",
-                                  "--host-cooldown"])
+                                  "--host-cooldown", "--startup-report"])
 def test_durations_are_finite_and_bounded(capsys: pytest.CaptureFixture[str], flag: str,
                                           value: str) -> None:
     line = one_error(capsys, "--dry-run", "--hosts", "a", f"{flag}={value}", "t.py")
     assert f"argument {flag}: expected " in line
     assert repr(value) in line
+
+
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_the_startup_report_wants_a_positive_time(capsys: pytest.CaptureFixture[str],
+                                                 value: str) -> None:
+    line = one_error(capsys, "--dry-run", "--hosts", "a", f"--startup-report={value}", "t.py")
+    assert line.startswith("sshrun: error: argument --startup-report: expected "), line
+
+
+def test_the_startup_report_through_the_api_is_checked_as_the_flag_is() -> None:
+    from sshrun.errors import ConfigError
+    from sshrun.settings import Options, resolve
+
+    with pytest.raises(ConfigError, match=r"^--startup-report: expected "):
+        resolve(Options(hosts="a", target=("t.py",), startup_report="nan"))
+    assert resolve(Options(hosts="a", target=("t.py",), startup_report=2.5)).startup_report \
+        == 2.5
 
 
 def test_restart_backoff_is_at_most_a_day(capsys: pytest.CaptureFixture[str]) -> None:

@@ -20,7 +20,6 @@ import os
 import re
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,24 +39,6 @@ AGENT_EXIT_BOUND = NODE_TEARDOWN_BOUND + 10.0  # the agent's last output waits a
 HEAD_EXIT_BOUND = 40.0  # from the black hole to the head's exit status
 LOST_WORDING = r": lost: no word from the node for \d+s \(--heartbeat-timeout 4\)"
 
-
-@pytest.fixture
-def netns_node(sshd_cluster: SshdCluster, tmp_path: Path) -> Iterator[NetnsNode]:
-    """An sshd node in a fresh network namespace, accepting the cluster's client key."""
-    try:
-        node = NetnsNode(tmp_path / "netns", sshd_cluster)
-    except RuntimeError as exc:
-        reason = str(exc)
-    else:
-        reason = ""
-    if reason:  # a failure, never a skip: the chaos test must not pass unrun
-        pytest.fail(
-            "cannot build a node in a network namespace (needs root with CAP_SYS_ADMIN and "
-            f"CAP_NET_ADMIN, ip netns and a working iptables): {reason}",
-            pytrace=False,
-        )
-    with node:
-        yield node
 
 
 def _in_netns(node: NetnsNode, canary: str) -> list[int]:

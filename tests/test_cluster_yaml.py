@@ -308,7 +308,7 @@ def test_load_handles_bom_and_crlf(tmp_path: Path) -> None:
         (
             "hosts: [a]\nfoo: 1\n",
             "c.yaml:2:1: unknown key 'foo' in the cluster config; "
-            "expected one of hosts, defaults, ssh, env, torchrun, log_dir",
+            "expected one of hosts, defaults, ssh, env, torchrun, log_dir, sync",
         ),
         (
             "hosts: [a]\ndefaults: {workdr: /x}\n",
@@ -1006,3 +1006,24 @@ def test_torchrun_section_errors(text: str, message: str) -> None:
     with pytest.raises(LocationError) as exc:
         parse(text)
     assert str(exc.value).startswith(message), str(exc.value)
+
+
+# -- sync ----------------------------------------------------------------------
+
+
+def test_sync_section() -> None:
+    cf = parse("hosts: [a]\nsync:\n  dir: src\n  exclude: [data, '*.ckpt']\n"
+               "  include: .env\n  max_size: 200M\n", base_dir="/proj")
+    assert cf.sync is not None
+    assert cf.sync.dir == "/proj/src"
+    assert cf.sync.exclude == ("data", "*.ckpt") and cf.sync.include == (".env",)
+    assert cf.sync.max_size == "200M"
+    assert parse("hosts: [a]\n").sync is None
+
+
+def test_sync_section_errors_name_the_line() -> None:
+    assert "c.yaml:2:7: missing required key 'dir' in sync" in error(
+        "hosts: [a]\nsync: {exclude: [x]}\n")
+    assert "c.yaml:2:26: sync.max_size: 'lots' is not a size" in error(
+        "hosts: [a]\nsync: {dir: ., max_size: lots}\n")
+    assert "unknown key 'exlude'" in error("hosts: [a]\nsync: {dir: ., exlude: [x]}\n")

@@ -97,3 +97,53 @@ def test_finish_gives_up_when_asked() -> None:
             os.close(fd)  # the writer thread gets EPIPE and ends
 
     asyncio.run(scenario())
+
+
+def test_a_live_line_is_cleared_in_the_stream_that_passes_it_and_drawn_again_below() -> None:
+    """stderr on a real pty (stdout a pipe): a line written to stderr while the live
+    line shows starts with the clear; the live line comes back after it, and
+    ``remove`` leaves an empty row."""
+    from sshrun.console import LiveLine
+
+    async def scenario() -> bytes:
+        main, tty = os.openpty()
+        out_r, out_w = pipe_files()
+        console = ConsoleOutput(out_w, cast(BinaryIO, os.fdopen(tty, "wb", buffering=0)))
+        assert console.stderr_isatty and not console.stdout_isatty
+        line = LiveLine(console)
+        line.show("sshrun: starting: 0/2")
+        await until(lambda: console.stderr.backlog == 0 and line._shown)
+        console.stderr.write(b"node0 | hello\n")
+        console.stdout.write(b"not on the terminal\n")  # a pipe: no clear goes there
+        line.show("sshrun: starting: 1/2")
+        await until(lambda: line._shown and console.stderr.backlog == 0)
+        line.close()
+        assert console.stderr.overlay is None
+        await console.finish(lambda: False)
+        assert os.read(out_r, 100) == b"not on the terminal\n"
+        return read_pty(main)
+
+    clear = b"\r\x1b[K"
+    # The pty turns \n into \r\n.
+    assert asyncio.run(scenario()) == (clear + b"sshrun: starting: 0/2" + clear
+                                       + b"node0 | hello\r\n" + clear
+                                       + b"sshrun: starting: 1/2" + clear)
+
+
+async def until(predicate: object, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():  # type: ignore[operator]
+            await asyncio.sleep(0.01)
+
+
+def read_pty(fd: int) -> bytes:
+    import select
+
+    data = b""
+    while select.select([fd], [], [], 0.5)[0]:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        data += chunk
+    os.close(fd)
+    return data

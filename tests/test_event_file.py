@@ -13,7 +13,8 @@ from head import WORKERS, Head, run_sshrun
 from jobprocs import agent_of_node, assert_no_leftovers, new_canary
 from sshd_cluster import SshdCluster, cluster_args
 
-NODE_EVENTS = ("node_connected", "agent_up", "ranks_started", "rank_exited", "node_swept")
+NODE_EVENTS = ("node_connected", "agent_up", "ranks_started", "rank_started", "rank_exited",
+               "node_swept")
 
 
 def read_events(path: Path) -> list[dict[str, Any]]:
@@ -55,7 +56,7 @@ def test_events_through_a_restart(sshd_cluster: SshdCluster, tmp_path: Path) -> 
     for host in ("node0", "node1", "node2"):
         mine = [e["event"] for e in events if e["attempt"] == 0 and e.get("host") == host]
         expected = list(NODE_EVENTS) if host == "node1" else [
-            n for n in NODE_EVENTS if n != "rank_exited" or n in mine]
+            n for n in NODE_EVENTS if n not in ("rank_started", "rank_exited") or n in mine]
         assert mine == expected, (host, mine)
     assert first.index("attempt_failed") > max(i for i, n in enumerate(first) if n in NODE_EVENTS)
     assert first[-2:] == ["attempt_failed", "restarting"]

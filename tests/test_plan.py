@@ -20,6 +20,7 @@ from sshrun.plan import (
     parse_endpoint,
     parse_nproc,
     plan_job,
+    probe_endpoint,
     rank_env,
     target_args,
     torchrun_args,
@@ -423,3 +424,26 @@ def test_ranks_see_sshruns_restarts_as_torchruns_own() -> None:
             "job9.2" if attempt else "job9")
     named = plan_job(config(("a", 1), rdzv_id="exp7"), "job9", attempt=1)
     assert rank_env(named)["TORCHELASTIC_RUN_ID"] == "exp7"
+
+
+# --- probe_endpoint ----------------------------------------------------------------------
+
+
+def test_every_node_but_the_stores_host_probes_what_its_torchrun_is_given() -> None:
+    p = plan_job(config(("a", 2), ("b", 2), ("c", 2)), "j")
+    endpoint = ("10.0.0.1", 29500)
+    assert [probe_endpoint(p, n, endpoint) for n in p.nodes] == [None, endpoint, endpoint]
+    # --master-port alone: the port torchrun gets is the one probed.
+    p = plan_job(config(("a", 2), ("b", 2), rdzv_port=29600), "j")
+    assert probe_endpoint(p, p.nodes[1], ("10.0.0.1", 41000)) == ("10.0.0.1", 29600)
+    assert torchrun_args(p, p.nodes[1], ("10.0.0.1", 41000), None).count("10.0.0.1:29600") == 1
+
+
+def test_etcd_is_probed_from_node_0_too_and_exec_or_standalone_never() -> None:
+    p = plan_job(config(("a", 1), ("b", 1), rdzv_backend="etcd",
+                        rdzv_endpoint="etcd.example:2379"), "j")
+    assert probe_endpoint(p, p.nodes[0], ("etcd.example", 2379)) == ("etcd.example", 2379)
+    p = plan_job(config(("a", 1), ("b", 1), mode="exec"), "j")
+    assert probe_endpoint(p, p.nodes[1], ("a", 29500)) is None
+    p = plan_job(config(("a", 1), standalone=True), "j")
+    assert probe_endpoint(p, p.nodes[0], ("a", None)) is None

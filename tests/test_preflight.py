@@ -25,18 +25,20 @@ from sshrun.hostfile import HostSpec
 from sshrun.node import probe, protocol
 from sshrun.node.protocol import EVENTS, PROTOCOL_VERSION, Hello, Preflight, ProtocolError
 from sshrun.plan import JobConfig
-from sshrun.preflight import NodeHello, Problem, check_hellos, refusal
+from sshrun.preflight import NodeHello, Problem, check_hellos, refusal, version_mismatch
 
 
-def hello(python: str = "/usr/bin/python3", **modules: bool) -> Hello:
+def hello(python: str = "/usr/bin/python3", torch_version: str | None = "2.13.0",
+          **modules: bool) -> Hello:
     return Hello(version=PROTOCOL_VERSION, pid=1, hostname="n", python=python,
-                 python_version="3.8.18", torch=True, free_port=29500, cwd="/",
-                 torch_version="2.13.0", cuda_version="12.6", modules=modules)
+                 python_version="3.8.18", torch=torch_version is not None, free_port=29500,
+                 cwd="/", torch_version=torch_version, cuda_version="12.6", modules=modules)
 
 
-def job(backend: str, mode: str = "torchrun") -> JobConfig:
+def job(backend: str, mode: str = "torchrun", allow: bool = False) -> JobConfig:
     return JobConfig(hosts=(HostSpec("a"), HostSpec("b")), target=("t.py",),
-                     mode=mode, rdzv_backend=backend)  # type: ignore[arg-type]
+                     mode=mode, rdzv_backend=backend,  # type: ignore[arg-type]
+                     allow_version_mismatch=allow)
 
 
 # -- the backends' table -----------------------------------------------------------------
@@ -68,6 +70,59 @@ def test_what_each_backend_needs_matches_torchs_imports() -> None:
 
 
 # -- the checks over every hello ---------------------------------------------------------
+
+
+def versions(*pairs: tuple[str, str | None]) -> list[NodeHello]:
+    return [NodeHello(host, hello(torch_version=v)) for host, v in pairs]
+
+
+def test_a_node_whose_torch_is_not_node_0s_is_refused_naming_both_versions() -> None:
+    hellos = versions(("node0", "2.13.0"), ("node1", "2.12.0"), ("node2", "2.13.0"))
+    problems = check_hellos(hellos, job("static"))
+    assert problems == [Problem("node1", (
+        "torch 2.12.0, but node 0 (node0) has torch 2.13.0 (every node needs the same "
+        "torch; --allow-version-mismatch launches anyway)"))]
+    error = refusal(problems)
+    assert error.exit_code == errors.EXIT_USAGE
+    assert str(error) == ("node1: torch 2.12.0, but node 0 (node0) has torch 2.13.0 (every "
+                          "node needs the same torch; --allow-version-mismatch launches anyway)")
+
+
+def test_many_mismatched_nodes_fold_into_hostlists_per_version() -> None:
+    hellos = versions(("node01", "2.13.0"), *((f"node{k:02d}", "2.12.0") for k in (2, 3, 4)),
+                      ("node05", "2.13.0"), ("node06", "2.11.0"), ("node07", "2.12.0"))
+    mismatch = version_mismatch(hellos)
+    assert mismatch is not None
+    assert mismatch.hosts == ("node02", "node03", "node04", "node07", "node06")
+    assert str(refusal(check_hellos(hellos, job("static")))) == (
+        "node[02-04,06-07]: torch 2.12.0 on node[02-04,07], 2.11.0 on node06, but node 0 "
+        "(node01) has torch 2.13.0 (every node needs the same torch; "
+        "--allow-version-mismatch launches anyway)")
+
+
+def test_exec_jobs_are_guarded_too_and_unknown_versions_are_not_compared() -> None:
+    hellos = versions(("a", "2.13.0"), ("b", "2.12.0"))
+    assert [p.host for p in check_hellos(hellos, job("static", mode="exec"))] == ["b"]
+    # No torch on a node (exec needs none), or none on node 0: nothing to compare.
+    assert version_mismatch(versions(("a", "2.13.0"), ("b", None))) is None
+    assert version_mismatch(versions(("a", None), ("b", "2.12.0"))) is None
+    assert version_mismatch(versions(("a", "2.13.0+cpu"), ("b", "2.13.0+cpu"))) is None
+    assert version_mismatch([]) is None
+
+
+def test_allow_version_mismatch_lets_the_launch_go_on() -> None:
+    hellos = versions(("a", "2.13.0"), ("b", "2.12.0"))
+    assert check_hellos(hellos, job("static", allow=True)) == []
+    assert check_hellos(hellos, job("static", mode="exec", allow=True)) == []
+    # Other problems are still refused.
+    etcd = [NodeHello("a", hello(etcd=True, urllib3=True)),
+            NodeHello("b", hello(torch_version="2.12.0", etcd=False, urllib3=True))]
+    assert [p.host for p in check_hellos(etcd, job("etcd", allow=True))] == ["b"]
+
+
+def test_a_version_with_escapes_is_sanitized_in_the_line() -> None:
+    hellos = versions(("a", "2.13.0"), ("b", "2.12.0\x1b[2J\u202e"))
+    assert "\x1b" not in str(refusal(check_hellos(hellos, job("static"))))
 
 
 def test_a_node_without_python_etcd_is_one_problem_naming_it() -> None:

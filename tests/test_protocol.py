@@ -30,11 +30,14 @@ from sshrun.node.protocol import (
     Hello,
     Kill,
     Message,
+    Ping,
+    Pong,
     Preflight,
     ProtocolError,
     RankExit,
     RankFailure,
     RankStarted,
+    RendezvousProbe,
     Spec,
     Started,
     Stop,
@@ -46,7 +49,8 @@ from sshrun.transport import SSHSettings, connect
 EXAMPLES: list[Message] = [
     Preflight(sync="ab" * 16, workdir="~/job"),
     Spec(mode="torchrun", tag="j.0.1", env={"A": "1"}, cwd="/w", grace=3.0, hb_timeout=9.0,
-         hb_period=1.5, torchrun_args=("--nnodes", "2"), target=("script", "t.py", "-x")),
+         hb_period=1.5, torchrun_args=("--nnodes", "2"), target=("script", "t.py", "-x"),
+         probe_host="169.254.1.2", probe_port=29500),
     Spec(mode="exec", tag="j.1.0", argv=("echo", "hi")),
     Heartbeat(),
     Stop(reason="node2 rank 3 failed"),
@@ -62,6 +66,10 @@ EXAMPLES: list[Message] = [
     Exited(code=1, failures={3: RankFailure(local_rank=1, pid=14, exitcode=-9, timestamp=5)},
            stopped="node2 rank 3 failed", swept=Swept(terminated=4, killed=1, left=0)),
     Exited(code=0),
+    Ping(seq=3),
+    Pong(seq=3, time=1796000000.25),
+    RendezvousProbe(state="unreachable", error="timed out"),
+    RendezvousProbe(state="waiting"),
 ]
 
 

@@ -225,8 +225,8 @@ def test_a_clean_run(clean: Run) -> None:
     assert outcome is not None, clean.error
     assert (outcome.exit_code, outcome.first_failure, outcome.interrupted) == (0, None, False)
     for node in (0, 1):
-        assert clean.of(node) == ["node_connected", "agent_up", "ranks_started", "rank_exited",
-                                  "node_swept"]
+        assert clean.of(node) == ["node_connected", "agent_up", "ranks_started", "rank_started",
+                                  "rank_exited", "node_swept"]
     assert not _events(clean, Stopping) and not _events(clean, NodeLost)
     assert sorted((e.host, e.address) for e in _events(clean, NodeConnected)) == [
         ("node1", "127.0.0.2"), ("node2", "127.0.0.3")]
@@ -265,7 +265,7 @@ def test_a_rank_failing_stops_the_gang_and_is_the_first_failure(rank_fails: Run)
     assert failed < names.index("stopping") < names.index("node_swept")
     for node in (0, 1):
         assert rank_fails.of(node) == ["node_connected", "agent_up", "ranks_started",
-                                       "rank_exited", "node_swept"]
+                                       "rank_started", "rank_exited", "node_swept"]
     # The survivor was stopped by the gang: SIGTERM from its torchrun.
     assert sorted((e.rank, e.code, e.signal) for e in _events(rank_fails, RankExited)) == [
         (0, 143, "SIGTERM"), (1, 42, None)]
@@ -406,6 +406,7 @@ def test_the_report_of_a_failed_rank_names_it_with_its_last_lines(rank_fails: Ru
         "sshrun: first failure: node2 (node 1), rank 1 (local rank 0): exited with code 42",
         "last lines of its stderr:",
         "  rank 1 about to fail",
+        "sshrun: nodes: 1 failed (node2), 1 stopped (node1)",
         "sshrun: exit status 42",
     ]
 
@@ -413,13 +414,15 @@ def test_the_report_of_a_failed_rank_names_it_with_its_last_lines(rank_fails: Ru
 def test_the_report_of_a_lost_node(agent_dies: Run) -> None:
     assert _render(agent_dies.outcome) == [
         "sshrun: first failure: node2 (node 1): connection to the agent lost",
+        "sshrun: nodes: 1 stopped (node1), 1 lost (node2)",
         "sshrun: exit status 255",
     ]
 
 
 def test_the_report_of_an_interrupt(interrupted: Run) -> None:
-    [line] = _render(interrupted.outcome)
+    line, fates = _render(interrupted.outcome)
     assert re.fullmatch(r"sshrun: interrupted after \d+\.\ds; every node stopped", line), line
+    assert fates == "sshrun: nodes: 2 stopped (node[1-2])"
 
 
 def test_the_report_lists_earlier_attempts_by_their_first_failure(

@@ -6,6 +6,7 @@ import ast
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from head import REPO
 
@@ -51,7 +52,8 @@ def _shipped() -> dict[str, str]:
     from sshrun import agent
 
     texts = {f"sshrun/node/{part}.py": agent.source(part)
-             for part in {*agent.MODULES, *(p for ps in agent.SCRIPTS.values() for p in ps)}}
+             for part in {*agent.MODULES, *(p for ps in agent.SCRIPTS.values() for p in ps),
+                          *agent.EXEC_PARTS}}
     texts.update(_bundle_contents()[1])
     texts["BUNDLE"] = agent.BUNDLE.decode()
     texts["BOOTSTRAP"] = agent.BOOTSTRAP
@@ -106,7 +108,8 @@ def test_the_bundle_holds_exactly_the_declared_parts() -> None:
     for name, parts in agent.SCRIPTS.items():
         assert scripts[name] == "\n".join(agent.source(p) for p in parts)
     files = {p.stem for p in (REPO / "sshrun" / "node").glob("*.py")} - {"__init__"}
-    used = [*agent.MODULES, *(p for parts in agent.SCRIPTS.values() for p in parts)]
+    used = [*agent.MODULES, *(p for parts in agent.SCRIPTS.values() for p in parts),
+            *agent.EXEC_PARTS]
     assert files == set(used), "a file in sshrun/node that is not shipped, or one missing"
 
 
@@ -135,6 +138,9 @@ def test_shipped_files_import_only_the_standard_library() -> None:
         allowed = {"torch"} if name == "sshrun_torchrun.py" else set()
         for module in _runtime_imports(text):
             assert module.split(".")[0] in stdlib | allowed, f"{name} imports {module}"
+    for part in agent.EXEC_PARTS:  # run as commands, under the job's interpreter
+        for module in _runtime_imports(agent.source(part)):
+            assert module.split(".")[0] in stdlib | {"torch"}, f"{part}.py imports {module}"
 
 
 def _python_3_8() -> str:
@@ -289,3 +295,26 @@ def test_sshrun_modules_import_no_circle() -> None:
     graph = import_graph(_module_names())
     assert "sshrun.failure" in graph["sshrun.result"]  # it does see sshrun's imports
     assert import_cycles(graph) == []
+
+
+def _yaml_modules_after(argv: list[str]) -> str:
+    code = ("import sys, sshrun.cli, sshrun.launcher\n"
+            "try:\n"
+            f"    sshrun.cli.parse_invocation({argv!r}, {{}})\n"
+            "except sshrun.errors.SshrunError as exc:\n"
+            "    print(exc, file=sys.stderr)\n"
+            "print(sorted(m for m in sys.modules if m == 'yaml' or m.startswith(('yaml.', "
+            "'sshrun.cluster_yaml', 'sshrun.yaml'))))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_a_run_without_a_config_file_never_imports_yaml(tmp_path: Path) -> None:
+    """PyYAML and the config schema cost every start-up ~20 ms; only -c needs them."""
+    assert _yaml_modules_after(["--hosts", "a,b", "train.py"]) == "[]"
+    config = tmp_path / "cluster.yaml"
+    config.write_text("hosts: [a, b]\n")
+    loaded = _yaml_modules_after(["-c", str(config), "train.py"])
+    assert "'yaml'" in loaded and "'sshrun.cluster_yaml'" in loaded

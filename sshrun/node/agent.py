@@ -15,6 +15,8 @@ Life of an agent::
                              rendezvous client modules present, a free port
     spec   <── head          what to run (torchrun or a plain command)
     start                    child in a new session, tagged SSHRUN_TAG=<tag>
+    rdzv_probe ──> head      a torchrun job still before its rendezvous after a few
+                             seconds: can this node reach the endpoint (``rdzv_probe``)
     output ──> head          framed chunks, tagged by global rank and stream
     hb     ──> head          every ``hb_period`` seconds while nothing else is queued
     exited ──> head          exit code, per-rank failures, what the sweep killed, and
@@ -22,7 +24,8 @@ Life of an agent::
 
 Its parts: ``protocol`` (the messages), ``probe`` (what the interpreter has,
 for hello), ``buffer`` (the queue to the head, back-pressure and the final
-drain), ``ranks`` (the ranks' streams and exit statuses), ``teardown`` (the
+drain), ``ranks`` (the ranks' streams and exit statuses), ``rdzv_probe``
+(whether a stalled start-up can reach the rendezvous), ``teardown`` (the
 job's processes, the sweep, the sentinel), and this module, which runs the
 job and the loop that serves them all.
 
@@ -40,12 +43,9 @@ import os
 import select
 import selectors
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
-from typing import Any
 
 from sshrun.node.buffer import OutputBuffer
 from sshrun.node.probe import has_modules, torch_versions
@@ -58,9 +58,12 @@ from sshrun.node.protocol import (
     Heartbeat,
     Hello,
     Kill,
+    Ping,
+    Pong,
     Preflight,
     ProtocolError,
     RankFailure,
+    RendezvousProbe,
     Spec,
     Started,
     Stop,
@@ -69,8 +72,15 @@ from sshrun.node.protocol import (
     rank_failures,
 )
 from sshrun.node.ranks import READ_CHUNK, RankStreams
+from sshrun.node.rdzv_probe import PROBE_AFTER, Probe
 from sshrun.node.teardown import Teardown, exit_status, set_child_subreaper
 from sshrun.node.tmpdir import make_tmpdir, remove_tree
+
+# typing is ~3 ms to import on a node; its names are the type checker's only.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
 
 TICK = 0.1
 # The scripts the agent writes for a torchrun job, by file name (the head
@@ -80,9 +90,22 @@ TORCHRUN_WRAPPER = "sshrun_torchrun.py"
 
 
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    # The C module socket.socket is made on: importing socket costs a node
+    # ~2 ms (its enums) that an exec job never needs.
+    import _socket
+
+    sock = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
+    try:
         sock.bind(("", 0))
         return int(sock.getsockname()[1])
+    finally:
+        sock.close()
+
+
+def _python_version() -> str:
+    """The interpreter's version as ``platform.python_version()`` gives it ("3.11.2")."""
+    version = sys.version.split()[0]
+    return version + ".0" if version.count(".") == 1 else version
 
 
 class Agent:
@@ -105,6 +128,10 @@ class Agent:
         self.hb_period = 0.0  # ours to the head; 0 until the spec says
         self.next_hb = 0.0
         self.grace = 10.0
+        # torchrun jobs off the store's host: (host, port, when torchrun started)
+        # until the first probe, then the probe, until a rank starts.
+        self.probe_at: tuple[str, int, float] | None = None
+        self.probe: Probe | None = None
 
     def _pause_readers(self, paused: bool) -> None:
         self.ranks.set_paused(paused)
@@ -202,6 +229,8 @@ class Agent:
             self.begin_stop(message.reason)
         elif isinstance(message, Kill):
             self.begin_stop(message.reason, grace=0.0)
+        elif isinstance(message, Ping):
+            self.out.event(Pong(seq=message.seq, time=time.time()))
 
     # -- the job -------------------------------------------------------------------
 
@@ -219,12 +248,13 @@ class Agent:
         self.out.send(marker)
 
     def hello(self, preflight: Preflight) -> None:
-        import platform
         has_torch, torch_version, cuda_version = torch_versions()
         workdir = preflight.workdir
         self.out.event(Hello(
-            version=PROTOCOL_VERSION, pid=os.getpid(), hostname=socket.gethostname(),
-            python=sys.executable, python_version=platform.python_version(),
+            # What socket.gethostname() and platform.python_version() say,
+            # without importing either (~3 ms on a node).
+            version=PROTOCOL_VERSION, pid=os.getpid(), hostname=os.uname().nodename,
+            python=sys.executable, python_version=_python_version(),
             torch=has_torch, free_port=_free_port(), cwd=os.getcwd(),
             # Checked before any node starts anything, so that a typo fails fast.
             workdir_ok=os.path.isdir(os.path.expanduser(workdir)) if workdir else True,
@@ -279,6 +309,8 @@ class Agent:
             assert pipe is not None
             self.ranks.add_pipe(pipe, stream)
         self.out.event(Started(pid=self.child.pid, argv0=argv[0]))
+        if spec.mode == "torchrun" and spec.probe_host and spec.probe_port:
+            self.probe_at = (spec.probe_host, spec.probe_port, time.monotonic())
 
     def fail(self, message: str) -> None:
         self.out.event(Error(message=message))
@@ -335,6 +367,8 @@ class Agent:
             self.reap()
             self._settle()
             now = time.monotonic()
+            if self.probe_at is not None or self.probe is not None:
+                self._probe(now)
             if self.stdin_open and now - self.last_heard > self.hb_timeout:
                 self.begin_stop(f"no heartbeat from the head for {self.hb_timeout:.0f}s")
             if self.kill_deadline is not None and now >= self.kill_deadline:
@@ -343,6 +377,29 @@ class Agent:
             if self.child_code is not None or (self.stopping and self.child is None):
                 break
         return self.finish()
+
+    def _probe(self, now: float) -> None:
+        """Whether this node reaches the rendezvous, looked at only while no rank has
+        started, from once torchrun has waited ``PROBE_AFTER`` seconds
+        (sshrun.node.rdzv_probe)."""
+        if self.ranks.started or self.stopping or self.child_code is not None:
+            self.probe_at = None
+            if self.probe is not None:
+                self.probe.close()
+                self.probe = None
+            return
+        if self.probe is None:
+            assert self.probe_at is not None
+            host, port, began = self.probe_at
+            if now - began < PROBE_AFTER:
+                return
+            self.probe_at = None
+            self.probe = Probe(host, port, began)
+        outcome = self.probe.poll(now)
+        if outcome is not None:
+            self.out.event(RendezvousProbe(state=outcome[0], error=outcome[1]))
+        if self.probe.done:
+            self.probe = None
 
     def _torch_failures(self) -> dict[int, RankFailure]:
         """What the torchrun wrapper wrote about failed ranks, if anything."""
@@ -354,6 +411,9 @@ class Agent:
             return {}
 
     def finish(self) -> int:
+        if self.probe is not None:
+            self.probe.close()
+            self.probe = None
         # Output still in flight from ranks that already exited.
         self.serve_readers(2.0)
         remaining = 0.0

@@ -13,26 +13,38 @@ token on stdout and stderr (see ``sshrun.preamble``).
 Head to agent (the session's stdin): one JSON object per line, a ``Command``;
 the first one (``preflight``) follows the agent's source.
 
-Every message is a frozen dataclass whose ``TYPE`` is its ``"type"`` on the
-wire. ``to_dict`` gives the JSON object; ``from_dict`` reads one, ignores
-fields it does not know (a newer peer may send more) and raises
-``ProtocolError``, one line naming the message and the field, when a field is
-missing or of the wrong type. ``PROTOCOL_VERSION`` changes whenever a message
+Every message is a frozen record (``sshrun.node.records.frozen``: declared as
+a frozen dataclass is, made without ``dataclasses``, which costs a node too
+much to import) whose ``TYPE`` is its ``"type"`` on the wire. ``to_dict``
+gives the JSON object; ``from_dict`` reads one, ignores fields it does not
+know (a newer peer may send more) and raises ``ProtocolError``, one line
+naming the message and the field, when a field is missing or of the wrong
+type. ``PROTOCOL_VERSION`` changes whenever a message
 changes; the head checks the agent's at ``hello``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import struct
-from collections.abc import Callable
-from typing import Any, ClassVar, TypeVar
+
+from sshrun.node.records import MISSING, field, fields, frozen
+
+# typing is ~3 ms to import on a node; its names are the type checker's only.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, ClassVar, TypeVar
+
+    M = TypeVar("M", bound="Message")
 
 # 2: output frames carry the time the agent read them (OUTPUT_TIME).
 # 3: hello says torch's and CUDA's versions and which modules the preflight
 #    asked about are importable; the spec carries rank_env.
-PROTOCOL_VERSION = 3
+# 4: ping and pong (the node's clock, for sshrun check).
+# 5: the spec names the rendezvous endpoint to probe (probe_host, probe_port);
+#    rdzv_probe says what the probe found.
+PROTOCOL_VERSION = 5
 
 # kind (1 byte), stream (1 byte), source (int32), payload length (uint32)
 HEADER = struct.Struct("!cBiI")
@@ -49,9 +61,6 @@ SYNC_PREFIX = b"\nsshrun-agent-sync "
 
 class ProtocolError(ValueError):
     """A message that breaks the protocol: its ``str()`` says which message and field."""
-
-
-M = TypeVar("M", bound="Message")
 
 
 def _is_int(value: Any) -> bool:
@@ -110,8 +119,8 @@ def _plain(value: Any) -> Any:
     """A field's value as JSON takes it."""
     if isinstance(value, Message):
         return value.to_dict()
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if hasattr(value, "__record_fields__") and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, tuple):
@@ -120,13 +129,13 @@ def _plain(value: Any) -> Any:
 
 
 class Message:
-    """A protocol message; subclasses are frozen dataclasses with a ``TYPE``."""
+    """A protocol message; subclasses are frozen records (``@frozen``) with a ``TYPE``."""
 
     TYPE: ClassVar[str] = ""
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"type": self.TYPE}
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+        for f in fields(self):
             data[f.name] = _plain(getattr(self, f.name))
         return data
 
@@ -134,10 +143,9 @@ class Message:
     def from_dict(cls: type[M], data: dict[str, Any]) -> M:
         """The message in ``data``; unknown fields ignored, a missing or bad one refused."""
         values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        for f in fields(cls):
             if f.name not in data:
-                if (f.default is dataclasses.MISSING
-                        and f.default_factory is dataclasses.MISSING):
+                if f.default is MISSING and f.default_factory is MISSING:
                     raise ProtocolError(f"{cls.TYPE!r} message without its {f.name!r} field")
                 continue
             value = data[f.name]
@@ -152,7 +160,7 @@ class Message:
 # -- head to agent ------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class Preflight(Message):
     """Sent with the agent's source: what to check before hello, and the sync token.
 
@@ -167,16 +175,19 @@ class Preflight(Message):
     modules: tuple[str, ...] = ()
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class Spec(Message):
     """What to run. ``mode`` "torchrun": ``torchrun_args`` and ``target`` (the shim's
     arguments: script or module, then the user's), and ``rank_env``, set in every
-    rank over what torchrun set (``sshrun.plan.rank_env``); "exec": ``argv``."""
+    rank over what torchrun set (``sshrun.plan.rank_env``); "exec": ``argv``.
+    ``probe_host``/``probe_port``: the rendezvous endpoint this node's agent
+    connects to when start-up stalls (``sshrun.node.rdzv_probe``; None: no probe,
+    as on the store's own host)."""
 
     TYPE: ClassVar[str] = "spec"
     mode: str
     tag: str
-    env: dict[str, str] = dataclasses.field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
     cwd: str | None = None
     grace: float = 10.0
     hb_timeout: float = 30.0
@@ -184,17 +195,27 @@ class Spec(Message):
     torchrun_args: tuple[str, ...] = ()
     target: tuple[str, ...] = ()
     argv: tuple[str, ...] = ()
-    rank_env: dict[str, str] = dataclasses.field(default_factory=dict)
+    rank_env: dict[str, str] = field(default_factory=dict)
+    probe_host: str | None = None
+    probe_port: int | None = None
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class Heartbeat(Message):
     """The head lives; also the agent's, when it has nothing else to send."""
 
     TYPE: ClassVar[str] = "hb"
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
+class Ping(Message):
+    """Answer at once with the node's clock (``sshrun check``'s offset and round trip)."""
+
+    TYPE: ClassVar[str] = "ping"
+    seq: int
+
+
+@frozen
 class Stop(Message):
     """Stop the job: SIGTERM, the grace period, SIGKILL."""
 
@@ -202,7 +223,7 @@ class Stop(Message):
     reason: str = "stopped by the head"
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class Kill(Message):
     """Stop the job at once: SIGKILL without a grace period."""
 
@@ -213,7 +234,7 @@ class Kill(Message):
 # -- agent to head ------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class Hello(Message):
     """The agent is up: who and where it is, and what it can run.
 
@@ -236,17 +257,26 @@ class Hello(Message):
     workdir_ok: bool = True
     torch_version: str | None = None
     cuda_version: str | None = None
-    modules: dict[str, bool] = dataclasses.field(default_factory=dict)
+    modules: dict[str, bool] = field(default_factory=dict)
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
+class Pong(Message):
+    """A ping's answer: ``time`` is the node's ``time.time()`` when it read the ping."""
+
+    TYPE: ClassVar[str] = "pong"
+    seq: int
+    time: float
+
+
+@frozen
 class Started(Message):
     TYPE: ClassVar[str] = "started"
     pid: int
     argv0: str
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class RankStarted(Message):
     TYPE: ClassVar[str] = "rank_started"
     rank: int
@@ -254,7 +284,7 @@ class RankStarted(Message):
     pid: int
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class RankExit(Message):
     """A rank ended. ``code`` None: it died without a status (its shim was killed)."""
 
@@ -266,7 +296,18 @@ class RankExit(Message):
     traceback: str | None = None
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
+class RendezvousProbe(Message):
+    """What connecting to the rendezvous endpoint found, sent when it changes:
+    ``state`` "reachable", "waiting" (refused: not listening yet) or
+    "unreachable", with ``error`` ("timed out", "No route to host", ...)."""
+
+    TYPE: ClassVar[str] = "rdzv_probe"
+    state: str
+    error: str | None = None
+
+
+@frozen
 class Stopping(Message):
     """Teardown began, and why: the head's reason, or the agent's own."""
 
@@ -274,7 +315,7 @@ class Stopping(Message):
     reason: str
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class Error(Message):
     """The node cannot run the job as configured (no working directory, no program)."""
 
@@ -282,7 +323,7 @@ class Error(Message):
     message: str
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class Swept:
     """How many of the job's processes needed SIGTERM, then SIGKILL; how many are left."""
 
@@ -291,7 +332,7 @@ class Swept:
     left: int = 0
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class RankFailure:
     """torchrun's record of one failed rank (its ``ChildFailedError``)."""
 
@@ -309,39 +350,40 @@ def rank_failures(value: Any) -> dict[int, RankFailure]:
     for rank, info in value.items():
         if not (isinstance(info, dict) and rank.lstrip("-").isdigit()):
             raise ProtocolError(f"'exited' message: bad failure record for rank {rank!r}")
-        known = {f.name for f in dataclasses.fields(RankFailure)}
-        fields = {k: v for k, v in info.items() if k in known}
-        if not all(v is None or _is_int(v) for v in fields.values()):
+        known = {f.name for f in fields(RankFailure)}
+        given = {k: v for k, v in info.items() if k in known}
+        if not all(v is None or _is_int(v) for v in given.values()):
             raise ProtocolError(f"'exited' message: bad failure record for rank {rank!r}")
-        failures[int(rank)] = RankFailure(**fields)
+        failures[int(rank)] = RankFailure(**given)
     return failures
 
 
 def _swept(value: dict[str, Any]) -> Swept:
-    known = {f.name for f in dataclasses.fields(Swept)}
+    known = {f.name for f in fields(Swept)}
     counts = {k: v for k, v in value.items() if k in known}
     if not all(_is_int(v) for v in counts.values()):
         raise ProtocolError("'exited' message: 'swept' holds a count that is not an integer")
     return Swept(**counts)
 
 
-@dataclasses.dataclass(frozen=True)
+@frozen
 class Exited(Message):
     """The job on this node is over and swept; all of its output was sent before this."""
 
     TYPE: ClassVar[str] = "exited"
     code: int  # shell-style: 128+N for death by signal N
-    failures: dict[int, RankFailure] = dataclasses.field(default_factory=dict)
+    failures: dict[int, RankFailure] = field(default_factory=dict)
     stopped: str | None = None  # why teardown began; None: the job ended by itself
-    swept: Swept = dataclasses.field(default_factory=Swept)
+    swept: Swept = field(default_factory=Swept)
 
 
 EVENTS: dict[str, type[Message]] = {
     cls.TYPE: cls
-    for cls in (Hello, Started, RankStarted, RankExit, Stopping, Error, Exited, Heartbeat)
+    for cls in (Hello, Started, RankStarted, RankExit, Stopping, Error, Exited, Heartbeat,
+                Pong, RendezvousProbe)
 }
 COMMANDS: dict[str, type[Message]] = {
-    cls.TYPE: cls for cls in (Preflight, Spec, Heartbeat, Stop, Kill)
+    cls.TYPE: cls for cls in (Preflight, Spec, Heartbeat, Stop, Kill, Ping)
 }
 
 
@@ -359,7 +401,14 @@ def encode_frame(kind: bytes, stream: int, source: int, payload: bytes) -> bytes
 
 def encode_output(stream: int, source: int, data: bytes, when: float) -> bytes:
     """An output frame: ``data`` as read at ``when`` (``time.time()`` on the node)."""
-    return encode_frame(KIND_OUTPUT, stream, source, OUTPUT_TIME.pack(when) + data)
+    return output_header(stream, source, len(data), when) + data
+
+
+def output_header(stream: int, source: int, size: int, when: float) -> bytes:
+    """An output frame up to its ``size`` bytes of data: a queue appends the data
+    itself after it, without building the frame first (one copy less per chunk)."""
+    return (HEADER.pack(KIND_OUTPUT, stream, source, OUTPUT_TIME.size + size)
+            + OUTPUT_TIME.pack(when))
 
 
 def decode_output(payload: bytes) -> tuple[float, bytes]:

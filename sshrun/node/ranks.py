@@ -20,12 +20,17 @@ from __future__ import annotations
 import json
 import os
 import selectors
-import socket
 import time
-from typing import IO, Any
 
 from sshrun.node.buffer import OutputBuffer, registered
 from sshrun.node.protocol import SOURCE_LAUNCHER, RankExit, RankStarted
+
+# socket (~2 ms: its enums) is imported for a torchrun job only, and typing
+# (~3 ms) never: their names here are the type checker's.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
+    from typing import IO, Any
 
 READ_CHUNK = 65536
 # How long a rank that died without a status waits to be reported, in case
@@ -57,6 +62,7 @@ class RankStreams:
     def __init__(self, sel: selectors.BaseSelector, out: OutputBuffer) -> None:
         self.sel = sel
         self.out = out
+        self.started = 0  # ranks whose shim said it runs (the rendezvous is behind them)
         self.listener: socket.socket | None = None
         self.readers: dict[int, tuple[IO[bytes] | socket.socket, int, int]] = {}
         self.conns: dict[int, _Shim] = {}  # fd -> shim connection
@@ -70,6 +76,8 @@ class RankStreams:
         return bool(self.readers or self.conns)
 
     def listen(self, path: str) -> None:
+        import socket
+
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(path)
         self.listener.listen(256)
@@ -147,6 +155,7 @@ class RankStreams:
                 if head["stream"] in (1, 2):
                     self._to_reader(fd, shim, int(head["stream"]))
                     return
+                self.started += 1
                 self.out.event(RankStarted(rank=shim.rank, local_rank=shim.local_rank,
                                            pid=int(head["pid"])))
         while shim.head is not None and b"\n" in shim.buf:
