@@ -250,9 +250,10 @@ def test_a_restart_resyncs_what_a_node_lost(sshd_cluster: SshdCluster, tmp_path:
     src = _source(tmp_path)
     events = tmp_path / "ev.jsonl"
     # Attempt 0 wipes pkg/ from node1's tree (a rebuilt node) and fails; attempt 1
-    # must find it back, re-sent to node1 alone.
-    script = ('if [ "$SSHRUN_ATTEMPT" = 0 ]; then [ "$SSHRUN_NODE_RANK" = 1 ] && '
-              'rm -rf "$(pwd -P)/pkg"; exit 3; fi; cat pkg/data.txt')
+    # must find it back, re-sent to node1 alone. node0 waits for the gang stop: had it
+    # failed too, its failure could stop node1 before the rm ran (seen in CI).
+    script = ('if [ "$SSHRUN_ATTEMPT" = 0 ]; then [ "$SSHRUN_NODE_RANK" = 1 ] || '
+              'exec sleep 120; rm -rf "$(pwd -P)/pkg"; exit 3; fi; cat pkg/data.txt')
     code, out = _sync(config, src, events, "--max-restarts", "1", "--restart-backoff", "0.1",
                       command=("sh", "-c", script))
     assert code == 0, out
