@@ -11,9 +11,10 @@ job with a reader that never stalls beside it; whether every line came intact an
 order (count and checksum per rank), and how many ranks were still held back, blocked on
 their writes, when the stall ended.
 
-The bound it checks, and states: the head's peak RSS stays under --bound MiB (the
-console's backlog stops at 4 MiB, sshrun.console; what the head holds beyond it is one
-channel window and one chunk per node).
+The bound it checks, and states: the head's peak RSS stays under --bound MiB, by default
+tests/test_flood_memory.py's 64 MiB plus 6 MiB a node (the console's backlog stops at
+4 MiB, sshrun.console; beyond it the head holds per node about two channel windows and a
+chunk, sshrun.bounded_process).
 
     python bench/memory.py --nodes 8 --nproc-per-node 8 --lines 20000 --stall 10 --repeat 2
 
@@ -55,10 +56,12 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=20_000, help="per rank")
     parser.add_argument("--stall", type=float, default=10.0, help="seconds")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--bound", type=float, default=192.0,
+    parser.add_argument("--bound", type=float, default=None,
                         help="MiB: the head's peak RSS (tests/test_flood_memory.py asserts it)")
     args = parser.parse_args()
     ranks = args.nodes * args.nproc_per_node
+    if args.bound is None:
+        args.bound = 64.0 + 6.0 * args.nodes
     rows: dict[str, list[FloodResult]] = {"stalled": [], "not stalled": []}
     with tempfile.TemporaryDirectory() as tmp, SshdCluster(args.nodes, Path(tmp)) as cluster:
         base = ["-H", str(cluster.hostfile), "--ssh-config", str(cluster.ssh_config),

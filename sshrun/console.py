@@ -15,10 +15,11 @@ stops opening the SSH window, the agents' writes block, and the agents stop
 reading their ranks, whose writes block in turn); below ``LOW_WATER`` it
 resumes. What the head holds on top of ``HIGH_WATER`` is bounded too: the
 chunk that crossed it (64 KiB read from one node, with its prefixes), one
-64 KiB chunk read and not yet parsed per node, and per node asyncssh's channel
-window (2 MiB) and its stream's read buffer, which asyncssh lets fill to the
-window's size before it stops reading (2 MiB more). bench/memory.py measures
-the whole head with 64 ranks flooding a stalled reader (docs/benchmarks.md).
+64 KiB chunk read and not yet parsed per node, and per node about one channel
+window (2 MiB) in asyncssh's channel and one in its stream's read buffer
+(sshrun.bounded_process: plain asyncssh lets the channel's share grow with
+the output). bench/memory.py measures the whole head with 64 ranks flooding a
+stalled reader (docs/benchmarks.md).
 
 On a terminal, a ``LiveLine`` (the start-up's status) sits on stderr's last
 line: every other write to a terminal stream first clears it, in that same

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import asyncssh
 
 from sshrun import agent, preamble
+from sshrun.bounded_process import open_process
 from sshrun.errors import AgentError, NodeSetupError
 from sshrun.node import protocol
 from sshrun.node.protocol import PROTOCOL_VERSION, Hello, Message, Preflight, ProtocolError
@@ -86,9 +87,7 @@ class AgentSession:
         (exit 255) naming the node and both versions.
         """
         try:
-            self.process = await self.conn.create_process(
-                remote_command(self.python), encoding=None
-            )
+            self.process = await open_process(self.conn, remote_command(self.python))
         except (asyncssh.Error, OSError) as exc:
             raise AgentError(self.label, f"cannot open a session: {exc}") from None
         # Read all along, so that a login shell's flood on stderr cannot stall

@@ -6,13 +6,12 @@ head's console backlog, the SSH windows, the agents' queues and the pipes hold),
 ``sshrun ... | python workers/stalling_reader.py``, which takes nothing for 8 s after
 the first output, then drains and checks every line (tests/flood.py).
 
-What it asserts: nothing lost, back-pressure reaching the ranks, and the head's RSS
-flat while the reader stalls. It does not assert a bound on the head's peak RSS: that
-peak grows with the output once the reader drains (81-469 MiB for 5,000-80,000 lines a
-rank on this machine; once, in CI, a ``ru_maxrss`` of 480 MiB at 20,000 lines while the
-20 ms VmRSS samples never passed 156 MiB), outside Python's heap. That is issue 12's
-open item 4, measured by bench/memory.py and described in docs/benchmarks.md; a bound
-goes back here with its fix.
+What it asserts: nothing lost, back-pressure reaching the ranks, the head's RSS flat
+while the reader stalls, and the head's peak (``ru_maxrss``) within a bound that does not
+grow with the output. Without sshrun.bounded_process that peak grew with it (asyncssh
+re-opened a node's whole window for every 64 KiB read): 160 MiB for this job, 469 MiB at
+80,000 lines a rank; with it, 87-90 MiB at 20,000, 40,000 and 80,000 (bench/memory.py,
+docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -31,6 +30,11 @@ MIB = 1 << 20
 # console's 4 MiB backlog and, per node, the SSH channel's window and asyncssh's read
 # buffer (2 MiB each) and a chunk in hand: once the backlog is full it takes nothing more.
 STALL_GROWTH = 16 * MIB
+# The peak: the interpreter with its imports (~50 MiB) and slack, then per node one
+# channel window buffered by asyncssh's channel and one by its stream (2 MiB each), the
+# chunk in hand and the allocator's slack. 112 MiB for 8 nodes; 88 MiB measured.
+HEAD_BASE = 64 * MIB
+PER_NODE = 6 * MIB
 
 
 def test_64_ranks_into_a_stalled_reader_bounded_memory_nothing_lost(
@@ -53,4 +57,8 @@ def test_64_ranks_into_a_stalled_reader_bounded_memory_nothing_lost(
     half = len(during) // 2
     assert max(during[half:]) <= max(during[:half]) + STALL_GROWTH, \
         [r // MIB for r in during[::max(1, len(during) // 20)]]
+    bound = HEAD_BASE + 8 * PER_NODE
+    samples = [r // MIB for r in result.rss[::max(1, len(result.rss) // 20)]]
+    assert result.peak_rss <= bound, (f"head peak RSS {result.peak_rss / MIB:.0f} MiB over "
+                                      f"{bound / MIB:.0f} MiB; samples {samples}")
     assert "Traceback" not in result.stderr
