@@ -117,6 +117,8 @@ class NodeCheck:
     gpu_error: str | None = None
     free_bytes: int | None = None
     workdir_ok: bool | None = None
+    # --sync (or sync: in the config) makes the working directory: it need not exist yet.
+    synced: bool = False
     network: Network | None = None
     collective: Collective | None = None
 

@@ -69,6 +69,7 @@ class CheckOptions:
 @dataclass
 class _Node:
     plan: NodePlan
+    synced: bool = False  # the job syncs its tree into plan.workdir
     conn: NodeConnection | None = None
     session: AgentSession | None = None
     hello: Hello | None = None
@@ -84,7 +85,7 @@ class _Node:
 
 async def run_check(plan: JobPlan, ssh: SSHSettings, options: CheckOptions) -> list[cr.NodeCheck]:
     """One row per node of ``plan``, in node order; never longer than the bounds."""
-    nodes = [_Node(p) for p in plan.nodes]
+    nodes = [_Node(p, synced=plan.config.sync is not None) for p in plan.nodes]
     limit = asyncio.Semaphore(ssh.max_handshakes)
     timeouts = plan.config.timeouts
     all_up = _Arrivals(len(nodes))
@@ -144,7 +145,9 @@ async def _hello(node: _Node, ssh: SSHSettings, limit: asyncio.Semaphore, budget
         async with asyncio.timeout(budget):
             node.conn = await connect(node.plan.host, ssh, limit)
             node.session = AgentSession(node.conn.conn, label, node.plan.python)
-            node.hello = await node.session.start(hello_timeout, node.plan.workdir)
+            # A synced working directory is the sync's to make: not missing yet.
+            node.hello = await node.session.start(
+                hello_timeout, None if node.synced else node.plan.workdir)
     except SSHError as exc:
         node.error, node.unreachable = f"unreachable: {exc.message}", True
         return False
@@ -223,9 +226,11 @@ def _event(node: _Node, event: Message) -> None:
 async def _probe(node: _Node, rank: int, count: int, where: tuple[str, int],
                  options: CheckOptions) -> None:
     assert node.session is not None and node.hello is not None and node.exited is not None
-    workdir = node.plan.workdir if node.hello.workdir_ok else None
+    workdir = node.plan.workdir if node.hello.workdir_ok and not node.synced else None
     args = {"node": rank, "nodes": count, "addr": where[0], "port": where[1],
-            "timeout": options.network_timeout, "workdir": workdir,
+            "timeout": options.network_timeout,
+            # free space where the job's files will be, the synced copy's too
+            "workdir": node.plan.workdir if node.hello.workdir_ok else None,
             "python": node.plan.python, "nccl": node.hello.cuda_version is not None,
             "collective": options.collective}
     budget = options.probe_budget
@@ -280,6 +285,7 @@ def _probe_json(node: _Node) -> dict[str, object] | str:
 def _row(node: _Node) -> cr.NodeCheck:
     p = node.plan
     row = cr.NodeCheck(node=p.index, host=p.host.label, slots=p.nproc, workdir=p.workdir,
+                       synced=node.synced,
                        address=node.conn.address if node.conn is not None else None,
                        error=node.error, unreachable=node.unreachable)
     hello = node.hello

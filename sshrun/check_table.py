@@ -79,6 +79,15 @@ def _network(row: NodeCheck) -> str:
     return text
 
 
+def _workdir(row: NodeCheck) -> str:
+    if row.workdir_ok is None:
+        return "-"
+    if not row.workdir_ok:
+        return "MISSING"
+    shown = row.workdir or "(login dir)"
+    return f"{shown} (synced)" if row.synced else shown
+
+
 def cells(row: NodeCheck, verdict: Verdict) -> tuple[str, ...]:
     """The row's words, column by column (COLUMNS)."""
     python = "-" if row.python is None else f"{row.python_version} {row.python}"
@@ -87,8 +96,7 @@ def cells(row: NodeCheck, verdict: Verdict) -> tuple[str, ...]:
         "-" if row.rtt is None else f"{row.rtt * 1000:.1f} ms",
         row.user or "-", python, _torch(row), _gpus(row), _size(row.free_bytes),
         "-" if row.offset is None else f"{round(row.offset * 1000, 1) + 0.0:+.1f} ms",
-        "-" if row.workdir_ok is None else (row.workdir or "(login dir)")
-        if row.workdir_ok else "MISSING",
+        _workdir(row),
         _network(row),
         "ok" if verdict.ok else "UNFIT: " + "; ".join(verdict.problems),
     )

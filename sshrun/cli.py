@@ -275,8 +275,9 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
                          help="only these hosts (and local slots), DeepSpeed syntax")
     cluster.add_argument("--exclude", metavar="HOST[:SLOTS]@...",
                          help="all hosts but these (or these local slots)")
-    # check takes the options of the job it checks for (the rendezvous among them).
-    _add_torchrun_options(parser, "run" if mode == "check" else mode)
+    # check takes the job's options that decide its nodes and rendezvous; the others
+    # are parsed and refused by name (parse_invocation).
+    _add_torchrun_options(parser, mode)
     nodes = parser.add_argument_group("on the nodes")
     nodes.add_argument("--python", metavar="PATH",
                        help="interpreter on the nodes (default python3; the embedded "
@@ -298,9 +299,6 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
                      help="connect and log in, dropped handshakes retried (default 15)")
     ssh.add_argument("--max-handshakes", default="32", metavar="N",
                      help="SSH handshakes in flight at once")
-    if mode == "check":
-        _add_check_options(parser)
-        return parser
     sync = parser.add_argument_group("code sync (docs/sync.md)")
     sync.add_argument("--sync", nargs="?", const=".", default=None, metavar="DIR",
                       help="mirror DIR (default: here) to every node's --workdir before "
@@ -312,6 +310,11 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
                       help="send secret-like files (.env, *.pem, id_*) matching PATTERN")
     sync.add_argument("--sync-max-size", metavar="SIZE", default=None,
                       help="refuse a tree bigger than SIZE (default 1G)")
+    if mode == "check":
+        # The job's --sync: the tree is checked as the run would, and the working
+        # directory is the sync's to make.
+        _add_check_options(parser)
+        return parser
     job = parser.add_argument_group("job")
     job.add_argument("--grace-period", type=_positive_float, default=None,
                      metavar="SECONDS", help="SIGTERM to SIGKILL on the nodes (default 10)")
@@ -424,6 +427,11 @@ def parse_invocation(argv: Sequence[str], environ: dict[str, str] | None = None)
             "[OPTIONS] ...` (to run a script of that name, write ./" + args.script + ")"
         )
     if mode == "check":
+        for option in OPTIONS:
+            if ("check" not in option.modes and option.handling != "refused"
+                    and getattr(args, option.dest) not in (None, False)):
+                raise ConfigError(f"{option.flag}: an option of the job, not of sshrun check "
+                                  "(which checks the nodes and the rendezvous)")
         # Resolved as the job it checks for; its probe is built per node (sshrun.check_run).
         return resolve(options_from_namespace(args, "run", ["sshrun-check"]), environ)
     if mode == "exec":

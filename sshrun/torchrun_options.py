@@ -163,23 +163,24 @@ def _option(dest: str, handling: Handling, parse: Parser | None, does: str,
 OPTIONS: tuple[TorchrunOption, ...] = (
     _option("nnodes", "sshrun", _nnodes,
             "N: the first N hosts; MIN:MAX: an elastic pool of the hosts (sshrun exec: N only)",
-            metavar="N|MIN:MAX", modes=("run", "exec")),
+            metavar="N|MIN:MAX", modes=("run", "exec", "check")),
     _option("nproc_per_node", "sshrun", _nproc,
             "processes on every node (default: the host's slots, else 1)",
-            metavar="N|auto|cpu|gpu|xpu"),
+            metavar="N|auto|cpu|gpu|xpu", modes=("run", "check")),
     _option("rdzv_backend", "sshrun", None, "the rendezvous (default static: ranks in host order)",
-            choices=RDZV_BACKENDS),
+            choices=RDZV_BACKENDS, modes=("run", "check")),
     _option("rdzv_endpoint", "sshrun", values.endpoint,
             "where the rendezvous is (default: the first node, at a port free there)",
-            metavar="HOST[:PORT]", fmt=endpoint_text),
+            metavar="HOST[:PORT]", fmt=endpoint_text, modes=("run", "check")),
     _option("rdzv_id", "sshrun", values.word,
-            "the rendezvous id (default: the job id; each restart adds .N)", metavar="ID"),
+            "the rendezvous id (default: the job id; each restart adds .N)", metavar="ID",
+            modes=("run", "check")),
     _option("rdzv_conf", "sshrun", values.rdzv_conf,
             "passed to every node's torchrun (checked here: KEY=VALUE,...)",
-            metavar="KEY=VALUE,..."),
+            metavar="KEY=VALUE,...", modes=("run", "check")),
     _option("standalone", "sshrun", None,
             "one node with its own rendezvous: sshrun runs it on the one host given (or the "
-            "first, with --nnodes 1)", underscore=False),
+            "first, with --nnodes 1)", underscore=False, modes=("run", "check")),
     _option("max_restarts", "sshrun", _restarts,
             "restarts of the whole cluster by sshrun (torchrun itself gets 0)", metavar="N",
             modes=("run", "exec")),
@@ -224,10 +225,10 @@ OPTIONS: tuple[TorchrunOption, ...] = (
             "hosts instead", metavar="N"),
     _option("master_addr", "mapped", _address,
             "with the static rendezvous, where it is: the same as --rdzv-endpoint "
-            "ADDR[:--master-port]", metavar="ADDR"),
+            "ADDR[:--master-port]", metavar="ADDR", modes=("run", "check")),
     _option("master_port", "mapped", _port,
             "with the static rendezvous, its port (on --master-addr, else the first node)",
-            metavar="PORT"),
+            metavar="PORT", modes=("run", "check")),
     _option("local_addr", "refused", _text,
             "sshrun gives every node its own address (its host as the host list names it) "
             "with --rdzv-backend c10d; one address cannot serve every node", metavar="ADDR"),
@@ -254,6 +255,8 @@ PASSED = tuple(o for o in OPTIONS if o.handling == "passed")
 REFUSED = tuple(o for o in OPTIONS if o.handling == "refused")
 # torchrun's options that `sshrun exec` takes too; the others are refused there.
 EXEC_OPTIONS = tuple(o.dest for o in OPTIONS if "exec" in o.modes)
+# Those `sshrun check` takes: what decides the nodes and the rendezvous it probes.
+CHECK_OPTIONS = tuple(o.dest for o in OPTIONS if "check" in o.modes)
 
 
 def passed_args(given: dict[str, Any]) -> tuple[str, ...]:

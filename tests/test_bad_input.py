@@ -390,3 +390,25 @@ def test_unresolvable_host_name_check_comes_before_lookup() -> None:
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("sshrun: error: --hosts:1:1: invalid host name ")
+
+
+@pytest.mark.parametrize("flag", [["--log-dir", "/tmp/logs"], ["--max-restarts", "3"],
+                                  ["--role", "trainer"], ["--tee", "3"], ["-m"],
+                                  ["--shutdown-timeout", "5"]])
+def test_check_refuses_the_options_it_would_ignore(capsys: pytest.CaptureFixture[str],
+                                                   flag: list[str]) -> None:
+    """sshrun check takes the job's nodes and rendezvous; a run-only option is named, not
+    silently dropped (nothing is contacted: the refusal comes before any connection)."""
+    line = one_error(capsys, "check", "--hosts", "127.0.0.2", *flag)
+    name = "--module" if flag == ["-m"] else flag[0]
+    assert line == (f"sshrun: error: {name}: an option of the job, not of sshrun check "
+                    "(which checks the nodes and the rendezvous)")
+
+
+def test_check_takes_the_rendezvous_options_and_refuses_node_rank_with_its_reason(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    inv = parse_invocation(["check", "--hosts", "a,b", "--nnodes", "2", "--nproc-per-node",
+                            "2", "--rdzv-backend", "c10d", "--rdzv-endpoint", "a:29400"])
+    assert (inv.config.rdzv_backend, inv.config.rdzv_endpoint) == ("c10d", "a:29400")
+    line = one_error(capsys, "check", "--hosts", "a,b", "--node-rank", "1")
+    assert line.startswith("sshrun: error: --node-rank: sshrun assigns node ranks"), line

@@ -143,6 +143,34 @@ def test_missing_interpreter_and_workdir(sshd_cluster: SshdCluster, tmp_path: Pa
     assert nodes[2]["error"].startswith("cannot run interpreter '/nonexistent/python3'")
 
 
+def test_a_synced_workdir_need_not_exist_yet(sshd_cluster: SshdCluster,
+                                             tmp_path: Path) -> None:
+    """The config's ``sync:`` makes the working directory: check does not call it missing,
+    and the run that follows creates it."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "hello.py").write_text("print('from the synced copy')\n")
+    dest = tmp_path / "not-yet" / "work"
+    config = tmp_path / "sync.yaml"
+    config.write_text(
+        f"defaults: {{python: {sys.executable}, workdir: {dest}}}\n"
+        "hosts:\n  - node0\n  - node1\n"
+        f"ssh: {{config: {sshd_cluster.ssh_config}}}\n"
+        f"sync: {{dir: {tree}}}\n")
+    code, data, transcript = _check(["-c", str(config)], tmp_path)
+    assert code == 0, transcript
+    for node in data["nodes"]:
+        assert node["synced"] is True and node["workdir"] == str(dest), node
+        assert node["verdict"]["problems"] == [], node
+    assert not dest.exists(), "check must not make the working directory"
+    table_code, head = run_sshrun(["check", "-c", str(config)], timeout=CHECK_TIMEOUT,
+                                  cwd=tmp_path)
+    assert table_code == 0 and f"{dest} (synced)" in head.stdout, head.transcript()
+    run_code, run = run_sshrun(["-c", str(config), "--nproc-per-node", "1", "hello.py"],
+                               timeout=CHECK_TIMEOUT, cwd=tmp_path)
+    assert run_code == 0 and run.stdout.count("from the synced copy") == 2, run.transcript()
+
+
 def test_unreachable_node_is_a_row_and_exit_255(make_sshd_cluster: Any,
                                                 tmp_path: Path) -> None:
     cluster = make_sshd_cluster(2, first_octet=40)

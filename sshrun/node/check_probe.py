@@ -121,8 +121,13 @@ def gpus() -> dict[str, object]:
 
 
 def free_disk(workdir: str | None) -> tuple[str, int | None]:
-    """Free bytes (for this user) where the job would run: the working directory, else home."""
-    path = os.path.expanduser(workdir) if workdir else os.getcwd()
+    """Free bytes (for this user) where the job would run: the working directory, else home.
+
+    A working directory that --sync has yet to make counts at its nearest existing parent.
+    """
+    path = os.path.abspath(os.path.expanduser(workdir)) if workdir else os.getcwd()
+    while not os.path.isdir(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
     if not os.path.isdir(path):
         path = os.path.expanduser("~")
     try:
