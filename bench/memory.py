@@ -5,7 +5,7 @@ Starts --nodes real OpenSSH sshd nodes on 127.0.0.2... (tests/sshd_cluster.py) a
 ranks per node), each rank writing --lines lines of about 100 bytes as fast as it can,
 with sshrun's stdout piped into tests/workers/stalling_reader.py, which waits for the first
 output, reads nothing for --stall seconds, then drains and checks every line
-(tests/flood.py). Each run reports the head's resident memory: the peak (``ru_maxrss``),
+(tests/flood.py). Each run reports the head's resident memory: the peak (VmHWM),
 the largest and last VmRSS sample during the stall (sampled every 20 ms), and the same
 job with a reader that never stalls beside it; whether every line came intact and in
 order (count and checksum per rank), and how many ranks were still held back, blocked on

@@ -3,10 +3,12 @@
 ``flood(args, ...)`` runs ``sshrun ARGS workers/flood.py`` (run mode: ARGS name the
 nodes and ``--nproc-per-node``) with its stdout in a real pipe to the stalling reader,
 samples the head's resident memory (``/proc/PID/status`` VmRSS) all along, and returns
-what the reader found and the head's peak (``ru_maxrss`` from ``wait4``: every page it
-ever held, not only what a sample saw). Used by tests/test_stream_integrity.py and
-bench/memory.py. Every wait is bounded; a run past its deadline is killed with its
-process group and is an AssertionError.
+what the reader found and the head's peak (VmHWM, the kernel's high-water mark of the
+head's own address space: every page it ever held, not only what a sample saw). Not
+``ru_maxrss`` from ``wait4``: Linux carries the forking process's RSS across ``execve``
+into it, so a head started from a pytest that has imported torch reads ~500 MiB.
+Used by tests/test_flood_memory.py and bench/memory.py. Every wait is bounded; a run
+past its deadline is killed with its process group and is an AssertionError.
 """
 
 from __future__ import annotations
@@ -32,22 +34,24 @@ class FloodResult:
     expected: str  # of what every rank wrote
     bad: list[str]  # lines that were no rank's next line (the first few)
     held: int  # ranks still writing when the stall ended
-    peak_rss: int  # bytes: the head's high-water mark (ru_maxrss)
+    peak_rss: int  # bytes: the head's high-water mark (VmHWM)
     stall_rss: list[int] = field(default_factory=list)  # VmRSS samples during the stall
     rss: list[int] = field(default_factory=list)  # every VmRSS sample
     wall: float = 0.0
     stderr: str = ""
 
 
-def rss_bytes(pid: int) -> int | None:
+def memory(pid: int) -> tuple[int, int] | None:
+    """(VmRSS, VmHWM) in bytes, or None once the process is gone."""
     try:
         text = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return None
-    for line in text.splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return None
+    found = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in text.splitlines()
+             if line.startswith(("VmRSS:", "VmHWM:"))}
+    if "VmRSS" not in found or "VmHWM" not in found:
+        return None  # a zombie: its address space is gone
+    return found["VmRSS"], found["VmHWM"]
 
 
 def flood(args: list[str], ranks: int, lines: int, tmp: Path, stall: float,
@@ -69,13 +73,15 @@ def flood(args: list[str], ranks: int, lines: int, tmp: Path, stall: float,
          str(done), str(stall)], stdin=head.stdout, stdout=subprocess.PIPE)
     head.stdout.close()  # the reader's end now: when it goes, sshrun sees EPIPE
     samples: list[tuple[float, int]] = []
+    high = [0]
     stop = threading.Event()
 
     def sample() -> None:
         while not stop.is_set():
-            rss = rss_bytes(head.pid)
-            if rss is not None:
-                samples.append((time.time(), rss))
+            now = memory(head.pid)
+            if now is not None:
+                samples.append((time.time(), now[0]))
+                high[0] = max(high[0], now[1])
             stop.wait(0.02)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -83,13 +89,13 @@ def flood(args: list[str], ranks: int, lines: int, tmp: Path, stall: float,
     deadline = start + timeout
     try:
         while True:
-            pid, status, usage = os.wait4(head.pid, os.WNOHANG)
+            pid, status = os.waitpid(head.pid, os.WNOHANG)
             if pid:
                 break
             if time.monotonic() > deadline:
                 raise AssertionError(f"sshrun did not finish within {timeout:.0f}s:\n"
                                      + err_path.read_text(errors="replace")[-3000:])
-            time.sleep(0.05)  # polling wait4 with a deadline: there is no wait4 timeout
+            time.sleep(0.05)  # polling waitpid with a deadline: there is no waitpid timeout
         head.returncode = os.waitstatus_to_exitcode(status)
         stop.set()
         sampler.join(5)
@@ -107,6 +113,6 @@ def flood(args: list[str], ranks: int, lines: int, tmp: Path, stall: float,
     return FloodResult(
         code=head.returncode, lines=found["lines"], checksum=found["checksum"],
         expected=found["expected"], bad=found["bad"], held=found["held"],
-        peak_rss=usage.ru_maxrss * 1024,
+        peak_rss=max(high[0], *(r for _, r in samples), 0),
         stall_rss=[r for t, r in samples if found["stall"][0] <= t <= found["stall"][1]],
         rss=[r for _, r in samples], wall=wall, stderr=err_path.read_text(errors="replace"))

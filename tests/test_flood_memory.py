@@ -7,7 +7,7 @@ head's console backlog, the SSH windows, the agents' queues and the pipes hold),
 the first output, then drains and checks every line (tests/flood.py).
 
 What it asserts: nothing lost, back-pressure reaching the ranks, the head's RSS flat
-while the reader stalls, and the head's peak (``ru_maxrss``) within a bound that does not
+while the reader stalls, and the head's peak (VmHWM) within a bound that does not
 grow with the output. Without sshrun.bounded_process that peak grew with it (asyncssh
 re-opened a node's whole window for every 64 KiB read): 160 MiB for this job, 469 MiB at
 80,000 lines a rank; with it, 87-90 MiB at 20,000, 40,000 and 80,000 (bench/memory.py,
