@@ -30,6 +30,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import math
 import os
 import shutil
 import stat
@@ -254,7 +255,9 @@ def parse_size(text: str, flag: str = "--sync-max-size") -> int:
     try:
         value = float(number)
     except ValueError:
-        raise ConfigError(f"{flag}: {text!r} is not a size (like 500M or 2G)") from None
+        value = math.nan
+    if not math.isfinite(value):  # float() takes "inf", "nan" and "1e400" too
+        raise ConfigError(f"{flag}: {text!r} is not a size (like 500M or 2G)")
     if value <= 0:
         raise ConfigError(f"{flag}: {text!r} must be more than 0")
     return int(value * scales[unit])

@@ -159,6 +159,11 @@ def test_parse_size() -> None:
         parse_size("lots")
     with pytest.raises(ConfigError, match="must be more than 0"):
         parse_size("0")
+    with pytest.raises(ConfigError, match="must be more than 0"):
+        parse_size("-1M")
+    for endless in ("inf", "-inf", "nan", "1e400", "infG", ""):
+        with pytest.raises(ConfigError, match=f"--sync-max-size: '{endless}' is not a size"):
+            parse_size(endless)
 
 
 def test_head_cache_round_trip_and_bad_copies(tmp_path: Path,

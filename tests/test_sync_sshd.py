@@ -289,6 +289,7 @@ def test_under_nnodes_min_max_a_node_that_cannot_sync_is_left_out(sshd_cluster: 
 @pytest.mark.parametrize(("args", "message"), [
     (["--sync-max-size", "lots"], "--sync-max-size: 'lots' is not a size (like 500M or 2G)"),
     (["--sync-max-size", "0"], "--sync-max-size: '0' must be more than 0"),
+    (["--sync-max-size", "1e400"], "--sync-max-size: '1e400' is not a size (like 500M or 2G)"),
 ])
 def test_bad_sync_flags_are_one_line(sshd_cluster: SshdCluster, tmp_path: Path,
                                      args: list[str], message: str) -> None:
