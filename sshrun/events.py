@@ -271,12 +271,14 @@ class Notice(Event):
 
 
 AnyEvent = (JobStarted | AttemptFailed | HostLeftOut | Restarting | JobFinished
-            | NodeConnected | AgentUp | RanksStarted | RankStarted | RendezvousProbe
-            | RankExited | NodeLost | Stopping | NodeSwept | Notice)
+            | NodeConnected | SyncStarted | SyncFinished | AgentUp | RanksStarted
+            | RankStarted | RendezvousProbe | RankExited | NodeLost | Stopping | NodeSwept
+            | Notice)
 OnEvent = Callable[[Event], None]
 # The supervisor's events (one attempt's nodes), apart from the launcher's.
-SUPERVISOR_EVENTS = (NodeConnected, AgentUp, RanksStarted, RankStarted, RendezvousProbe,
-                     RankExited, NodeLost, Stopping, NodeSwept, Notice)
+SUPERVISOR_EVENTS = (NodeConnected, SyncStarted, SyncFinished, AgentUp, RanksStarted,
+                     RankStarted, RendezvousProbe, RankExited, NodeLost, Stopping, NodeSwept,
+                     Notice)
 
 
 def ignore(event: Event) -> None:

@@ -96,3 +96,24 @@ def test_api_callbacks_hear_every_event(tmp_path: Path) -> None:
     sshrun.launch("true", mode="exec", local_cluster=1, quiet=True,
                   on_event=lambda e: plain.append(e.name))
     assert plain == written
+
+
+def test_any_event_names_every_event_there_is() -> None:
+    """A new event class must join ``AnyEvent`` (what API users match on) and, when the
+    supervisor emits it, ``SUPERVISOR_EVENTS``: the sync events once were in neither."""
+    import typing
+
+    from sshrun import events
+
+    def concrete(cls: type) -> set[type]:
+        found = set()
+        for sub in cls.__subclasses__():
+            if "name" in vars(sub):
+                found.add(sub)
+            found |= concrete(sub)
+        return found
+
+    every = concrete(events.Event)
+    assert every == set(typing.get_args(events.AnyEvent))
+    assert {events.SyncStarted, events.SyncFinished} <= set(events.SUPERVISOR_EVENTS)
+    assert len({cls.name for cls in every}) == len(every)
