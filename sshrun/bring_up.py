@@ -15,6 +15,7 @@ The nodes that came up are renumbered 0..n-1 in hostfile order.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -27,8 +28,12 @@ from sshrun.outcome import NodeState
 from sshrun.plan import plan_job
 from sshrun.sanitize import sanitize
 from sshrun.session import AgentSession
+from sshrun.sync_meter import Bandwidth, SyncMeter
 from sshrun.sync_transfer import sync_to
 from sshrun.transport import SSHSettings, connect
+
+# How often, at most, the sync's progress is told (the bar's redraws, the events).
+PROGRESS_EVERY = 0.5
 
 
 async def bring_up(gang: Gang, ssh: SSHSettings) -> None:
@@ -41,14 +46,20 @@ async def bring_up(gang: Gang, ssh: SSHSettings) -> None:
     longer than its patience.
     """
     error: SSHError | NodeSetupError | None = None
+    meter = SyncMeter()
+    rate = gang.plan.config.sync_bwlimit
+    # One limit for the head's uplink, shared by the nodes in turns (sshrun.sync_meter).
+    bandwidth = Bandwidth(rate) if rate is not None else None
     async with asyncio.TaskGroup() as tg:
         beat = tg.create_task(_heartbeats(gang))
+        progress = tg.create_task(_sync_progress(gang, meter))
         try:
-            await _bring_up(gang, ssh)
+            await _bring_up(gang, ssh, meter, bandwidth)
         except (SSHError, NodeSetupError) as exc:
             error = exc
         finally:
             beat.cancel()
+            progress.cancel()
     if error is not None:
         raise error
 
@@ -61,7 +72,30 @@ async def _heartbeats(gang: Gang) -> None:
                 node.session.send(Heartbeat())
 
 
-async def _bring_up(gang: Gang, ssh: SSHSettings) -> None:
+async def _sync_progress(gang: Gang, meter: SyncMeter) -> None:
+    """``sync_progress``: while the nodes sync, every ``PROGRESS_EVERY`` seconds
+    when something moved, and a last one when bring-up is over (cancelled)."""
+    if gang.plan.config.sync is None:
+        return
+    told = 0
+
+    def tell() -> None:
+        nonlocal told
+        if meter.changes != told:
+            told = meter.changes
+            gang.emit(events.SyncProgress(job=gang.plan.job_id, attempt=gang.plan.attempt,
+                                          **dataclasses.asdict(meter.counts())))
+
+    try:
+        while True:
+            await asyncio.sleep(PROGRESS_EVERY)
+            tell()
+    finally:
+        tell()
+
+
+async def _bring_up(gang: Gang, ssh: SSHSettings, meter: SyncMeter,
+                    bandwidth: Bandwidth | None) -> None:
     elastic = gang.plan.config.membership
     want = min(elastic.max_nodes, len(gang.nodes)) if elastic else len(gang.nodes)
     need = elastic.min_nodes if elastic else len(gang.nodes)
@@ -72,7 +106,7 @@ async def _bring_up(gang: Gang, ssh: SSHSettings) -> None:
 
     async def one(node: NodeStatus) -> None:
         try:
-            await _up(gang, node, ssh, limit)
+            await _up(gang, node, ssh, limit, meter, bandwidth)
             up.append(node)
         except (SSHError, NodeSetupError) as exc:
             failures.append((node, exc))
@@ -105,7 +139,8 @@ async def _bring_up(gang: Gang, ssh: SSHSettings) -> None:
 
 
 async def _up(gang: Gang, node: NodeStatus, ssh: SSHSettings,
-              limit: asyncio.Semaphore) -> None:
+              limit: asyncio.Semaphore, meter: SyncMeter,
+              bandwidth: Bandwidth | None) -> None:
     label = node.plan.host.label
     node.conn = await connect(node.plan.host, ssh, limit)
     gang.emit(events.NodeConnected(**gang.about(node), address=node.conn.address))
@@ -117,7 +152,7 @@ async def _up(gang: Gang, node: NodeStatus, ssh: SSHSettings,
         gang.emit(events.SyncStarted(**gang.about(node), files=tree.file_count,
                                      bytes=tree.total_bytes, dest=node.plan.workdir))
         done = await sync_to(node.conn.conn, label, node.plan.python, node.plan.workdir, tree,
-                             gang.plan.config.timeouts.hello)
+                             gang.plan.config.timeouts.hello, meter, bandwidth)
         gang.emit(events.SyncFinished(**gang.about(node), files=done.files, bytes=done.bytes,
                                       deleted=done.deleted, path=done.path,
                                       seconds=round(done.seconds, 3),

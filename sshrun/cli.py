@@ -310,6 +310,9 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
                       help="send secret-like files (.env, *.pem, id_*) matching PATTERN")
     sync.add_argument("--sync-max-size", metavar="SIZE", default=None,
                       help="refuse a tree bigger than SIZE (default 1G)")
+    sync.add_argument("--sync-bwlimit", metavar="RATE", default=None,
+                      help="send at most RATE bytes a second (50M: 50 MiB/s), all nodes "
+                           "together, in equal shares (default: no limit)")
     if mode == "check":
         # The job's --sync: the tree is checked as the run would, and the working
         # directory is the sync's to make.

@@ -122,7 +122,7 @@ class ClusterFile:
 
 
 TOP_KEYS = ("hosts", "defaults", "ssh", "env", "torchrun", "log_dir", "sync")
-SYNC_KEYS = ("dir", "exclude", "include", "max_size")
+SYNC_KEYS = ("dir", "exclude", "include", "max_size", "bwlimit")
 HOST_KEYS = ("host", "slots", "user", "port", "python", "workdir", "identity_file", "env")
 DEFAULTS_KEYS = ("user", "port", "slots", "python", "workdir", "identity_file", "env")
 SSH_KEYS = ("config", "identity_file", "jump_host", "host_key_policy", "connect_timeout")
@@ -228,13 +228,15 @@ class _Converter(YamlReader):
             if "exclude" in keys else (),
             include=tuple(v for _, v in self.string_list(keys["include"], "sync.include"))
             if "include" in keys else (),
-            max_size=self.size(keys["max_size"]) if "max_size" in keys else None,
+            max_size=self.size(keys["max_size"], "sync.max_size")
+            if "max_size" in keys else None,
+            bwlimit=self.size(keys["bwlimit"], "sync.bwlimit") if "bwlimit" in keys else None,
         )
 
-    def size(self, node: Node) -> str:
-        value = self.scalar(node, "sync.max_size", "a size like 500M")
+    def size(self, node: Node, key: str) -> str:
+        value = self.scalar(node, key, "a size like 500M")
         try:
-            parse_size(value, "sync.max_size")
+            parse_size(value, key)
         except ConfigError as exc:
             self.fail(node, str(exc))
         return value

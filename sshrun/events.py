@@ -16,7 +16,8 @@ lost, a stop beginning, what a node's sweep did, and its notices
 (``notice``: an interrupt, a host left out, a login shell's stray output).
 Every event carries the job id, the attempt number (0 for the first) and the
 wall-clock time it happened (``time.time()``, Unix seconds); a node's
-event also its host label and node rank (in that attempt).
+event also its host label and node rank (in that attempt). ``--sync`` adds
+a node's sync starting and finishing, and the whole sync's progress.
 
 Remote text inside an event (a failure's message, traceback or last lines)
 is as the supervisor keeps it: sanitized and redacted by the job's secrets;
@@ -141,6 +142,24 @@ class SyncFinished(NodeEvent):
     seconds: float
     wire_sent: int = 0  # all the head sent on the sync channel (code, manifest, files)
     wire_received: int = 0  # all it read back (the node's manifest, replies)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyncProgress(Event):
+    """Every node's ``--sync`` so far (sshrun.sync_meter), at most twice a second while
+    any node syncs and once when the last is done: ``files``/``bytes`` sent of
+    ``files_total``/``bytes_total``, over the nodes that have compared trees
+    (``comparing``: those that have not yet)."""
+
+    name: ClassVar[str] = "sync_progress"
+    nodes: int
+    synced: int
+    failed: int
+    comparing: int
+    files: int
+    files_total: int
+    bytes: int
+    bytes_total: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -271,14 +290,14 @@ class Notice(Event):
 
 
 AnyEvent = (JobStarted | AttemptFailed | HostLeftOut | Restarting | JobFinished
-            | NodeConnected | SyncStarted | SyncFinished | AgentUp | RanksStarted
-            | RankStarted | RendezvousProbe | RankExited | NodeLost | Stopping | NodeSwept
-            | Notice)
+            | NodeConnected | SyncStarted | SyncProgress | SyncFinished | AgentUp
+            | RanksStarted | RankStarted | RendezvousProbe | RankExited | NodeLost | Stopping
+            | NodeSwept | Notice)
 OnEvent = Callable[[Event], None]
 # The supervisor's events (one attempt's nodes), apart from the launcher's.
-SUPERVISOR_EVENTS = (NodeConnected, SyncStarted, SyncFinished, AgentUp, RanksStarted,
-                     RankStarted, RendezvousProbe, RankExited, NodeLost, Stopping, NodeSwept,
-                     Notice)
+SUPERVISOR_EVENTS = (NodeConnected, SyncStarted, SyncProgress, SyncFinished, AgentUp,
+                     RanksStarted, RankStarted, RendezvousProbe, RankExited, NodeLost,
+                     Stopping, NodeSwept, Notice)
 
 
 def ignore(event: Event) -> None:

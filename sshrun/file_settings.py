@@ -41,3 +41,4 @@ class SyncFileSettings:
     exclude: tuple[str, ...] = ()
     include: tuple[str, ...] = ()
     max_size: str | None = None  # as --sync-max-size takes it
+    bwlimit: str | None = None  # as --sync-bwlimit takes it

@@ -133,6 +133,7 @@ class JobConfig:
     allow_version_mismatch: bool = False
     # --sync: the head's tree, read once; mirrored to each node's workdir before its agent.
     sync: SyncTree | None = None
+    sync_bwlimit: float | None = None  # --sync-bwlimit: bytes a second, all nodes together
 
 
 @dataclass(frozen=True)

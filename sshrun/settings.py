@@ -169,6 +169,7 @@ class Options:
     sync_exclude: tuple[str, ...] = ()
     sync_include: tuple[str, ...] = ()
     sync_max_size: str | None = None  # default sync_manifest.DEFAULT_MAX_SIZE
+    sync_bwlimit: str | None = None  # bytes a second for all nodes together; default none
     # ssh
     ssh_config: str | None = None
     host_key_policy: str | None = None
@@ -415,11 +416,16 @@ def _resolve(opts: Options, env: dict[str, str], notices: list[SettingNotice],
         opts = replace(opts, sync=opts.sync or sync_file.dir,
                        sync_exclude=(*sync_file.exclude, *opts.sync_exclude),
                        sync_include=(*sync_file.include, *opts.sync_include),
-                       sync_max_size=opts.sync_max_size or sync_file.max_size)
+                       sync_max_size=opts.sync_max_size or sync_file.max_size,
+                       sync_bwlimit=opts.sync_bwlimit or sync_file.bwlimit)
     if opts.sync is not None:
-        config = replace(config, sync=_sync_tree(opts, config, log_dir, say))
-    elif opts.sync_exclude or opts.sync_include or opts.sync_max_size is not None:
-        raise ConfigError("--sync-exclude, --sync-include and --sync-max-size go with --sync")
+        rate = (sync_manifest.parse_size(opts.sync_bwlimit, "--sync-bwlimit")
+                if opts.sync_bwlimit is not None else None)
+        config = replace(config, sync=_sync_tree(opts, config, log_dir, say), sync_bwlimit=rate)
+    elif (opts.sync_exclude or opts.sync_include or opts.sync_max_size is not None
+          or opts.sync_bwlimit is not None):
+        raise ConfigError("--sync-exclude, --sync-include, --sync-max-size and --sync-bwlimit "
+                          "go with --sync")
     console, duplicate = torchrun_settings.output_filters(config, given, log_dir)
     if opts.ranks is not None:
         console = replace(console, ranks=_checked(parse_ranks, _text(opts.ranks, "ranks"),

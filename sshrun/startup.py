@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from sshrun import events
 from sshrun.nodeset import fold_hosts, fold_ranks
 from sshrun.plan import JobPlan
+from sshrun.sync_meter import SyncCounts, progress_bar
 
 # Where a node that has not started is stuck, in start-up order.
 CONNECTING = "connecting"
@@ -98,6 +99,7 @@ class StartupTracker:
         self.report_after = report_after
         self.over = False  # every rank started, or the attempt stops: nothing more to say
         self.reported: str | None = None  # what the last report said (None: none yet)
+        self.sync: SyncCounts | None = None  # --sync's progress while it goes (the bar)
 
     # -- fed --------------------------------------------------------------------
 
@@ -107,6 +109,12 @@ class StartupTracker:
             return False
         if isinstance(event, events.Stopping | events.NodeLost):
             self.over = True
+            return True
+        if isinstance(event, events.SyncProgress):
+            self.sync = SyncCounts(
+                nodes=event.nodes, synced=event.synced, failed=event.failed,
+                comparing=event.comparing, files=event.files, files_total=event.files_total,
+                bytes=event.bytes, bytes_total=event.bytes_total)
             return True
         if not isinstance(event, events.NodeEvent):
             return False
@@ -151,13 +159,16 @@ class StartupTracker:
         return all(n.done(self.exec_mode) for n in members)
 
     def status(self) -> str:
-        """``starting: connected 2/3, agents up 1/3, ranks started 0/6``."""
+        """``starting: connected 2/3, agents up 1/3, ranks started 0/6``; while
+        ``--sync`` goes, its bar first: ``sync [####....] 50% ..., nodes synced 1/3; ``."""
         nodes = self.nodes.values()
         connected = sum(n.connected for n in nodes)
         up = sum(n.agent_up for n in nodes)
         unit = "commands" if self.exec_mode else "ranks"
         total = f"/{self.world}" if self.world is not None else ""
-        return (f"starting: connected {connected}/{self.expected}, agents up "
+        sync = (progress_bar(self.sync) + "; "
+                if self.sync is not None and not self.sync.over else "")
+        return (f"{sync}starting: connected {connected}/{self.expected}, agents up "
                 f"{up}/{self.expected}, {unit} started {self.started_units()}{total}")
 
     def missing(self) -> str:

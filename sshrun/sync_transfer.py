@@ -9,7 +9,9 @@ one remote command, ``PYTHON -c BOOTSTRAP``; no rsync, nothing installed),
 asks it for the destination's manifest, and streams only the files that
 differ, back to back, on one channel; the node stages and swaps (see that
 module). One channel per node, all nodes at once: SSH's own flow control
-shares the head's uplink between them.
+shares the head's uplink between them, or, with ``--sync-bwlimit``, one
+``sync_meter.Bandwidth`` hands the limit out to them in turns. Each node's
+progress goes to the attempt's ``SyncMeter`` (the progress bar).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from sshrun.preamble import Preamble
 from sshrun.sanitize import sanitize
 from sshrun.session import remote_command
 from sshrun.sync_manifest import Entry, SyncTree, diff
+from sshrun.sync_meter import Bandwidth, SyncMeter
 
 SOURCE = agent.source("sync_node")
 _CHUNK = 1 << 18
@@ -51,9 +54,10 @@ class SyncResult:
 
 class _Channel:
     def __init__(self, process: asyncssh.SSHClientProcess[bytes], token: str,
-                 stall: float) -> None:
+                 stall: float, bandwidth: Bandwidth | None) -> None:
         self.process = process
         self.stall = stall
+        self.bandwidth = bandwidth
         self.pre = Preamble(token)
         self.buf = bytearray()
         self.sent = 0
@@ -98,7 +102,12 @@ class _Channel:
         del self.buf[:size]
         return out
 
-    async def send(self, data: bytes) -> None:
+    async def send(self, data: bytes, throttled: bool = False) -> None:
+        if throttled and self.bandwidth is not None:
+            loop = asyncio.get_running_loop()
+            wait = self.bandwidth.reserve(len(data), loop.time())
+            if wait > 0:
+                await asyncio.sleep(wait)  # this node's turn on the uplink
         self.process.stdin.write(data)
         self.sent += len(data)
         # A node that stops reading (frozen, its disk stuck) is a silent node.
@@ -107,10 +116,27 @@ class _Channel:
 
 
 async def sync_to(conn: asyncssh.SSHClientConnection, label: str, python: str, dest: str,
-                  tree: SyncTree, reply_timeout: float) -> SyncResult:
+                  tree: SyncTree, reply_timeout: float, meter: SyncMeter | None = None,
+                  bandwidth: Bandwidth | None = None) -> SyncResult:
     """Mirror ``tree`` to ``dest`` on the node, or raise naming the node: a
     ``NodeSetupError`` (exit 2) for what the node refused (its destination, a
-    permission), an ``AgentError`` (exit 255) for a broken channel or a silent node."""
+    permission), an ``AgentError`` (exit 255) for a broken channel or a silent node.
+    ``meter`` hears what it has to send and sends (under ``label``); ``bandwidth``,
+    when given, paces the files' bytes."""
+    meter = meter or SyncMeter()
+    meter.start(label)
+    try:
+        done = await _sync_to(conn, label, python, dest, tree, reply_timeout, meter, bandwidth)
+    except BaseException:
+        meter.fail(label)
+        raise
+    meter.finish(label)
+    return done
+
+
+async def _sync_to(conn: asyncssh.SSHClientConnection, label: str, python: str, dest: str,
+                   tree: SyncTree, reply_timeout: float, meter: SyncMeter,
+                   bandwidth: Bandwidth | None) -> SyncResult:
     started = time.monotonic()
     token = preamble.new_token()
     code = (SOURCE + f"\n_MARKER = {preamble.marker(token)!r}\n").encode()
@@ -118,7 +144,7 @@ async def sync_to(conn: asyncssh.SSHClientConnection, label: str, python: str, d
         process = await conn.create_process(remote_command(python), encoding=None)
     except (asyncssh.Error, OSError) as exc:
         raise AgentError(label, f"sync: cannot open a session: {exc}") from None
-    channel = _Channel(process, token, reply_timeout)
+    channel = _Channel(process, token, reply_timeout, bandwidth)
     try:
         await channel.send(b"%08x" % len(code) + code + _line({"dest": dest}))
         async with asyncio.timeout(reply_timeout):
@@ -150,9 +176,10 @@ async def sync_to(conn: asyncssh.SSHClientConnection, label: str, python: str, d
         changed = {p: e.to_wire() for p, e in tree.entries.items() if node.get(p) != e}
         await channel.send(_line({"changed": changed, "removed": list(delta.delete),
                                   "send": list(delta.send), "digest": tree.digest}))
+        meter.plan(label, len(delta.send), sum(tree.entries[r].size for r in delta.send))
         root = Path(tree.root)
         for rel in delta.send:
-            await _send_file(channel, label, root / rel, tree.entries[rel])
+            await _send_file(channel, label, root / rel, tree.entries[rel], meter)
         async with asyncio.timeout(reply_timeout):  # the node only renames now
             done = await channel.reply(label)
         sync_cache.store(tree.digest, tree.entries)
@@ -196,15 +223,20 @@ def _node_manifest(label: str, value: object) -> dict[str, Entry]:
         raise AgentError(label, f"sync: {exc}") from None
 
 
-async def _send_file(channel: _Channel, label: str, path: Path, entry: Entry) -> None:
+async def _send_file(channel: _Channel, label: str, path: Path, entry: Entry,
+                     meter: SyncMeter) -> None:
     sent = 0
+    step = channel.bandwidth.chunk if channel.bandwidth is not None else _CHUNK
     with path.open("rb") as f:
         while sent < entry.size:
-            chunk = f.read(min(_CHUNK, entry.size - sent))
+            chunk = f.read(min(step, entry.size - sent))
             if not chunk:
                 break
-            await channel.send(chunk)
+            await channel.send(chunk, throttled=True)
             sent += len(chunk)
+            meter.sent(label, len(chunk), file_done=sent == entry.size)
+    if entry.size == 0:
+        meter.sent(label, 0, file_done=True)
     if sent != entry.size:
         # The node would wait for bytes that never come: say it here, and let the
         # finally drop the channel (the node then removes its staging on the next sync).

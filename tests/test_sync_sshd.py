@@ -305,4 +305,5 @@ def test_sync_flags_without_sync_are_refused(tmp_path: Path) -> None:
     code, head = run_sshrun(["exec", "--local-cluster", "1", "--sync-exclude", "data", "--",
                              "true"], cwd=tmp_path)
     assert code == 2, head.transcript()
-    assert "--sync-exclude, --sync-include and --sync-max-size go with --sync" in head.stderr
+    assert ("--sync-exclude, --sync-include, --sync-max-size and --sync-bwlimit go with --sync"
+            in head.stderr)
