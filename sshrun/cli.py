@@ -92,6 +92,8 @@ secret-like files (``.env``, ``*.pem``, ``id_*``) unless ``--sync-include
 PATTERN`` names them (sshrun says what it skipped). A symlink out of the tree
 or a tree over ``--sync-max-size`` (default 1G) is refused (exit 2) before
 anything is sent; a node that fails to sync fails the launch, naming it.
+``--sync-bwlimit RATE`` caps the bytes a second sent to all nodes together,
+in equal shares; on a terminal a bar shows the bytes, files and nodes synced.
 
 SSH: ``--ssh-config PATH`` (default ``~/.ssh/config``: Host aliases, HostName,
 User, Port, IdentityFile, ProxyJump), ``--host-key-policy strict`` (default;

@@ -1013,11 +1013,11 @@ def test_torchrun_section_errors(text: str, message: str) -> None:
 
 def test_sync_section() -> None:
     cf = parse("hosts: [a]\nsync:\n  dir: src\n  exclude: [data, '*.ckpt']\n"
-               "  include: .env\n  max_size: 200M\n", base_dir="/proj")
+               "  include: .env\n  max_size: 200M\n  bwlimit: 50M\n", base_dir="/proj")
     assert cf.sync is not None
     assert cf.sync.dir == "/proj/src"
     assert cf.sync.exclude == ("data", "*.ckpt") and cf.sync.include == (".env",)
-    assert cf.sync.max_size == "200M"
+    assert cf.sync.max_size == "200M" and cf.sync.bwlimit == "50M"
     assert parse("hosts: [a]\n").sync is None
 
 
@@ -1026,4 +1026,6 @@ def test_sync_section_errors_name_the_line() -> None:
         "hosts: [a]\nsync: {exclude: [x]}\n")
     assert "c.yaml:2:26: sync.max_size: 'lots' is not a size" in error(
         "hosts: [a]\nsync: {dir: ., max_size: lots}\n")
+    assert "c.yaml:2:25: sync.bwlimit: '.inf' is not a size" in error(
+        "hosts: [a]\nsync: {dir: ., bwlimit: .inf}\n")
     assert "unknown key 'exlude'" in error("hosts: [a]\nsync: {dir: ., exlude: [x]}\n")

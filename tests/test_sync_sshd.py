@@ -7,11 +7,14 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
+from conftest import MakeSshdCluster
 from head import Head, run_sshrun
 from sshd_cluster import SshdCluster
 
@@ -286,10 +289,123 @@ def test_under_nnodes_min_max_a_node_that_cannot_sync_is_left_out(sshd_cluster: 
     assert (dests[1] / "precious.txt").read_text() == "mine\n"
 
 
+def _terminal_run(argv: list[str], cwd: Path, env: dict[str, str],
+                  timeout: float) -> tuple[int, str, str]:
+    """``argv`` with its stderr on a pseudo-terminal: (status, stdout, the terminal)."""
+    main, tty = os.openpty()
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=tty, start_new_session=True)
+    os.close(tty)
+    chunks: list[bytes] = []
+
+    def read_terminal() -> None:
+        while True:
+            try:
+                data = os.read(main, 65536)
+            except OSError:  # EIO: the terminal's last writer has closed it
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=read_terminal, daemon=True)
+    reader.start()
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    reader.join(10)
+    os.close(main)
+    return proc.returncode, out.decode(), b"".join(chunks).decode(errors="replace")
+
+
+@pytest.mark.slow
+def test_a_bandwidth_limit_is_shared_by_the_nodes_and_the_bar_counts_up(
+        make_sshd_cluster: MakeSshdCluster, tmp_path: Path) -> None:
+    cluster = make_sshd_cluster(3)
+    config, dests = _config(cluster, tmp_path, nodes=3)
+    src = _source(tmp_path)
+    size = 2 << 20
+    (src / "weights.bin").write_bytes(os.urandom(size))
+    events = tmp_path / "ev.jsonl"
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "head-cache"))
+    env.pop("SSH_AUTH_SOCK", None)
+    # 3 nodes x 2 MiB at 2 MiB/s: ~3 s, where the loopback alone takes a fraction of one.
+    code, out, screen = _terminal_run(
+        [sys.executable, "-m", "sshrun", "exec", "-c", str(config), f"--sync={src}",
+         "--sync-bwlimit", "2M", "--events", str(events), "--", "cat", "pkg/data.txt"],
+        src, env, timeout=240)
+    assert code == 0, screen
+    assert sorted(line for line in out.splitlines()) == [f"node{k} | v1" for k in range(3)]
+    finished = _events(events, "sync_finished")
+    assert len(finished) == 3 and all(e["bytes"] > size for e in finished), finished
+    seconds = sorted(float(str(e["seconds"])) for e in finished)
+    # The limit holds for the three together (6 MiB at 2 MiB/s), and it is shared:
+    # nobody was served whole first, so they all finish near the end.
+    assert seconds[-1] >= 2.7, seconds
+    assert seconds[0] >= 0.8 * seconds[-1], seconds
+    progress = _events(events, "sync_progress")
+    assert len(progress) >= 3, progress
+    sent = [int(str(e["bytes"])) for e in progress]
+    assert sent == sorted(sent), sent
+    last = progress[-1]
+    assert (last["nodes"], last["synced"], last["failed"], last["comparing"]) == (3, 3, 0, 0)
+    assert last["bytes"] == last["bytes_total"] == sum(int(str(e["bytes"])) for e in finished)
+    assert last["files"] == last["files_total"] == sum(int(str(e["files"])) for e in finished)
+    # The bar on the terminal: drawn, counting up, with the nodes synced.
+    bars = re.findall(r"\r\x1b\[K(sshrun: sync \[[#.]{20}\] +(\d+)% [^\r\n\x1b]*)", screen)
+    assert len(bars) >= 2, screen
+    percents = [int(p) for _, p in bars]
+    assert percents == sorted(percents) and 0 < percents[-1] < 100, bars
+    assert all(re.search(r"MiB, files \d+/\d+, nodes synced [0-3]/3", b) for b, _ in bars), bars
+    for dest in dests:
+        assert (dest / "weights.bin").stat().st_size == size
+
+
+@pytest.mark.slow
+@pytest.mark.torch
+def test_under_nnodes_min_max_a_node_lost_mid_sync_is_left_out_its_old_tree_kept(
+        make_sshd_cluster: MakeSshdCluster, tmp_path: Path) -> None:
+    cluster = make_sshd_cluster(2)
+    config, dests = _config(cluster, tmp_path)
+    src = _source(tmp_path)
+    code, out = _sync(config, src, tmp_path / "ev1.jsonl", command=("true",))
+    assert code == 0, out
+    old = dests[1].resolve()
+    (src / "pkg" / "data.txt").write_text("v2\n")
+    (src / "weights.bin").write_bytes(os.urandom(4 << 20))
+    events = tmp_path / "ev2.jsonl"
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "head-cache"))
+    # 8 MiB at 1 MiB/s: node1 is still receiving when its sshd and sessions are killed.
+    head = Head(["-c", str(config), f"--sync={src}", "--sync-bwlimit", "1M", "--nnodes", "1:2",
+                 "--nproc-per-node", "1", "--events", str(events), "main.py"], cwd=src, env=env)
+    staging: list[Path] = []
+    deadline = time.monotonic() + 120
+    while not staging and head.proc.poll() is None and time.monotonic() < deadline:
+        staging = list(dests[1].parent.glob("proj.sshrun-tmp-*"))
+        time.sleep(0.01)
+    assert staging, "no staging directory appeared on node1\n" + head.transcript()
+    cluster.kill_node(1, sessions=True)
+    assert head.wait(120) == 0, head.transcript()
+    out = head.transcript()
+    assert "node0 r0 | from proj v2 True" in out and "node1 r" not in out, out
+    assert re.search(r"leaving out node1: sync: ", out), out
+    # node1 keeps the tree it had, whole: never half a tree.
+    assert dests[1].resolve() == old
+    assert (dests[1] / "pkg" / "data.txt").read_text() == "v1\n"
+    assert not (dests[1] / "weights.bin").exists()
+    assert [e["host"] for e in _events(events, "sync_finished")] == ["node0"]
+    [last] = _events(events, "sync_progress")[-1:]
+    assert (last["synced"], last["failed"]) == (1, 1), last
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--sync-max-size", "lots"], "--sync-max-size: 'lots' is not a size (like 500M or 2G)"),
     (["--sync-max-size", "0"], "--sync-max-size: '0' must be more than 0"),
     (["--sync-max-size", "1e400"], "--sync-max-size: '1e400' is not a size (like 500M or 2G)"),
+    (["--sync-bwlimit", "fast"], "--sync-bwlimit: 'fast' is not a size (like 500M or 2G)"),
 ])
 def test_bad_sync_flags_are_one_line(sshd_cluster: SshdCluster, tmp_path: Path,
                                      args: list[str], message: str) -> None:
