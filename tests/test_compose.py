@@ -10,6 +10,7 @@ docs/docker.md.
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import time
@@ -31,6 +32,7 @@ pytestmark = [pytest.mark.timeout(1500), pytest.mark.docker, pytest.mark.torch,
 
 HOSTFILE = "hostfiles/compose.txt"
 CONFIG = "hostfiles/compose.yaml"
+SYNC_CONFIG = "hostfiles/compose-sync.yaml"  # the same nodes, each with its own synced copy
 
 
 def test_hostfiles_name_the_compose_nodes() -> None:
@@ -41,9 +43,12 @@ def test_hostfiles_name_the_compose_nodes() -> None:
         assert services[name]["hostname"] == name
     from_txt = load_hostfile(REPO / HOSTFILE)
     from_yaml = load_cluster_yaml(REPO / CONFIG).hosts
-    for hosts in (from_txt, from_yaml):
+    synced = load_cluster_yaml(REPO / SYNC_CONFIG)
+    for hosts in (from_txt, from_yaml, synced.hosts):
         assert [(h.host, h.slots) for h in hosts] == [(name, 2) for name in NODES]
     assert all(h.user == "root" and h.workdir == "/workspace" for h in from_yaml)
+    assert all(h.user == "root" and h.workdir == "/root/job" for h in synced.hosts)
+    assert synced.sync is not None and synced.sync.dir == str(REPO / "examples")
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +118,43 @@ def test_ddp_example_across_three_containers_all_ranks_agree(
     losses = [float(m.group(1)) for line in out.splitlines()
               if (m := re.fullmatch(r"node1 r0 \| epoch \d loss ([0-9.]+)", line))]
     assert len(losses) == 2 and losses[-1] < losses[0], transcript
+
+
+def test_ddp_trains_from_a_tree_synced_to_each_nodes_own_disk(
+    compose_cluster: ComposeCluster,
+) -> None:
+    """hostfiles/compose-sync.yaml: --sync puts examples/ in each node's /root/job, which
+    exists nowhere else, and the job trains from there; a second run sends nothing."""
+    runs = []
+    for k in (1, 2):
+        events = f"/tmp/sync-events-{k}.jsonl"
+        code, out, err = compose_cluster.sshrun(
+            "-c", SYNC_CONFIG, "--events", events, "train_ddp.py", "--epochs", "2",
+            timeout=300)
+        transcript = f"--- stdout\n{out}\n--- stderr\n{err}"
+        assert code == 0, transcript
+        digests = {int(m.group(1)): m.group(2) for line in out.splitlines()
+                   if (m := re.fullmatch(r"node\d r\d \| rank (\d) final-params "
+                                         r"([0-9a-f]{16})", line))}
+        assert sorted(digests) == list(range(6)) and len(set(digests.values())) == 1, \
+            transcript
+        done = compose_cluster.exec("head", "cat", events)
+        assert done.returncode == 0, done.stderr
+        finished = [e for e in map(json.loads, done.stdout.splitlines())
+                    if e["event"] == "sync_finished"]
+        assert sorted(e["host"] for e in finished) == list(NODES), finished
+        runs.append(finished)
+    # The first run sent examples/ whole to every node; the second found it in place.
+    size = sum(p.stat().st_size for p in (REPO / "examples").iterdir() if p.is_file())
+    assert all(e["bytes"] == size for e in runs[0]), runs[0]
+    assert all(e["bytes"] == 0 and e["files"] == 0 for e in runs[1]), runs[1]
+    for node in NODES:
+        done = compose_cluster.exec(node, "sh", "-c", "readlink /root/job && "
+                                    "cat /root/job/train_ddp.py")
+        assert done.returncode == 0, done.stderr
+        link, _, text = done.stdout.partition("\n")
+        assert link.startswith("job.sshrun-"), link
+        assert text == (REPO / "examples" / "train_ddp.py").read_text()
 
 
 def test_killed_node_is_named_and_nothing_of_the_job_is_left(
