@@ -1,7 +1,7 @@
 """The node agent as the head ships it: the bootstrap, the bundle and the payload.
 
 The head does not install anything on a node. Its one remote command runs
-the constant ``BOOTSTRAP`` under the node's Python (``PYTHON -c BOOTSTRAP``,
+the constant ``BOOTSTRAP`` under the node's Python (``PYTHON -S -c BOOTSTRAP``,
 see ``sshrun.session.remote_command``). The bootstrap reads an 8-hex-digit
 length, then exactly that many bytes from stdin: the payload. ``BUNDLE``,
 one Python source built here at import time, holds
@@ -23,6 +23,14 @@ same bytecode: the head's minor version of Python) runs the code as it is;
 any other decompresses and compiles the source. Nothing is written to the
 node. The bootstrap still runs a plain ``BUNDLE`` (first byte not NUL) too.
 
+Building that payload costs the head ~25 ms of CPU per run, as much as a
+few nodes' worth of everything else, so it is kept as the interpreter keeps
+its ``.pyc`` files: ``$XDG_CACHE_HOME/sshrun/agent/<key>.bin`` (default
+``~/.cache``), the key a digest of the bundle and of what the compiled code
+depends on (the interpreter's magic number and optimisation level). A copy
+that cannot be read, is not whole (its own digest heads it) or cannot be
+written is no error: the head builds the payload as before.
+
 No user data is ever on the command line: argv, environment, working
 directory and ranks follow on stdin as messages (``sshrun.node.protocol``).
 
@@ -32,9 +40,13 @@ compatible: nodes may run an older Python than the head.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
 import importlib.util
 import marshal
+import os
+import sys
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -166,10 +178,54 @@ def build_payload(sources: dict[str, str] | None = None) -> bytes:
             + zlib.compress(bundle))
 
 
+# The newest this many payloads are kept (one per sshrun version and Python in use).
+CACHE_KEEP = 8
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "sshrun" / "agent"
+
+
+def payload_key() -> str:
+    """What the shipped payload is built from: the bundle, and how this Python compiles."""
+    digest = hashlib.sha256(BUNDLE)
+    digest.update(importlib.util.MAGIC_NUMBER)
+    digest.update(f"{sys.implementation.cache_tag}/{sys.flags.optimize}".encode())
+    return digest.hexdigest()[:32]
+
+
+def _load_cached(path: Path) -> bytes | None:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    digest, body = data[:32], data[32:]
+    return body if hashlib.sha256(body).digest() == digest else None
+
+
+def _store_cached(path: Path, body: bytes) -> None:
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(hashlib.sha256(body).digest() + body)
+        os.replace(tmp, path)
+        old = sorted(path.parent.glob("*.bin"), key=lambda p: p.stat().st_mtime)[:-CACHE_KEEP]
+        for stale in old:
+            stale.unlink()
+
+
 @functools.cache
 def payload() -> bytes:
-    """``build_payload()`` of the shipped sources: built once, when the first node needs it."""
-    return build_payload()
+    """``build_payload()`` of the shipped sources: built once, when the first node needs it,
+    or read from the head's cache (see the module's docstring)."""
+    path = cache_dir() / f"{payload_key()}.bin"
+    cached = _load_cached(path)
+    if cached is not None:
+        return cached
+    built = build_payload()
+    _store_cached(path, built)
+    return built
 
 
 BUNDLE = build_bundle()

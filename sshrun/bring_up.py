@@ -164,7 +164,8 @@ async def _up(gang: Gang, node: NodeStatus, ssh: SSHSettings,
 
     node.session = AgentSession(node.conn.conn, label, node.plan.python,
                                 notice=shell_said)
-    hello = await node.session.start(gang.plan.config.timeouts.hello, node.plan.workdir)
+    hello = await node.session.start(gang.plan.config.timeouts.hello, node.plan.workdir,
+                                     site=gang.plan.config.mode != "exec")
     gang.emit(events.AgentUp(**gang.about(node), python=hello.python,
                              python_version=hello.python_version, torch=hello.torch,
                              hostname=hello.hostname, pid=hello.pid,

@@ -82,8 +82,9 @@ hidden, is :mod:`sshrun.redact`'s.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sshrun.errors import ConfigError
@@ -199,17 +200,20 @@ def refused_name(text: str, limit: int = 40) -> str:
     return repr(clipped) + ("=..." if sep else "")
 
 
-def _never(name: str) -> bool:
-    return any(fnmatch.fnmatchcase(name, p) for p in NEVER_FORWARD)
+@functools.cache
+def _any_of(patterns: tuple[str, ...]) -> Callable[[str], object]:
+    """One compiled test for "matches one of these fnmatch patterns": a job matches every
+    head variable against dozens of patterns, ~10 ms of start-up pattern by pattern."""
+    if not patterns:
+        return lambda name: False
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns)).match
 
 
 def _matching(head_env: Mapping[str, str], patterns: Sequence[str]) -> list[str]:
     """The head's names matching any pattern, minus NEVER_FORWARD, sorted."""
-    return [
-        key for key in sorted(head_env)
-        if is_valid_name(key) and not _never(key)
-        and any(fnmatch.fnmatchcase(key, p) for p in patterns)
-    ]
+    never, wanted = _any_of(NEVER_FORWARD), _any_of(tuple(patterns))
+    return [key for key in sorted(head_env)
+            if is_valid_name(key) and not never(key) and wanted(key)]
 
 
 def _refuse_session(name: str, where: str) -> None:

@@ -5,7 +5,7 @@ subsystem (the embedded cluster of ``sshrun.local_cluster`` has none, and
 some hardened sshd configs drop it), and it would take a round trip per file
 to learn what the node has. Instead the head runs
 ``sshrun/node/sync_node.py`` under the bootstrap the agent uses (the same
-one remote command, ``PYTHON -c BOOTSTRAP``; no rsync, nothing installed),
+one remote command, ``PYTHON -S -c BOOTSTRAP``; no rsync, nothing installed),
 asks it for the destination's manifest, and streams only the files that
 differ, back to back, on one channel; the node stages and swaps (see that
 module). One channel per node, all nodes at once: SSH's own flow control

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import stat
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -103,14 +104,18 @@ def test_plain_table_says_no_gpu(sshd_cluster: SshdCluster, tmp_path: Path) -> N
 
 
 def test_node_without_torch(sshd_cluster: SshdCluster, tmp_path: Path) -> None:
-    # -S: no site directory, so no torch (the interpreter itself is the same).
-    bare = _wrapper(tmp_path / "python-bare", f'exec {sys.executable} -S "$@"')
+    # A virtual environment of the same interpreter, without the system's
+    # site-packages: a real node's Python with no torch.
+    venv = tmp_path / "bare-venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
+                   timeout=120)
+    bare = venv / "bin" / "python"
     code, data, transcript = _check(["-c", str(_yaml(sshd_cluster, tmp_path, str(bare)))],
                                     tmp_path)
     assert code == 1, transcript
     node2 = data["nodes"][2]
     assert node2["torch"] is False and node2["torch_version"] is None
-    assert node2["verdict"]["problems"] == [f"no torch for {sys.executable}"]
+    assert node2["verdict"]["problems"] == [f"no torch for {bare}"]
     assert [n["verdict"]["ok"] for n in data["nodes"]] == [True, True, False]
 
 

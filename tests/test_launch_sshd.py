@@ -403,3 +403,37 @@ def test_proxyjump_from_ssh_config(sshd_cluster: SshdCluster, tmp_path: Path) ->
                              "-x", "ALL=1", str(WORKERS / "echo_args.py"), "via-jump"])
     assert code == 0, head.transcript()
     assert 'jumped2 r1 | ARGV ["via-jump"]' in head.out
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("mode", ["exec", "torchrun"])
+def test_an_exec_agent_skips_the_site_module_a_torchrun_agent_runs_it(
+        sshd_cluster: SshdCluster, tmp_path: Path, mode: str) -> None:
+    """The agent runs under ``python -S``. An exec job's agent never runs ``site`` (its
+    .pth files and sitecustomize cost a node ~30 ms) yet reports torch, found in the
+    site directories; a torchrun job's agent runs it, so that what hello finds (and
+    refuses) is what the job's interpreter will find."""
+    import json
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    (tmp_path / "sitecustomize.py").write_text(
+        f"import os\nopen(os.path.join({str(marks)!r}, str(os.getpid())), 'w').close()\n")
+    wrapper = tmp_path / "python"
+    # PYTHONPATH only for the agent's own interpreter: the job's processes get
+    # sshrun's environment, not the wrapper's.
+    wrapper.write_text(f'#!/bin/sh\nPYTHONPATH={tmp_path} exec {sys.executable} "$@"\n')
+    wrapper.chmod(0o755)
+    events = tmp_path / "events.jsonl"
+    job = (["exec", *cluster_args(sshd_cluster), "--python", str(wrapper), "--events",
+            str(events), "--", "true"] if mode == "exec" else
+           [*cluster_args(sshd_cluster), "--python", str(wrapper), "--events", str(events),
+            str(WORKERS / "echo_args.py")])
+    code, head = run_sshrun(job, cwd=tmp_path)
+    assert code == 0, head.transcript()
+    ups = [e for e in map(json.loads, events.read_text().splitlines())
+           if e["event"] == "agent_up"]
+    assert len(ups) == sshd_cluster.n and all(e["torch"] for e in ups), ups
+    agents = {str(e["pid"]) for e in ups}
+    ran_site = agents & {p.name for p in marks.iterdir()}
+    assert ran_site == (set() if mode == "exec" else agents)

@@ -1,7 +1,7 @@
 """What the head sends the bootstrap (sshrun/agent.py, ``payload()``): its own compiled
 agent where the node's interpreter has the head's magic number, the source elsewhere.
 
-Each check runs the real bootstrap under a real interpreter, as ``PYTHON -c
+Each check runs the real bootstrap under a real interpreter, as ``PYTHON -S -c
 BOOTSTRAP`` does on a node, with the payload and a preflight on stdin and an
 audit hook that reports every source compiled under the agent's names. The
 agent says hello and, its stdin at EOF (the head gone), stops and exits 0.
@@ -14,6 +14,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -35,7 +37,7 @@ AUDITED = (
 def run_bootstrap(python: str, payload: bytes) -> tuple[dict[str, object], list[str]]:
     """The agent's hello, and the names it compiled, from one run of ``payload``."""
     feed = b"%08x" % len(payload) + payload + encode_command(Preflight())
-    result = subprocess.run([python, "-c", AUDITED], input=feed, capture_output=True,
+    result = subprocess.run([python, "-S", "-c", AUDITED], input=feed, capture_output=True,
                             timeout=60, env={**os.environ, "BOOTSTRAP": agent.BOOTSTRAP})
     stderr = result.stderr.decode(errors="replace")
     compiled = [line.split(" ", 1)[1] for line in stderr.splitlines()
@@ -103,3 +105,54 @@ def test_the_payload_is_smaller_than_the_source_it_carries() -> None:
     """Sent once per node: compressed, the head's code and the source together weigh less
     than the source alone did."""
     assert len(agent.payload()) < len(agent.BUNDLE)
+
+
+@pytest.fixture
+def cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    agent.payload.cache_clear()
+    yield tmp_path
+    agent.payload.cache_clear()
+
+
+def test_the_payload_is_kept_in_the_heads_cache_and_read_back(
+        cache_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    built = agent.payload()
+    kept = cache_home / "sshrun" / "agent" / f"{agent.payload_key()}.bin"
+    assert kept.read_bytes()[32:] == built
+    agent.payload.cache_clear()
+
+    def no_build(sources: object = None) -> bytes:
+        raise AssertionError("built again, not read from the cache")
+
+    monkeypatch.setattr(agent, "build_payload", no_build)
+    assert agent.payload() == built
+    hello, compiled = run_bootstrap(sys.executable, agent.payload())
+    assert hello["version"] == PROTOCOL_VERSION and compiled == []
+
+
+def test_a_damaged_copy_is_built_again_and_replaced(cache_home: Path) -> None:
+    built = agent.payload()
+    kept = cache_home / "sshrun" / "agent" / f"{agent.payload_key()}.bin"
+    damaged = bytearray(kept.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    kept.write_bytes(bytes(damaged[:-100]))
+    agent.payload.cache_clear()
+    again = agent.payload()
+    run_bootstrap(sys.executable, again)
+    assert kept.read_bytes()[32:] == again and len(again) == len(built)
+
+
+def test_a_cache_that_cannot_be_written_is_no_error(cache_home: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = cache_home / "file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    hello, _ = run_bootstrap(sys.executable, agent.payload())
+    assert hello["version"] == PROTOCOL_VERSION
+
+
+def test_the_key_follows_the_sources(monkeypatch: pytest.MonkeyPatch) -> None:
+    key = agent.payload_key()
+    monkeypatch.setattr(agent, "BUNDLE", agent.BUNDLE + b"# changed\n")
+    assert agent.payload_key() != key

@@ -247,3 +247,49 @@ def test_the_real_hello_imports_neither_torch_nor_the_modules() -> None:
                           timeout=60, cwd=Path(__file__).resolve().parent.parent, check=True)
     assert done.stdout.split(" ", 1)[1].strip() == "{'etcd': True, 'urllib3': True} []", (
         done.stdout + done.stderr)
+
+
+@pytest.mark.torch
+def test_under_python_dash_s_the_probe_finds_torch_without_running_site(tmp_path: Path) -> None:
+    """The agent runs under ``python -S``: torch and the rendezvous clients are found in
+    the site directories without the .pth files' imports, and a module that only a
+    .pth file puts on the path is still found (site runs then, and only then)."""
+    import os
+    import site
+
+    user_site = tmp_path / "base" / Path(site.getusersitepackages()).relative_to(site.getuserbase())
+    user_site.mkdir(parents=True)
+    (tmp_path / "extra").mkdir()
+    (tmp_path / "extra" / "pth_only_mod.py").write_text("")
+    (user_site / "extra.pth").write_text(f"{tmp_path / 'extra'}\n")
+    code = ("import sys; from sshrun.node import probe; "
+            "has, version, _ = probe.torch_versions(); "
+            "print(has, version, probe.has_modules(['urllib3', 'json']), "
+            "'sshrun_site_loaded' in sys.modules, flush=True); "
+            "print(probe.has_modules(['pth_only_mod', 'no_such_module_x']), "
+            "'sshrun_site_loaded' in sys.modules)")
+    env = dict(os.environ, PYTHONUSERBASE=str(tmp_path / "base"))
+    done = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
+                          timeout=60, cwd=Path(__file__).resolve().parent.parent, env=env)
+    assert done.returncode == 0, done.stderr
+    first, second = done.stdout.splitlines()
+    import torch
+    assert first == f"True {torch.__version__} {{'urllib3': True, 'json': True}} False"
+    assert second == "{'pth_only_mod': True, 'no_such_module_x': False} True"
+
+
+@pytest.mark.parametrize("system_site", [False, True], ids=["isolated", "system-site"])
+def test_under_python_dash_s_a_virtual_environment_follows_its_own_config(
+        tmp_path: Path, system_site: bool) -> None:
+    """In a venv the site directories are the venv's (and the system's only with
+    include-system-site-packages): the same answer as the venv's python without -S."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv),
+                    *(["--system-site-packages"] if system_site else [])],
+                   check=True, timeout=120)
+    code = ("from sshrun.node import probe; "
+            "print(probe.torch_versions()[0], probe.has_modules(['urllib3']))")
+    done = subprocess.run([str(venv / "bin" / "python"), "-S", "-c", code], capture_output=True,
+                          text=True, timeout=60, cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"{system_site} {{'urllib3': {system_site}}}"

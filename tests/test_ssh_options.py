@@ -17,7 +17,7 @@ import pytest
 from sshrun.errors import ConnectError
 from sshrun.hostspec import HostSpec
 from sshrun.plan import Timeouts
-from sshrun.ssh_options import SSHSettings, check_ssh_files
+from sshrun.ssh_options import PREFERRED_CIPHERS, SSHSettings, check_ssh_files
 
 T = Timeouts()
 # What sshrun always asks for, as sshrun.ssh_options passes it.
@@ -25,7 +25,7 @@ KWARGS: dict[str, Any] = {
     "agent_forwarding": False, "keepalive_interval": T.keepalive_interval,
     "keepalive_count_max": T.keepalive_count_max, "connect_timeout": T.connect,
     "login_timeout": T.connect, "password_auth": False, "kbdint_auth": False,
-    "request_pty": False,
+    "request_pty": False, "encryption_algs": list(PREFERRED_CIPHERS),
 }
 SKIP = {"kwargs", "config", "client_keys", "agent_identities"}
 
@@ -134,3 +134,20 @@ def test_a_fresh_cache_for_other_settings(tmp_path: Path, home: Path) -> None:
     assert other == dataclasses.replace(other)  # the cache is not part of the settings
     built = asyncio.run(other.cache.options(HostSpec("node0"), other))
     assert built.known_hosts == ("/elsewhere",)
+
+
+def test_aes_gcm_first_unless_the_config_names_ciphers(tmp_path: Path, home: Path) -> None:
+    """The head decrypts every rank's output: AES-GCM (one cipher call a packet in
+    asyncssh) before ChaCha20-Poly1305 (three); the config's Ciphers win."""
+    stock = [alg.decode() for alg in asyncssh.SSHClientConnectionOptions(
+        config=[], host="x").encryption_algs]
+    assert PREFERRED_CIPHERS[:2] == ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
+    assert sorted(PREFERRED_CIPHERS) == sorted(stock) and stock[0].startswith("chacha20")
+    config = tmp_path / "ssh_config"
+    config.write_text("Host chacha\n  Ciphers chacha20-poly1305@openssh.com,aes256-ctr\n")
+    settings = SSHSettings(config_paths=(str(config),))
+    hosts = [HostSpec("chacha"), HostSpec("other")]
+    check_ssh_files(hosts, settings)
+    chosen = [[alg.decode() for alg in asyncio.run(
+        settings.cache.options(host, settings)).options.encryption_algs] for host in hosts]
+    assert chosen == [["chacha20-poly1305@openssh.com", "aes256-ctr"], list(PREFERRED_CIPHERS)]

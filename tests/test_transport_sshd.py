@@ -9,6 +9,7 @@ the function asyncssh decodes each entry with (behaviour unchanged).
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import sys
@@ -20,6 +21,9 @@ from head import run_sshrun
 from sshd_cluster import SshdCluster
 
 import sshrun
+from sshrun.hostspec import HostSpec
+from sshrun.ssh_options import SSHSettings, check_ssh_files
+from sshrun.transport import connect
 
 pytestmark = pytest.mark.sshd
 
@@ -47,6 +51,30 @@ def home_whose_config_breaks_every_connection(tmp_path: Path) -> dict[str, str]:
     env = dict(os.environ, HOME=str(home))
     env.pop("SSH_AUTH_SOCK", None)
     return env
+
+
+def test_openssh_agrees_to_aes_gcm_and_a_configs_ciphers_win(sshd_cluster: SshdCluster,
+                                                              tmp_path: Path) -> None:
+    """What a real sshd negotiates with sshrun's options: AES-GCM when the config names
+    no Ciphers, the config's own when it does."""
+    config = tmp_path / "ssh_config"
+    config.write_text(sshd_cluster.ssh_config.read_text() + f"\nHost {sshd_cluster.aliases[1]}\n"
+                      "  Ciphers chacha20-poly1305@openssh.com\n")
+    settings = SSHSettings(config_paths=(str(config),))
+    hosts = [HostSpec(alias) for alias in sshd_cluster.aliases[:2]]
+    check_ssh_files(hosts, settings)
+
+    async def ciphers() -> list[tuple[str, str]]:
+        seen = []
+        for host in hosts:
+            node = await connect(host, settings)
+            async with node.conn:
+                seen.append((str(node.conn.get_extra_info("send_cipher")),
+                             str(node.conn.get_extra_info("recv_cipher"))))
+        return seen
+
+    assert asyncio.run(ciphers()) == [("aes128-gcm@openssh.com",) * 2,
+                                      ("chacha20-poly1305@openssh.com",) * 2]
 
 
 def test_config_is_parsed_once_per_node_across_attempts(sshd_cluster: SshdCluster,

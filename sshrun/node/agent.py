@@ -1,7 +1,7 @@
 """The sshrun node agent: one per node and job, standard library only, Python 3.8.
 
 The head does not install anything on a node. It runs a constant bootstrap
-(``sshrun.agent.BOOTSTRAP``) through ``ssh node PYTHON -c BOOTSTRAP``; the
+(``sshrun.agent.BOOTSTRAP``) through ``ssh node PYTHON -S -c BOOTSTRAP``; the
 bootstrap reads the agent's bundle (this package's modules and the scripts
 it writes for torchrun, see ``sshrun.agent``) from stdin and runs ``main``.
 Everything else (argv, environment, working directory, ranks, secrets) then
@@ -48,7 +48,7 @@ import sys
 import time
 
 from sshrun.node.buffer import OutputBuffer
-from sshrun.node.probe import has_modules, torch_versions
+from sshrun.node.probe import has_modules, load_site, torch_versions
 from sshrun.node.protocol import (
     COMMANDS,
     PROTOCOL_VERSION,
@@ -71,7 +71,7 @@ from sshrun.node.protocol import (
     decode,
     rank_failures,
 )
-from sshrun.node.ranks import READ_CHUNK, RankStreams
+from sshrun.node.ranks import READ_CHUNK, RankStreams, grow_pipe
 from sshrun.node.rdzv_probe import PROBE_AFTER, Probe
 from sshrun.node.teardown import Teardown, exit_status, set_child_subreaper
 from sshrun.node.tmpdir import make_tmpdir, remove_tree
@@ -248,6 +248,8 @@ class Agent:
         self.out.send(marker)
 
     def hello(self, preflight: Preflight) -> None:
+        if preflight.site:
+            load_site()
         has_torch, torch_version, cuda_version = torch_versions()
         workdir = preflight.workdir
         self.out.event(Hello(
@@ -357,6 +359,7 @@ class Agent:
 
     def run(self) -> int:
         os.set_blocking(1, False)
+        grow_pipe(1)  # sshd's end of our output
         self.sel.register(0, selectors.EVENT_READ)
         preflight = self.read_preflight(self.hb_timeout)
         self.sync(preflight.sync)

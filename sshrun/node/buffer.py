@@ -63,14 +63,38 @@ class OutputBuffer:
     def event(self, message: Message) -> None:
         self.send(encode_event(message))
 
-    def output(self, stream: int, source: int, data: bytes) -> None:
-        """Bytes a rank (or torchrun) wrote, just read; may pause the readers."""
+    def output(self, stream: int, source: int, data: bytes | memoryview) -> None:
+        """Bytes a rank (or torchrun) wrote, just read; may pause the readers.
+
+        ``data`` may be a view of the reader's buffer, valid only during the
+        call: with nothing queued it goes to stdout at once, from that buffer,
+        and only what stdout does not take is copied into the queue. That is
+        the common case while output flows, and it spares every chunk an
+        allocation (fresh pages to fault in) and a turn of the event loop.
+        """
         if self.closed:
             return
         header = output_header(stream, source, len(data), time.time())
-        self.chunks.append(header)
+        if not self.chunks:
+            try:
+                n = os.writev(STDOUT, (header, data))
+            except BlockingIOError:
+                n = 0
+            except OSError:
+                self.closed = True
+                return
+            if n >= len(header):
+                if n - len(header) < len(data):
+                    self._queue(bytes(data[n - len(header):]))
+                return
+            self._queue(header[n:])
+        else:
+            self._queue(header)
+        self._queue(bytes(data))
+
+    def _queue(self, data: bytes) -> None:
         self.chunks.append(data)
-        self.size += len(header) + len(data)
+        self.size += len(data)
         self._want_write()
         if self.size > HIGH_WATER and not self.paused:
             self._set_paused(True)

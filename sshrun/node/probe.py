@@ -9,14 +9,31 @@ which torch's build writes (``__version__ = '2.13.0+cpu'``,
 ``cuda: Optional[str] = None``). ``importlib.metadata``, which reads
 distribution records, is asked only when that file says no version.
 
+The agent runs under ``python -S`` (``sshrun.session.remote_command``): the
+``site`` module's ``.pth`` files import what they name (editable installs'
+finders, setuptools' hooks, certifi), which cost an interpreter ~30 ms of
+CPU here and more in a large conda environment, and the agent needs none of
+it. Where hello's answers decide what is refused (a torchrun job, ``sshrun
+check``: ``Preflight.site``) the agent runs ``load_site()`` first, and the
+answers are the job's interpreter's. Otherwise (exec) a name is looked for
+first in the site directories as ``site`` would add them, without running
+any ``.pth`` file or ``sitecustomize``; only a name not found there (or
+torch's version from its distribution record) makes the agent run
+``site.main()`` and look again along the whole path. In a virtual
+environment (a ``pyvenv.cfg`` beside the interpreter) ``site`` alone knows
+the directories (the environment's, and the system's or not), so there the
+agent runs ``site.main()`` before it looks.
+
 Standard library only, Python 3.8.
 """
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import os
 import re
+import sys
 
 # typing is ~3 ms to import on a node; its names are the type checker's only.
 TYPE_CHECKING = False
@@ -30,10 +47,45 @@ _ASSIGN = r"^(__version__|cuda)\s*(?::[^=\n]*)?=[ \t]*(\S.*?)[ \t]*$"
 _MAX_READ = 65536
 
 
+def _site_dirs() -> list[str] | None:
+    """The site directories ``site`` would add (the user's, then the system's), unread;
+    None in a virtual environment, whose own rules (``pyvenv.cfg``) only ``site`` applies."""
+    import site
+
+    exe_dir = os.path.dirname(os.path.abspath(sys.executable))
+    for folder in (exe_dir, os.path.dirname(exe_dir)):
+        if os.path.isfile(os.path.join(folder, "pyvenv.cfg")):
+            return None
+    if "__PYVENV_LAUNCHER__" in os.environ:
+        return None
+    dirs = site.getsitepackages()
+    if (not sys.flags.no_user_site and os.geteuid() == os.getuid()
+            and os.getegid() == os.getgid()):
+        dirs.insert(0, site.getusersitepackages())
+    return dirs
+
+
+def load_site() -> None:
+    """What ``python`` without ``-S`` does at start: the site directories and their .pth files."""
+    if sys.flags.no_site and "sshrun_site_loaded" not in sys.modules:
+        import site
+        import types
+
+        sys.modules["sshrun_site_loaded"] = types.ModuleType("sshrun_site_loaded")
+        site.main()
+
+
 def _find(name: str) -> Any:
     """``name``'s spec, or None; a finder that breaks counts as not finding it."""
     try:
-        return importlib.util.find_spec(name)
+        spec = importlib.util.find_spec(name)
+        if spec is None and sys.flags.no_site and "sshrun_site_loaded" not in sys.modules:
+            dirs = _site_dirs()
+            spec = importlib.machinery.PathFinder.find_spec(name, dirs) if dirs else None
+            if spec is None:
+                load_site()
+                spec = importlib.util.find_spec(name)
+        return spec
     except Exception:
         # ValueError (a module without __spec__), ImportError from a custom
         # finder, or anything a half-installed package's hook raises: the
@@ -75,6 +127,7 @@ def torch_versions() -> tuple[bool, str | None, str | None]:
 
 def _distribution_version(name: str) -> str | None:
     try:
+        load_site()
         import importlib.metadata as metadata
         return metadata.version(name)
     except Exception:

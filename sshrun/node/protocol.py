@@ -166,13 +166,18 @@ class Preflight(Message):
 
     ``modules``: top-level module names whose presence hello reports (the
     rendezvous clients, ``sshrun.rendezvous.CLIENT_MODULES``), found without
-    importing them.
+    importing them. ``site``: find torch and the modules as the job's own
+    interpreter will, after the ``site`` module the agent's ``python -S``
+    skipped (``.pth`` files, ``sitecustomize``); false (exec: nothing is
+    refused on what hello says) looks in the site directories without them
+    (``sshrun.node.probe``).
     """
 
     TYPE: ClassVar[str] = "preflight"
     sync: str | None = None
     workdir: str | None = None
     modules: tuple[str, ...] = ()
+    site: bool = True
 
 
 @frozen

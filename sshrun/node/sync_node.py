@@ -1,7 +1,7 @@
 """``--sync``'s node side: report the destination's manifest, stage the new tree, swap it in.
 
 Not part of the agent's bundle: the head runs it on its own exec channel
-under the bootstrap (``PYTHON -c BOOTSTRAP``, this source as the payload,
+under the bootstrap (``PYTHON -S -c BOOTSTRAP``, this source as the payload,
 ``_MARKER`` appended by the head), before the agent starts, so that jobs
 without ``--sync`` do not carry it. Standard library only, Python 3.8.
 
