@@ -71,7 +71,7 @@ from sshrun.node.protocol import (
     decode,
     rank_failures,
 )
-from sshrun.node.ranks import READ_CHUNK, RankStreams, grow_pipe
+from sshrun.node.ranks import READ_CHUNK, RankStreams
 from sshrun.node.rdzv_probe import PROBE_AFTER, Probe
 from sshrun.node.teardown import Teardown, exit_status, set_child_subreaper
 from sshrun.node.tmpdir import make_tmpdir, remove_tree
@@ -359,7 +359,6 @@ class Agent:
 
     def run(self) -> int:
         os.set_blocking(1, False)
-        grow_pipe(1)  # sshd's end of our output
         self.sel.register(0, selectors.EVENT_READ)
         preflight = self.read_preflight(self.hb_timeout)
         self.sync(preflight.sync)

@@ -17,7 +17,6 @@ Runs on the node: standard library only, Python 3.8.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import selectors
@@ -34,24 +33,9 @@ if TYPE_CHECKING:
     from typing import IO, Any
 
 READ_CHUNK = 65536
-# What one read of a rank's output may take, and the capacity asked of the
-# pipes output flows through: a 20 MB burst crosses in ~20 turns of the
-# agent's loop instead of ~300 (the kernel's default is 64 KiB).
-OUTPUT_CHUNK = 1 << 20
 # How long a rank that died without a status waits to be reported, in case
 # its torchrun was killed (then torchrun's death is the failure, not the rank's).
 COLLATERAL_WAIT = 1.0
-
-
-def grow_pipe(fd: int) -> None:
-    """Ask for an ``OUTPUT_CHUNK`` pipe (Linux's F_SETPIPE_SZ, 1031 before Python 3.10).
-
-    Refused (not a pipe, over /proc/sys/fs/pipe-max-size or the user's pipe
-    pages, not Linux), the pipe stays as it was: only slower."""
-    import fcntl
-
-    with contextlib.suppress(OSError):
-        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), OUTPUT_CHUNK)
 
 
 class _Shim:
@@ -86,7 +70,7 @@ class RankStreams:
         # rank -> (deadline, event): died without a status, not yet reported
         self.unreported: dict[int, tuple[float, RankExit]] = {}
         # Every stream is read into this one buffer (sshrun.node.buffer.output).
-        self._buf = memoryview(bytearray(OUTPUT_CHUNK))
+        self._buf = memoryview(bytearray(READ_CHUNK))
 
     @property
     def busy(self) -> bool:
@@ -105,7 +89,6 @@ class RankStreams:
     def add_pipe(self, pipe: IO[bytes], stream: int) -> None:
         """torchrun's (or the command's) own stdout or stderr."""
         os.set_blocking(pipe.fileno(), False)
-        grow_pipe(pipe.fileno())
         self.readers[pipe.fileno()] = (pipe, stream, SOURCE_LAUNCHER)
         if not self.out.paused:
             self.sel.register(pipe.fileno(), selectors.EVENT_READ)
