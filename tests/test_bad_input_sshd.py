@@ -8,6 +8,7 @@ the insecure policy get messages that say what to do.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -167,3 +168,15 @@ def test_workdir_tilde_is_the_nodes_home(sshd_cluster: SshdCluster) -> None:
                              str(sshd_cluster.ssh_config), "--workdir", "~", "--", "pwd"])
     assert code == 0, head.transcript()
     assert head.out == [f"node0 | {os.path.expanduser('~')}"]
+
+
+def test_a_command_no_node_has_is_one_line_naming_it(sshd_cluster: SshdCluster) -> None:
+    """Looked for along the job's PATH on the node (sshrun/node/spawn.py): not found is
+    the agent's own line, never a shell's "not found" with status 127."""
+    code, head = run_sshrun(["exec", *cluster_args(sshd_cluster), "--python", sys.executable,
+                             "--", "no-such-program-xyz", "arg"])
+    assert code == 2, head.transcript()
+    first = head.stderr.splitlines()[0]
+    assert re.fullmatch(r"sshrun: first failure: node\d \(node \d\): cannot start "
+                        r"no-such-program-xyz: No such file or directory", first), first
+    assert head.stdout == ""

@@ -43,7 +43,6 @@ import os
 import select
 import selectors
 import signal
-import subprocess
 import sys
 import time
 
@@ -73,6 +72,7 @@ from sshrun.node.protocol import (
 )
 from sshrun.node.ranks import READ_CHUNK, RankStreams
 from sshrun.node.rdzv_probe import PROBE_AFTER, Probe
+from sshrun.node.spawn import Child, spawn
 from sshrun.node.teardown import Teardown, exit_status, set_child_subreaper
 from sshrun.node.tmpdir import make_tmpdir, remove_tree
 
@@ -119,7 +119,7 @@ class Agent:
         self.stdin_open = True
         self.last_heard = time.monotonic()
         self.spec: Spec | None = None
-        self.child: subprocess.Popen[bytes] | None = None
+        self.child: Child | None = None
         self.child_code: int | None = None
         self.tmpdir = make_tmpdir("sshrun-")
         self.stopping: str | None = None  # why teardown began
@@ -139,7 +139,7 @@ class Agent:
     def reap(self) -> None:
         """Collect exit statuses: our child's, and adopted orphans' (we are their subreaper).
 
-        Popen.poll() cannot be used: waitpid(-1) here would steal its status.
+        (waitpid(-1) collects both: the child is a pid, never a Popen that would wait for it.)
         """
         while True:
             try:
@@ -300,16 +300,12 @@ class Agent:
         else:
             argv = list(spec.argv)
         try:
-            self.child = subprocess.Popen(
-                argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, start_new_session=True, close_fds=True,
-            )
+            self.child, out, err = spawn(argv, cwd, env)
         except OSError as exc:
             self.fail(f"cannot start {argv[0]}: {exc.strerror or exc}")
             return
-        for pipe, stream in ((self.child.stdout, 1), (self.child.stderr, 2)):
-            assert pipe is not None
-            self.ranks.add_pipe(pipe, stream)
+        for fd, stream in ((out, 1), (err, 2)):
+            self.ranks.add_pipe(os.fdopen(fd, "rb", buffering=0), stream)
         self.out.event(Started(pid=self.child.pid, argv0=argv[0]))
         if spec.mode == "torchrun" and spec.probe_host and spec.probe_port:
             self.probe_at = (spec.probe_host, spec.probe_port, time.monotonic())
