@@ -81,8 +81,9 @@ def spawn(argv: Sequence[str], cwd: str | None, env: Mapping[str, str]) -> tuple
     try:
         if cwd is not None:
             os.chdir(cwd)
-        actions: list[tuple[int, ...]] = [(os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, out_w, 1),
-                                          (os.POSIX_SPAWN_DUP2, err_w, 2)]
+        actions: list[tuple[int, ...]] = [
+            (os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, out_w, 1),
+            (os.POSIX_SPAWN_DUP2, err_w, 2)]
         actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in _inheritable(3)]
         pid = os.posix_spawn(path, list(argv), dict(env), file_actions=actions, setsid=True,
                              setsigdef=(signal.SIGPIPE, signal.SIGXFSZ))
