@@ -1,12 +1,13 @@
 """What one node agent costs its node in CPU, beside ``python -c pass``, with idle processes around.
 
-The agent runs as the head starts it (``PYTHON -c BOOTSTRAP``, the payload
-on stdin: the agent compiled by this interpreter and its source, then the
-preflight; ``--source``: the plain bundle, which the node compiles), says
-hello, gets a spec for ``exec -- true``, runs it, sweeps, sends ``exited``
-and exits: a job that exits cleanly. It runs under a measuring process that
-is a child subreaper, so that every process the agent leaves behind (its
-sentinel) comes back to it; that process reaps them all and reads
+The agent runs as the head starts it for an exec job (``PYTHON -S -c
+BOOTSTRAP``, the payload on stdin: the agent compiled by this interpreter
+and its source, then the preflight, ``site`` false as for exec;
+``--source``: the plain bundle, which the node compiles), says hello, gets
+a spec for ``exec -- true``, runs it, sweeps, sends ``exited`` and exits: a
+job that exits cleanly. It runs under a measuring process that is a child
+subreaper, so that every process the agent leaves behind (its sentinel)
+comes back to it; that process reaps them all and reads
 ``RUSAGE_CHILDREN``: the CPU (user + system) of the agent and every helper
 it forked, the job's own process included. The job's (``true`` under the
 same measure) and the interpreter's start-up (``python -c pass``) are
@@ -95,11 +96,12 @@ def shipped(plain: bool) -> bytes:
 def _drive_agent(python: str, bundle: bytes) -> None:
     """Start one agent, run ``true`` through it, and wait for its ``exited``."""
     token = uuid.uuid4().hex
-    proc = subprocess.Popen([python, "-c", agent.BOOTSTRAP], stdin=subprocess.PIPE,
+    proc = subprocess.Popen([python, "-S", "-c", agent.BOOTSTRAP], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     assert proc.stdin is not None and proc.stdout is not None
     fd = proc.stdout.fileno()
-    proc.stdin.write(b"%08x" % len(bundle) + bundle + encode_command(Preflight(sync=token)))
+    preflight = encode_command(Preflight(sync=token, site=False))
+    proc.stdin.write(b"%08x" % len(bundle) + bundle + preflight)
     proc.stdin.flush()
     buf = bytearray()
     deadline = time.monotonic() + 60
@@ -245,7 +247,7 @@ def phases(python: str, repeat: int) -> tuple[bool, list[tuple[str, float, float
         code = compile(text, f"<sshrun-agent:{name}>", "exec")
         modules.append((name, text, marshal.dumps(code)))
     feed = marshal.dumps((importlib.util.MAGIC_NUMBER, shipped(False), modules), 2)
-    runs = [json.loads(subprocess.run([python, "-c", PHASES], input=feed, capture_output=True,
+    runs = [json.loads(subprocess.run([python, "-S", "-c", PHASES], input=feed, capture_output=True,
                                       check=True, timeout=60).stdout)
             for _ in range(repeat)]
     same = bool(runs[0][0])

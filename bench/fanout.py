@@ -105,11 +105,12 @@ def run_quiet(argv: list[str], env: dict[str, str] | None = None) -> None:
 
 MINIMAL_ASYNCSSH = """
 import asyncio, sys, asyncssh
-port, known, key, user, command, prefix, *addrs = sys.argv[1:]
+port, known, key, user, command, prefix, cipher, *addrs = sys.argv[1:]
+ciphers = {} if cipher == "-" else {"encryption_algs": [cipher]}
 
 async def one(addr):
     async with asyncssh.connect(addr, int(port), known_hosts=known, client_keys=[key],
-                                username=user, agent_path=None) as conn:
+                                username=user, agent_path=None, **ciphers) as conn:
         if prefix == "0":
             await conn.run(command, check=True)
             return
@@ -129,11 +130,13 @@ asyncio.run(main())
 """
 
 
-def minimal_asyncssh(cluster: SshdCluster, n: int, command: str, prefix: bool = False) -> None:
-    """A separate process, like sshrun: interpreter start-up and imports included."""
+def minimal_asyncssh(cluster: SshdCluster, n: int, command: str, prefix: bool = False,
+                     cipher: str = "-") -> None:
+    """A separate process, like sshrun: interpreter start-up and imports included.
+    ``cipher``: asyncssh's default order ("-"), or only this one."""
     run_quiet([sys.executable, "-c", MINIMAL_ASYNCSSH, str(cluster.port),
                str(cluster.known_hosts), str(cluster.client_key), cluster.user, command,
-               "1" if prefix else "0", *cluster.addresses[:n]])
+               "1" if prefix else "0", cipher, *cluster.addresses[:n]])
 
 
 def pdsh_argv(cluster: SshdCluster, n: int, command: str,
@@ -221,6 +224,10 @@ def stream(cluster: SshdCluster, k: int, lines: int, repeat: int, tmp: Path,
     tools: list[tuple[str, Callable[[], None]]] = [
         ("sshrun exec", lambda: run_quiet(sshrun)),
         ("chunked asyncssh reader", lambda: minimal_asyncssh(cluster, k, remote, prefix=True)),
+        # sshrun offers AES-GCM first (sshrun/ssh_options.py): the reader with the same.
+        ("chunked asyncssh reader, aes128-gcm",
+         lambda: minimal_asyncssh(cluster, k, remote, prefix=True,
+                                  cipher="aes128-gcm@openssh.com")),
     ]
     if have_pdsh:
         argv, env = pdsh_argv(cluster, k, remote)
@@ -252,6 +259,7 @@ def report_fan_out(fan: list[Row], repeat: int) -> None:
                   f"{r.median('wall') / floor.median('wall'):.2f}x | "
                   f"{1000 * r.median('head_cpu') / n:.1f} | "
                   f"{1000 * r.median('node_cpu') / n:.1f} |")
+    report_head_model(fan)
     print(f"\n### sshrun's phases (median of {repeat}, seconds)\n")
     names = list(next(r for r in fan if r.phases).phases[0])
     print("| nodes | " + " | ".join(names) + " |")
@@ -261,6 +269,24 @@ def report_fan_out(fan: list[Row], repeat: int) -> None:
             cells = [statistics.median(p[name] for p in r.phases) for name in names]
             print(f"| {r.nodes} | " + " | ".join("-" if c != c else f"{c:.2f}" for c in cells)
                   + " |")
+
+
+def report_head_model(fan: list[Row]) -> None:
+    """The head's CPU as ``a + b * nodes`` (least squares over the medians): ``a`` is
+    what a run costs whatever its size (interpreter, imports, settings), ``b`` each node."""
+    counts = sorted({r.nodes for r in fan})
+    if len(counts) < 2:
+        return
+    print("\n### The head's CPU: fixed and per node (least squares over the medians)\n")
+    print("| tool | fixed (ms) | per node (ms) | per node ÷ asyncssh + python |")
+    print("|---|---:|---:|---:|")
+    fits: dict[str, tuple[float, float]] = {}
+    for tool in dict.fromkeys(r.tool for r in fan):
+        points = [(r.nodes, 1000 * r.median("head_cpu")) for r in fan if r.tool == tool]
+        fits[tool] = statistics.linear_regression(*zip(*points, strict=True))[::-1]
+    floor = fits["minimal asyncssh + python -c pass"][1]
+    for tool, (fixed, per_node) in fits.items():
+        print(f"| {tool} | {fixed:.0f} | {per_node:.2f} | {per_node / floor:.2f}x |")
 
 
 def report_stream(streams: list[Row], repeat: int) -> None:
