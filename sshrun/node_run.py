@@ -82,7 +82,7 @@ def spec(gang: Gang, node: NodeStatus, rdzv: tuple[str, int | None]) -> Spec:
             gang.plan, node.plan, rdzv, node.conn.address
         )), target=tuple(target_args(config)), rank_env=rank_env(gang.plan),
             probe_host=probe[0] if probe else None, probe_port=probe[1] if probe else None)
-    return replace(message, argv=tuple(config.target))
+    return replace(message, argv=tuple(config.target), passthrough=True)
 
 
 async def run_nodes(gang: Gang) -> None:

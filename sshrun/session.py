@@ -14,6 +14,15 @@ What the node's login shell prints before the agent runs (a motd, rc files)
 is held back by :class:`sshrun.preamble.Preamble` on both streams, shown once
 as a notice, and never read as frames; every text from the node that goes
 into an error is sanitized (:mod:`sshrun.sanitize`).
+
+An exec job's agent hands the channel's stdout to the command
+(``protocol.Passthrough``): after that frame, stdout is the command's output
+as it wrote it, and the agent's frames come on stderr after
+``protocol.FRAMES_ON_STDERR``. Both are read at once; the node's output is
+the same to the callbacks either way. Once the agent has said ``exited``,
+a stdout that stays quiet for ``EXITED_QUIET`` seconds (while the head is
+not holding it back) is closed: a process that escaped the sweep and holds
+the command's stdout cannot keep the job open.
 """
 
 from __future__ import annotations
@@ -32,7 +41,17 @@ from sshrun import agent, preamble
 from sshrun.bounded_process import open_process
 from sshrun.errors import AgentError, NodeSetupError
 from sshrun.node import protocol
-from sshrun.node.protocol import PROTOCOL_VERSION, Hello, Message, Preflight, ProtocolError
+from sshrun.node.protocol import (
+    FRAMES_ON_STDERR,
+    PROTOCOL_VERSION,
+    SOURCE_LAUNCHER,
+    Exited,
+    Hello,
+    Message,
+    Passthrough,
+    Preflight,
+    ProtocolError,
+)
 from sshrun.preamble import Preamble
 from sshrun.rendezvous import CLIENT_MODULES
 from sshrun.sanitize import sanitize
@@ -50,6 +69,8 @@ EventCallback = Callable[[Message], None]
 NoticeCallback = Callable[[str, list[str]], None]  # one line, and lines under it
 # The agent's own stderr kept for an error message: its last this many bytes.
 STDERR_KEEP = 8192
+# After ``exited``, how long a passed-through stdout may stay quiet before it is closed.
+EXITED_QUIET = 2.0
 
 
 def remote_command(python: str) -> str:
@@ -77,6 +98,13 @@ class AgentSession:
         self._err_pre = Preamble(self._token)
         self._stderr_done: asyncio.Future[None] | None = None
         self._events: list[Message] = []
+        # Passthrough: stdout is the command's raw output, frames are on stderr.
+        self._raw = False
+        self._frames: bytearray | None = None  # stderr's frames, once their marker came
+        self._sink: tuple[OutputCallback, EventCallback] | None = None
+        self._console: ConsoleOutput | None = None
+        self._exited = False
+        self._stdout_at = 0.0  # when stdout last gave data (passthrough)
         self.last_heard = time.monotonic()  # any byte from the agent counts
         # The head holds this channel back (its console is behind): the
         # node's silence meanwhile is ours, not the node's.
@@ -120,7 +148,7 @@ class AgentSession:
                         if self._out_pre.found:
                             self._show(self._out_pre, "stdout")
                     self._buf += data
-                    self._parse(None, None)
+                    self._parse(self._buf, None, None)
         except TimeoutError:
             raise AgentError(
                 self.label, f"agent did not start within {timeout:.0f}s ({self.python})"
@@ -149,7 +177,8 @@ class AgentSession:
                                      f"(status {status}): {last or 'no output'}")
 
     async def _read_stderr(self) -> None:
-        """The session's stderr: the login shell's part shown once, the agent's kept."""
+        """The session's stderr: the login shell's part shown once, the agent's kept;
+        after ``FRAMES_ON_STDERR``, the agent's frames."""
         assert self.process is not None
         pre = self._err_pre
         with contextlib.suppress(asyncssh.Error, OSError):
@@ -161,9 +190,39 @@ class AgentSession:
                     data = pre.feed(data)
                     if pre.found:
                         self._show(pre, "stderr")
-                self._stderr += data
-                del self._stderr[:-STDERR_KEEP]
+                if self._frames is None:
+                    self._stderr += data
+                    at = self._stderr.find(FRAMES_ON_STDERR)
+                    if at < 0:
+                        del self._stderr[:-STDERR_KEEP]
+                        continue
+                    self._frames = self._stderr[at + len(FRAMES_ON_STDERR):]
+                    del self._stderr[at:]
+                else:
+                    self._frames += data
+                self.last_heard = time.monotonic()
+                await self._parse_frames()
         pre.end()
+
+    async def _parse_frames(self) -> None:
+        """Stderr's frames to the callbacks, once ``pump`` has given them; a stderr that
+        breaks the protocol (the agent died, and Python printed why) is text again."""
+        if self._sink is None or self._frames is None:
+            return
+        console = self._console
+        if console is not None and console.is_held():
+            self.held = True
+            try:
+                await console.wait()
+            finally:
+                self.held = False
+                self.last_heard = time.monotonic()
+        try:
+            self._parse(self._frames, *self._sink)
+        except AgentError:
+            self._stderr += self._frames
+            del self._stderr[:-STDERR_KEEP]
+            self._frames = None
 
     async def _stderr_read(self) -> None:
         if self._stderr_done is not None:
@@ -200,31 +259,50 @@ class AgentSession:
         for event in self._events:
             on_event(event)
         self._events.clear()
+        self._sink, self._console = (on_output, on_event), console
+        await self._parse_frames()
         stdout = self.process.stdout
+        quiet = asyncio.ensure_future(self._close_when_quiet())
         try:
             while True:
                 data = await stdout.read(65536)
                 if not data:
                     break
-                self.last_heard = time.monotonic()
+                self.last_heard = self._stdout_at = time.monotonic()
                 if console is not None and console.is_held():
                     self.held = True
                     try:
                         await console.wait()
                     finally:
                         self.held = False
-                        self.last_heard = time.monotonic()
+                        self.last_heard = self._stdout_at = time.monotonic()
+                if self._raw:
+                    on_output(SOURCE_LAUNCHER, 1, data, time.time())
+                    continue
                 self._buf += data
-                self._parse(on_output, on_event)
+                self._parse(self._buf, on_output, on_event)
         except (asyncssh.Error, OSError):
             pass
+        finally:
+            quiet.cancel()
+            await asyncio.wait({quiet})
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(2):
                 await self._stderr_read()
         return self.stderr_text() or None
 
-    def _parse(self, on_output: OutputCallback | None, on_event: EventCallback | None) -> None:
-        buf = self._buf
+    async def _close_when_quiet(self) -> None:
+        """Passthrough: the agent said ``exited``; close a stdout that has gone quiet."""
+        assert self.process is not None
+        while True:
+            await asyncio.sleep(EXITED_QUIET / 4)
+            if (self._raw and self._exited and not self.held
+                    and time.monotonic() - self._stdout_at > EXITED_QUIET):
+                self.process.close()
+                return
+
+    def _parse(self, buf: bytearray, on_output: OutputCallback | None,
+               on_event: EventCallback | None) -> None:
         size = protocol.HEADER.size
         pos = 0
         while len(buf) - pos >= size:
@@ -245,6 +323,17 @@ class AgentSession:
                 event = self._event(payload)
                 if event is None:
                     continue  # a kind of event this head does not know: a newer agent's
+                if isinstance(event, Exited):
+                    self._exited = True
+                    self._stdout_at = time.monotonic()
+                if isinstance(event, Passthrough) and buf is self._buf:
+                    # What follows on stdout is the command's own output.
+                    self._raw = True
+                    rest = bytes(buf[pos:])
+                    buf.clear()
+                    if rest and on_output is not None:
+                        on_output(SOURCE_LAUNCHER, 1, rest, time.time())
+                    return
                 if on_event is not None and not self._events:
                     on_event(event)
                 else:

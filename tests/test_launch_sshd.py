@@ -437,3 +437,22 @@ def test_an_exec_agent_skips_the_site_module_a_torchrun_agent_runs_it(
     agents = {str(e["pid"]) for e in ups}
     ran_site = agents & {p.name for p in marks.iterdir()}
     assert ran_site == (set() if mode == "exec" else agents)
+
+
+def test_an_exec_commands_stdout_is_the_channels_own(sshd_cluster: SshdCluster,
+                                                     tmp_path: Path) -> None:
+    """``Passthrough``: the command writes into the pipe that sshd reads, the agent's (its
+    parent's) own stdout, so its bytes never cross the agent; its stderr still comes
+    framed through the agent, and both arrive whole."""
+    script = ('readlink /proc/$$/fd/1; readlink /proc/$PPID/fd/1; '
+              'seq 1 50000; echo to-stderr >&2')
+    code, head = run_sshrun(["exec", *cluster_args(sshd_cluster), "--python", sys.executable,
+                             "--", "sh", "-c", script], cwd=tmp_path)
+    assert code == 0, head.transcript()
+    for k in range(sshd_cluster.n):
+        mine = [line.split(" | ", 1)[1] for line in head.stdout.splitlines()
+                if line.startswith(f"node{k} | ")]
+        ours, agents, *numbers = mine
+        assert ours == agents and ours.startswith(("pipe:[", "socket:[")), mine[:2]
+        assert numbers == [str(i) for i in range(1, 50001)]
+        assert f"node{k} | to-stderr" in head.stderr.splitlines(), head.stderr

@@ -50,6 +50,7 @@ from sshrun.node.buffer import OutputBuffer
 from sshrun.node.probe import has_modules, load_site, torch_versions
 from sshrun.node.protocol import (
     COMMANDS,
+    FRAMES_ON_STDERR,
     PROTOCOL_VERSION,
     SYNC_PREFIX,
     Error,
@@ -57,6 +58,7 @@ from sshrun.node.protocol import (
     Heartbeat,
     Hello,
     Kill,
+    Passthrough,
     Ping,
     Pong,
     Preflight,
@@ -100,6 +102,15 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
     finally:
         sock.close()
+
+
+def _separate(a: int, b: int) -> bool:
+    """Two descriptors that are not one file (a stderr merged into stdout is)."""
+    try:
+        x, y = os.fstat(a), os.fstat(b)
+    except OSError:
+        return False
+    return (x.st_dev, x.st_ino) != (y.st_dev, y.st_ino)
 
 
 def _python_version() -> str:
@@ -299,13 +310,22 @@ class Agent:
             argv = [sys.executable, wrapper, *spec.torchrun_args, shim, *spec.target]
         else:
             argv = list(spec.argv)
+        stdout = None
+        if spec.mode == "exec" and spec.passthrough and _separate(1, 2):
+            # The command writes into the channel itself; our frames go on stderr.
+            self.out.event(Passthrough())
+            if not self.out.move_to(2, FRAMES_ON_STDERR):
+                self.fail("the head is gone")
+                return
+            stdout = 1
         try:
-            self.child, out, err = spawn(argv, cwd, env)
+            self.child, out, err = spawn(argv, cwd, env, stdout=stdout)
         except OSError as exc:
             self.fail(f"cannot start {argv[0]}: {exc.strerror or exc}")
             return
         for fd, stream in ((out, 1), (err, 2)):
-            self.ranks.add_pipe(os.fdopen(fd, "rb", buffering=0), stream)
+            if fd is not None:
+                self.ranks.add_pipe(os.fdopen(fd, "rb", buffering=0), stream)
         self.out.event(Started(pid=self.child.pid, argv0=argv[0]))
         if spec.mode == "torchrun" and spec.probe_host and spec.probe_port:
             self.probe_at = (spec.probe_host, spec.probe_port, time.monotonic())
@@ -343,7 +363,7 @@ class Agent:
             fd = key.fd
             if fd == 0:
                 self._on_stdin()
-            elif fd == 1:
+            elif fd == self.out.fd:
                 self.out.flush_some()
             else:
                 self.ranks.on_ready(fd)

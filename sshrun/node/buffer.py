@@ -49,6 +49,7 @@ class OutputBuffer:
         self.closed = False  # the head is gone: nobody reads output any more
         self.paused = False
         self._on_pause = on_pause
+        self.fd = STDOUT  # where the frames go: stdout, or stderr after move_to
 
     def __len__(self) -> int:
         return self.size
@@ -77,7 +78,7 @@ class OutputBuffer:
         header = output_header(stream, source, len(data), time.time())
         if not self.chunks:
             try:
-                n = os.writev(STDOUT, (header, data))
+                n = os.writev(self.fd, (header, data))
             except BlockingIOError:
                 n = 0
             except OSError:
@@ -100,15 +101,15 @@ class OutputBuffer:
             self._set_paused(True)
 
     def _want_write(self) -> None:
-        if not registered(self.sel, STDOUT):
-            self.sel.register(STDOUT, selectors.EVENT_WRITE)
+        if not registered(self.sel, self.fd):
+            self.sel.register(self.fd, selectors.EVENT_WRITE)
 
     def flush_some(self) -> None:
         """stdout can take more: write what it takes."""
         chunks = self.chunks
         batch = [chunks[i] for i in range(min(len(chunks), WRITE_BATCH))]
         try:
-            n = os.writev(STDOUT, batch)
+            n = os.writev(self.fd, batch)
         except BlockingIOError:
             return
         except OSError:
@@ -125,10 +126,36 @@ class OutputBuffer:
             else:
                 chunks[0] = memoryview(first)[n:]
                 n = 0
-        if not chunks and registered(self.sel, STDOUT):
-            self.sel.unregister(STDOUT)
+        if not chunks and registered(self.sel, self.fd):
+            self.sel.unregister(self.fd)
         if self.paused and self.size < LOW_WATER:
             self._set_paused(False)
+
+    def move_to(self, fd: int, marker: bytes) -> bool:
+        """Everything queued out on the current descriptor (blocking), then ``marker`` on
+        ``fd``, and the frames from here on there. False: the head is gone."""
+        if registered(self.sel, self.fd):
+            self.sel.unregister(self.fd)
+        os.set_blocking(self.fd, True)
+        try:
+            for chunk in self.chunks:
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(self.fd, view):]
+            view = memoryview(marker)
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError:
+            self.closed = True
+            return False
+        finally:
+            self.chunks.clear()
+            self.size = 0
+        os.set_blocking(fd, False)
+        self.fd = fd
+        if self.paused:
+            self._set_paused(False)
+        return True
 
     def _set_paused(self, paused: bool) -> None:
         self.paused = paused

@@ -8,7 +8,9 @@ source, payload length) and a payload. ``KIND_OUTPUT``: bytes a rank wrote
 (``stream`` 1 or 2, ``source`` its global rank, or ``SOURCE_LAUNCHER`` for
 torchrun or the command itself). ``KIND_EVENT``: one JSON object, an
 ``Event``. Before any frame the agent writes ``SYNC_PREFIX`` and the head's
-token on stdout and stderr (see ``sshrun.preamble``).
+token on stdout and stderr (see ``sshrun.preamble``). An exec job's agent
+then hands stdout to its command (``Passthrough``), and its frames go on
+stderr, after ``FRAMES_ON_STDERR``.
 
 Head to agent (the session's stdin): one JSON object per line, a ``Command``;
 the first one (``preflight``) follows the agent's source.
@@ -44,7 +46,9 @@ if TYPE_CHECKING:
 # 4: ping and pong (the node's clock, for sshrun check).
 # 5: the spec names the rendezvous endpoint to probe (probe_host, probe_port);
 #    rdzv_probe says what the probe found.
-PROTOCOL_VERSION = 5
+# 6: the spec's passthrough and the passthrough event: an exec command's
+#    stdout is the channel's own, the frames move to stderr.
+PROTOCOL_VERSION = 6
 
 # kind (1 byte), stream (1 byte), source (int32), payload length (uint32)
 HEADER = struct.Struct("!cBiI")
@@ -57,6 +61,8 @@ SOURCE_LAUNCHER = -1  # torchrun itself, or the command of ``sshrun exec``
 # what a login shell printed before the agent ran comes before it, and the
 # head skips (and shows) that instead of reading it as frames.
 SYNC_PREFIX = b"\nsshrun-agent-sync "
+# On the agent's stderr, after ``Passthrough`` on its stdout: the agent's frames follow.
+FRAMES_ON_STDERR = b"\nsshrun-agent-frames-on-stderr\n"
 
 
 class ProtocolError(ValueError):
@@ -187,7 +193,8 @@ class Spec(Message):
     rank over what torchrun set (``sshrun.plan.rank_env``); "exec": ``argv``.
     ``probe_host``/``probe_port``: the rendezvous endpoint this node's agent
     connects to when start-up stalls (``sshrun.node.rdzv_probe``; None: no probe,
-    as on the store's own host)."""
+    as on the store's own host). ``passthrough`` (exec): the command may write
+    its stdout straight into the channel's (see ``Passthrough``)."""
 
     TYPE: ClassVar[str] = "spec"
     mode: str
@@ -203,6 +210,7 @@ class Spec(Message):
     rank_env: dict[str, str] = field(default_factory=dict)
     probe_host: str | None = None
     probe_port: int | None = None
+    passthrough: bool = False
 
 
 @frozen
@@ -272,6 +280,22 @@ class Pong(Message):
     TYPE: ClassVar[str] = "pong"
     seq: int
     time: float
+
+
+@frozen
+class Passthrough(Message):
+    """The agent's last frame on its stdout (an exec job's ``Spec.passthrough``).
+
+    From here on the channel's stdout is the command's own stdout, unframed,
+    from the command to sshd with no copy through the agent (the agent's
+    hop was a third of a node's CPU while output streamed); the agent's
+    frames (events, the command's stderr) continue on the channel's stderr
+    after ``FRAMES_ON_STDERR``. The two streams are no longer ordered with
+    each other: ``Exited`` may come before the last of stdout, which ends
+    with the channel.
+    """
+
+    TYPE: ClassVar[str] = "passthrough"
 
 
 @frozen
@@ -373,7 +397,8 @@ def _swept(value: dict[str, Any]) -> Swept:
 
 @frozen
 class Exited(Message):
-    """The job on this node is over and swept; all of its output was sent before this."""
+    """The job on this node is over and swept; all of its output was sent before this
+    (but for a ``Passthrough`` stdout, which ends with the channel)."""
 
     TYPE: ClassVar[str] = "exited"
     code: int  # shell-style: 128+N for death by signal N
@@ -385,7 +410,7 @@ class Exited(Message):
 EVENTS: dict[str, type[Message]] = {
     cls.TYPE: cls
     for cls in (Hello, Started, RankStarted, RankExit, Stopping, Error, Exited, Heartbeat,
-                Pong, RendezvousProbe)
+                Pong, RendezvousProbe, Passthrough)
 }
 COMMANDS: dict[str, type[Message]] = {
     cls.TYPE: cls for cls in (Preflight, Spec, Heartbeat, Stop, Kill, Ping)

@@ -71,10 +71,14 @@ def _inheritable(low: int) -> list[int]:
     return found
 
 
-def spawn(argv: Sequence[str], cwd: str | None, env: Mapping[str, str]) -> tuple[Child, int, int]:
-    """Start ``argv``; the child, and the read ends of its stdout and stderr."""
+def spawn(argv: Sequence[str], cwd: str | None, env: Mapping[str, str],
+          stdout: int | None = None) -> tuple[Child, int | None, int]:
+    """Start ``argv``; the child, and the read ends of its stdout and stderr.
+
+    ``stdout``: a descriptor of ours to be the child's stdout instead of a pipe
+    (then no read end is returned for it)."""
     path = find_program(argv[0], env)
-    out_r, out_w = os.pipe()
+    out_r, out_w = os.pipe() if stdout is None else (None, stdout)
     err_r, err_w = os.pipe()
     devnull = os.open(os.devnull, os.O_RDONLY)
     here = os.open(".", os.O_RDONLY) if cwd is not None else None
@@ -82,19 +86,21 @@ def spawn(argv: Sequence[str], cwd: str | None, env: Mapping[str, str]) -> tuple
         if cwd is not None:
             os.chdir(cwd)
         actions: list[tuple[int, ...]] = [
-            (os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, out_w, 1),
-            (os.POSIX_SPAWN_DUP2, err_w, 2)]
+            (os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, err_w, 2)]
+        if out_w != 1:
+            actions.insert(1, (os.POSIX_SPAWN_DUP2, out_w, 1))
         actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in _inheritable(3)]
         pid = os.posix_spawn(path, list(argv), dict(env), file_actions=actions, setsid=True,
                              setsigdef=(signal.SIGPIPE, signal.SIGXFSZ))
     except BaseException:
-        os.close(out_r)
+        if out_r is not None:
+            os.close(out_r)
         os.close(err_r)
         raise
     finally:
         if here is not None:
             os.fchdir(here)
             os.close(here)
-        for fd in (devnull, out_w, err_w):
+        for fd in (devnull, err_w) if stdout is not None else (devnull, out_w, err_w):
             os.close(fd)
     return Child(pid), out_r, err_r
