@@ -209,14 +209,7 @@ class AgentSession:
         breaks the protocol (the agent died, and Python printed why) is text again."""
         if self._sink is None or self._frames is None:
             return
-        console = self._console
-        if console is not None and console.is_held():
-            self.held = True
-            try:
-                await console.wait()
-            finally:
-                self.held = False
-                self.last_heard = time.monotonic()
+        await self._wait_while_held()
         try:
             self._parse(self._frames, *self._sink)
         except AgentError:
@@ -269,13 +262,7 @@ class AgentSession:
                 if not data:
                     break
                 self.last_heard = self._stdout_at = time.monotonic()
-                if console is not None and console.is_held():
-                    self.held = True
-                    try:
-                        await console.wait()
-                    finally:
-                        self.held = False
-                        self.last_heard = self._stdout_at = time.monotonic()
+                await self._wait_while_held()
                 if self._raw:
                     on_output(SOURCE_LAUNCHER, 1, data, time.time())
                     continue
@@ -290,6 +277,18 @@ class AgentSession:
             async with asyncio.timeout(2):
                 await self._stderr_read()
         return self.stderr_text() or None
+
+    async def _wait_while_held(self) -> None:
+        """While the console's backlog is full, read nothing more: back-pressure."""
+        console = self._console
+        if console is None or not console.is_held():
+            return
+        self.held = True
+        try:
+            await console.wait()
+        finally:
+            self.held = False
+            self.last_heard = self._stdout_at = time.monotonic()
 
     async def _close_when_quiet(self) -> None:
         """Passthrough: the agent said ``exited``; close a stdout that has gone quiet."""
