@@ -276,6 +276,10 @@ class AgentSession:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(2):
                 await self._stderr_read()
+        if self._frames:
+            # Not a whole frame: what a dying agent printed (Python's traceback).
+            self._stderr += self._frames
+            del self._stderr[:-STDERR_KEEP]
         return self.stderr_text() or None
 
     async def _wait_while_held(self) -> None:
