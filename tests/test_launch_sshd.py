@@ -456,3 +456,59 @@ def test_an_exec_commands_stdout_is_the_channels_own(sshd_cluster: SshdCluster,
         assert ours == agents and ours.startswith(("pipe:[", "socket:[")), mine[:2]
         assert numbers == [str(i) for i in range(1, 50001)]
         assert f"node{k} | to-stderr" in head.stderr.splitlines(), head.stderr
+
+
+HOLDER = """
+import os, socket, sys, time
+path, ready = sys.argv[1], sys.argv[2]
+server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+server.bind(path)
+server.listen(1)
+open(ready, "w").close()
+conn, _ = server.accept()
+_, fds, _, _ = socket.recv_fds(conn, 16, 4)
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline and not os.path.exists(ready + ".stop"):
+    time.sleep(0.05)
+"""
+
+SENDER = """
+import socket, sys
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+sock.connect(sys.argv[1])
+socket.send_fds(sock, [b"x"], [1])
+print("handed over", flush=True)
+"""
+
+
+def test_a_stdout_held_outside_the_job_does_not_keep_it_open(sshd_cluster: SshdCluster,
+                                                              tmp_path: Path) -> None:
+    """The command hands its stdout (the channel's, under passthrough) to a process that is
+    not in the job's tree, so no sweep reaches it and sshd never sees stdout end. Once the
+    agent has said ``exited`` and stdout has been quiet for 2 s, the head closes it: the
+    job ends, whole, while the holder still holds it."""
+    import subprocess
+    import time
+
+    sock, ready = tmp_path / "holder.sock", tmp_path / "ready"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(sock), str(ready)])
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists():
+            assert time.monotonic() < deadline and holder.poll() is None, "holder not up"
+            time.sleep(0.02)
+        hosts = tmp_path / "one"
+        hosts.write_text(sshd_cluster.aliases[0] + "\n")
+        start = time.monotonic()
+        code, head = run_sshrun(["exec", "-H", str(hosts), "--ssh-config",
+                                 str(sshd_cluster.ssh_config), "--python", sys.executable,
+                                 "--", sys.executable, "-c", SENDER, str(sock)],
+                                timeout=60, cwd=tmp_path)
+        took = time.monotonic() - start
+        assert code == 0, head.transcript()
+        assert head.stdout.splitlines() == ["node0 | handed over"], head.transcript()
+        assert holder.poll() is None, "the holder is gone: nothing held the channel open"
+        assert took < 20, f"{took:.1f}s"
+    finally:
+        (tmp_path / "ready.stop").touch()
+        holder.wait(timeout=30)
