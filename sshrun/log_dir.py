@@ -11,12 +11,13 @@
     DIR/<job-id>/attempt-<n>/<host>/filtered_stderr.log   with --duplicate-stderr-filters
 
 A log line is ``<time> <out|err> <text>``: the time is the node's wall clock
-when its agent read the chunk that ended the line (an exec command's stdout,
-which goes to the head past the agent, ``Passthrough``: the head's clock
-when the head read it) (ISO 8601, UTC, in microseconds), the text as the console shows it (sanitized, no colour) with
-the job's secrets redacted. Every line of every rank reaches its file,
-whatever the console shows. A filtered file holds the node's rank lines of
-that stream that contain any of the filter strings (torchrun's
+when its agent read the chunk that ended the line (for an exec command's
+stdout, which goes to the head past the agent, ``Passthrough``, the head's
+clock when the head read it), ISO 8601, UTC, in microseconds; the text is as
+the console shows it (sanitized, no colour) with the job's secrets redacted.
+Every line of every rank reaches its file, whatever the console shows. A
+filtered file holds the node's rank lines of that stream that contain any of
+the filter strings (torchrun's
 ``--duplicate-std*-filters``, ``sshrun.output_filters``), each as
 ``<time> r<rank> <text>``, all ranks of the node in the order read.
 
