@@ -123,9 +123,12 @@ def test_the_report_says_which_nodes_finished_failed_and_were_stopped(
     """node0 ends at once; node1 fails once node0 has ended; node2 waits to be stopped."""
     done = tmp_path / "node0-done"
     script = (f"case $SSHRUN_NODE_RANK in "
-              f"0) touch {done}; echo finishing;; "
-              # A poll with a deadline (60 s), on node0's mark.
+              f"0) echo $$ > {done}.new && mv {done}.new {done}; echo finishing;; "
+              # Polls with a deadline (60 s each): node0's mark, then node0's
+              # command gone (reaped by its agent, which reports it next).
               f"1) for i in $(seq 600); do [ -e {done} ] && break; sleep 0.1; done; "
+              f"pid=$(cat {done}); "
+              f"for i in $(seq 600); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done; "
               f"echo failing; exit 3;; "
               f"*) echo waiting; exec sleep 120;; esac")
     code, head = run_sshrun(["exec", *cluster_args(sshd_cluster), "--", "sh", "-c", script],
