@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 CHILD = """
 import fcntl, os, selectors
 from sshrun.node.buffer import OutputBuffer
+from sshrun.node.protocol import Heartbeat
 
 os.set_blocking(1, False)
 fcntl.fcntl(1, 1031, 4096)  # F_SETPIPE_SZ: one page, so that writes are cut
@@ -30,6 +31,8 @@ for k in range(300):
     n = 1 + (k * 7919) % 100000
     buf[:n] = bytes([k % 251]) * n
     out.output(1 + k % 2, k % 5, buf[:n])
+    if k % 7 == 0:
+        out.event(Heartbeat())  # events go the same way, in order
     buf[:] = b"\\xff" * len(buf)  # the reader's buffer, reused for the next read
     for _ in sel.select(0):
         out.flush_some()
@@ -43,14 +46,18 @@ def test_frames_arrive_whole_and_in_order_from_a_reused_buffer() -> None:
     done = subprocess.run([sys.executable, "-S", "-c", CHILD], capture_output=True,
                           timeout=120, cwd=REPO)
     assert done.returncode == 0, done.stderr.decode(errors="replace")
-    data, k = memoryview(done.stdout), 0
+    data, k, heartbeats = memoryview(done.stdout), 0, 0
     while data:
         kind, stream, source, size = protocol.HEADER.unpack_from(data)
         payload = bytes(data[protocol.HEADER.size:protocol.HEADER.size + size])
         data = data[protocol.HEADER.size + size:]
+        if kind == protocol.KIND_EVENT:
+            assert payload == b'{"type": "hb"}' and heartbeats == (k + 6) // 7 - 1, k
+            heartbeats += 1
+            continue
         _, chunk = protocol.decode_output(payload)
         n = 1 + (k * 7919) % 100000
         assert (kind, stream, source) == (protocol.KIND_OUTPUT, 1 + k % 2, k % 5), k
         assert chunk == bytes([k % 251]) * n, f"frame {k}: {len(chunk)} bytes, {chunk[:8]!r}"
         k += 1
-    assert k == 300
+    assert (k, heartbeats) == (300, 43)

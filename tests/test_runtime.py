@@ -169,6 +169,14 @@ def _ready_on_both(recorder: Recorder) -> bool:
     return all(b"ready" in recorder.output(n) for n in (0, 1))
 
 
+def _running_on_both(recorder: Recorder) -> bool:
+    """The ready line and ranks_started from both nodes: an exec command's stdout reaches
+    the head past its agent (passthrough), so its first line may come before the
+    agent's ranks_started."""
+    return _ready_on_both(recorder) and sum(
+        isinstance(e, RanksStarted) for e in recorder.events) == 2
+
+
 # -- the scenarios, each run once per module ---------------------------------------------
 
 
@@ -184,7 +192,8 @@ def rank_fails() -> Run:
 
 
 async def _kill_node2s_agent(supervisor: Supervisor, recorder: Recorder) -> None:
-    await recorder.until(lambda: _ready_on_both(recorder), "ready line from both nodes")
+    await recorder.until(lambda: _running_on_both(recorder),
+                         "ready line and ranks_started from both nodes")
     up = next(e for e in recorder.events if isinstance(e, AgentUp) and e.node == 1)
     os.kill(up.pid, signal.SIGKILL)
 
@@ -198,7 +207,8 @@ def agent_dies() -> Run:
 
 
 async def _interrupt_when_ready(supervisor: Supervisor, recorder: Recorder) -> None:
-    await recorder.until(lambda: _ready_on_both(recorder), "ready line from both nodes")
+    await recorder.until(lambda: _running_on_both(recorder),
+                         "ready line and ranks_started from both nodes")
     supervisor.interrupt()
 
 

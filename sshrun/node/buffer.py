@@ -55,8 +55,22 @@ class OutputBuffer:
         return self.size
 
     def send(self, data: bytes) -> None:
+        """An event (or a marker): out at once when nothing is queued, so that it leaves
+        before the next turn of the loop (an exec command's passed-through stdout does
+        not wait for it)."""
         if self.closed:
             return
+        if not self.chunks:
+            try:
+                n = os.write(self.fd, data)
+            except BlockingIOError:
+                n = 0
+            except OSError:
+                self.closed = True
+                return
+            if n == len(data):
+                return
+            data = data[n:]
         self.chunks.append(data)
         self.size += len(data)
         self._want_write()
