@@ -103,7 +103,7 @@ class AgentSession:
         self._frames: bytearray | None = None  # stderr's frames, once their marker came
         self._sink: tuple[OutputCallback, EventCallback] | None = None
         self._console: ConsoleOutput | None = None
-        self._exited = False
+        self._exited = asyncio.Event()
         self._stdout_at = 0.0  # when stdout last gave data (passthrough)
         self.last_heard = time.monotonic()  # any byte from the agent counts
         # The head holds this channel back (its console is behind): the
@@ -194,7 +194,7 @@ class AgentSession:
                     self._stderr += data
                     at = self._stderr.find(FRAMES_ON_STDERR)
                     if at < 0:
-                        del self._stderr[:-STDERR_KEEP]
+                        self._keep_stderr(b"")
                         continue
                     self._frames = self._stderr[at + len(FRAMES_ON_STDERR):]
                     del self._stderr[at:]
@@ -213,9 +213,13 @@ class AgentSession:
         try:
             self._parse(self._frames, *self._sink)
         except AgentError:
-            self._stderr += self._frames
-            del self._stderr[:-STDERR_KEEP]
+            self._keep_stderr(self._frames)
             self._frames = None
+
+    def _keep_stderr(self, data: bytes | bytearray) -> None:
+        """The agent's own stderr, for an error message: its last STDERR_KEEP bytes."""
+        self._stderr += data
+        del self._stderr[:-STDERR_KEEP]
 
     async def _stderr_read(self) -> None:
         if self._stderr_done is not None:
@@ -278,8 +282,7 @@ class AgentSession:
                 await self._stderr_read()
         if self._frames:
             # Not a whole frame: what a dying agent printed (Python's traceback).
-            self._stderr += self._frames
-            del self._stderr[:-STDERR_KEEP]
+            self._keep_stderr(self._frames)
         return self.stderr_text() or None
 
     async def _wait_while_held(self) -> None:
@@ -295,12 +298,15 @@ class AgentSession:
             self.last_heard = self._stdout_at = time.monotonic()
 
     async def _close_when_quiet(self) -> None:
-        """Passthrough: the agent said ``exited``; close a stdout that has gone quiet."""
+        """Passthrough: once the agent said ``exited``, close a stdout that has gone quiet.
+        Until then (and for good without passthrough) it only waits."""
         assert self.process is not None
+        await self._exited.wait()
+        if not self._raw:
+            return
         while True:
             await asyncio.sleep(EXITED_QUIET / 4)
-            if (self._raw and self._exited and not self.held
-                    and time.monotonic() - self._stdout_at > EXITED_QUIET):
+            if not self.held and time.monotonic() - self._stdout_at > EXITED_QUIET:
                 self.process.close()
                 return
 
@@ -327,8 +333,8 @@ class AgentSession:
                 if event is None:
                     continue  # a kind of event this head does not know: a newer agent's
                 if isinstance(event, Exited):
-                    self._exited = True
                     self._stdout_at = time.monotonic()
+                    self._exited.set()
                 if isinstance(event, Passthrough) and buf is self._buf:
                     # What follows on stdout is the command's own output.
                     self._raw = True

@@ -65,13 +65,21 @@ def _site_dirs() -> list[str] | None:
     return dirs
 
 
+_site_loaded = False
+
+
+def _site_skipped() -> bool:
+    """Under ``-S``, and ``load_site`` has not run yet."""
+    return bool(sys.flags.no_site) and not _site_loaded
+
+
 def load_site() -> None:
     """What ``python`` without ``-S`` does at start: the site directories and their .pth files."""
-    if sys.flags.no_site and "sshrun_site_loaded" not in sys.modules:
+    global _site_loaded
+    if _site_skipped():
         import site
-        import types
 
-        sys.modules["sshrun_site_loaded"] = types.ModuleType("sshrun_site_loaded")
+        _site_loaded = True
         site.main()
 
 
@@ -79,7 +87,7 @@ def _find(name: str) -> Any:
     """``name``'s spec, or None; a finder that breaks counts as not finding it."""
     try:
         spec = importlib.util.find_spec(name)
-        if spec is None and sys.flags.no_site and "sshrun_site_loaded" not in sys.modules:
+        if spec is None and _site_skipped():
             dirs = _site_dirs()
             spec = importlib.machinery.PathFinder.find_spec(name, dirs) if dirs else None
             if spec is None:
