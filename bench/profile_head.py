@@ -87,7 +87,7 @@ def sshrun_args(cluster: SshdCluster, hostfile: Path, lines: int = 0) -> list[st
 def minimal_argv(cluster: SshdCluster, n: int) -> list[str]:
     # "0": no prefixed streaming, the plain fan-out (bench/fanout.py's arguments).
     return [sys.executable, "-c", MINIMAL_ASYNCSSH, str(cluster.port), str(cluster.known_hosts),
-            str(cluster.client_key), cluster.user, "true", "0", *cluster.addresses[:n]]
+            str(cluster.client_key), cluster.user, "true", "0", "-", *cluster.addresses[:n]]
 
 
 # -- the profiled child ------------------------------------------------------------------

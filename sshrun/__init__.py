@@ -8,6 +8,7 @@ stays standard library only).
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -20,6 +21,12 @@ _HOMES = {
     "RankExit": "sshrun.result",
     "ConfigError": "sshrun.errors", "SshrunError": "sshrun.errors",
 }
+
+if "asyncssh" not in sys.modules:
+    # Before asyncssh is imported: its look for liboqs runs ten processes (sshrun.library_probe).
+    from sshrun import library_probe
+
+    library_probe.install()
 
 if TYPE_CHECKING:
     from sshrun.api import Launcher, launch

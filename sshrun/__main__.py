@@ -1,3 +1,3 @@
-from sshrun.cli import main
+from sshrun.command import main
 
 main()

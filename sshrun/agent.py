@@ -29,7 +29,7 @@ its ``.pyc`` files: ``$XDG_CACHE_HOME/sshrun/agent/<key>.bin`` (default
 ``~/.cache``), the key a digest of the bundle and of what the compiled code
 depends on (the interpreter's magic number and optimisation level). A copy
 that cannot be read, is not whole (its own digest heads it) or cannot be
-written is no error: the head builds the payload as before.
+written is no error: the head builds the payload as before (sshrun.head_cache).
 
 No user data is ever on the command line: argv, environment, working
 directory and ranks follow on stdin as messages (``sshrun.node.protocol``).
@@ -40,17 +40,16 @@ compatible: nodes may run an older Python than the head.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import importlib.util
 import marshal
-import os
 import sys
 import zlib
 from collections.abc import Callable
 from pathlib import Path
 
+from sshrun import head_cache
 from sshrun.node.protocol import (
     HEADER,
     KIND_EVENT,
@@ -182,11 +181,6 @@ def build_payload(sources: dict[str, str] | None = None) -> bytes:
 CACHE_KEEP = 8
 
 
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "sshrun" / "agent"
-
-
 def payload_key() -> str:
     """What the shipped payload is built from: the bundle, and how this Python compiles."""
     digest = hashlib.sha256(BUNDLE)
@@ -195,36 +189,16 @@ def payload_key() -> str:
     return digest.hexdigest()[:32]
 
 
-def _load_cached(path: Path) -> bytes | None:
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return None
-    digest, body = data[:32], data[32:]
-    return body if hashlib.sha256(body).digest() == digest else None
-
-
-def _store_cached(path: Path, body: bytes) -> None:
-    with contextlib.suppress(OSError):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(hashlib.sha256(body).digest() + body)
-        os.replace(tmp, path)
-        old = sorted(path.parent.glob("*.bin"), key=lambda p: p.stat().st_mtime)[:-CACHE_KEEP]
-        for stale in old:
-            stale.unlink()
-
-
 @functools.cache
 def payload() -> bytes:
     """``build_payload()`` of the shipped sources: built once, when the first node needs it,
     or read from the head's cache (see the module's docstring)."""
-    path = cache_dir() / f"{payload_key()}.bin"
-    cached = _load_cached(path)
+    name = f"{payload_key()}.bin"
+    cached = head_cache.load("agent", name)
     if cached is not None:
         return cached
     built = build_payload()
-    _store_cached(path, built)
+    head_cache.store("agent", name, built, CACHE_KEEP)
     return built
 
 

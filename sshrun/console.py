@@ -236,7 +236,8 @@ class ConsoleOutput:
                 self.on_stdout_closed()
 
     def text(self) -> TextIO:
-        """stderr as a text file, for rich: sshrun's own messages queue like the ranks'."""
+        """stderr as a text file, for the report's lines (sshrun.styled): sshrun's own
+        messages queue like the ranks'."""
         return cast(TextIO, _TextSink(self.stderr, self._stderr_isatty))
 
     @property

@@ -201,12 +201,30 @@ def refused_name(text: str, limit: int = 40) -> str:
 
 
 @functools.cache
-def _any_of(patterns: tuple[str, ...]) -> Callable[[str], object]:
-    """One compiled test for "matches one of these fnmatch patterns": a job matches every
-    head variable against dozens of patterns, ~10 ms of start-up pattern by pattern."""
-    if not patterns:
-        return lambda name: False
-    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns)).match
+def _any_of(patterns: tuple[str, ...]) -> Callable[[str], bool]:
+    """One test for "matches one of these fnmatch patterns" (``fnmatchcase``): a job
+    matches every head variable against dozens of patterns, ~10 ms of start-up pattern
+    by pattern, and ~2 ms more to compile them as one regex. Nearly all are names or
+    ``PREFIX*``, a set and a ``startswith``; only the rest are compiled."""
+    exact: set[str] = set()
+    prefixes: list[str] = []
+    others: list[str] = []
+    for p in patterns:
+        if not any(c in p for c in _GLOB_CHARS):
+            exact.add(p)
+        elif p.endswith("*") and not any(c in p[:-1] for c in _GLOB_CHARS):
+            prefixes.append(p[:-1])
+        else:
+            others.append(p)
+    starts = tuple(prefixes)
+    rest = (re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in others)).match
+            if others else None)
+
+    def matches(name: str) -> bool:
+        return (name in exact or name.startswith(starts)
+                or (rest is not None and rest(name) is not None))
+
+    return matches
 
 
 def _matching(head_env: Mapping[str, str], patterns: Sequence[str]) -> list[str]:

@@ -41,8 +41,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import BinaryIO
 
-from rich.console import Console
-
 from sshrun import errors, fd_limit
 from sshrun.console import ConsoleOutput
 from sshrun.console_report import ConsoleReport
@@ -71,6 +69,7 @@ from sshrun.redact import Redactor
 from sshrun.result import AttemptResult, JobResult, RankExit
 from sshrun.settings import Invocation
 from sshrun.startup_console import StartupConsole
+from sshrun.styled import StyledConsole
 from sshrun.supervisor import Supervisor
 from sshrun.transport import SSHSettings
 
@@ -124,8 +123,8 @@ async def run_job(inv: Invocation, runtime: Runtime = Runtime()) -> JobResult:
         # First: its live line goes before anything else is printed.
         startup = StartupConsole(out, inv.startup_report)
         readers.append(startup)
-        console = Console(file=out.text(), highlight=False, soft_wrap=True,
-                          force_terminal=inv.colour, no_color=inv.colour is False)
+        console = StyledConsole(out.text(), force_terminal=inv.colour,
+                                no_color=inv.colour is False)
         readers.append(ConsoleReport(console, Redactor(inv.secret_values)))
     if log_dir is not None:
         readers.append(log_dir)

@@ -41,8 +41,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from rich.console import Console
-
 from sshrun.console_report import ConsoleReport
 from sshrun.errors import ConfigError
 from sshrun.event_log import EventLog
@@ -51,6 +49,7 @@ from sshrun.output import MAX_LINE, LineFramer
 from sshrun.output_filters import DuplicateFilters
 from sshrun.redact import Redactor
 from sshrun.sanitize import sanitize
+from sshrun.styled import StyledConsole
 
 SUMMARY_VERSION = 1
 BUFFER = 1 << 16
@@ -166,9 +165,7 @@ class LogDir:
                                writer.warn, str(self.events_path))
         self._report_text = io.StringIO()
         self.report = ConsoleReport(
-            Console(file=self._report_text, highlight=False, soft_wrap=True,
-                    force_terminal=False, no_color=True, width=200),
-            redactor)
+            StyledConsole(self._report_text, force_terminal=False, no_color=True), redactor)
         self.hosts: tuple[str, ...] = ()
 
     @classmethod

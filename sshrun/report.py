@@ -11,9 +11,9 @@ was *stopped* when the stop (the head's, or its own agent's) ended it, is
 *lost* when the head lost it, and *never started* when the stop came while it
 was still connecting or starting.
 
-Rendered with rich on stderr. Remote text (last lines, tracebacks, messages)
-goes in as ``rich.text.Text`` so that nothing a rank printed is read as
-markup, through :func:`sshrun.sanitize.sanitize` without colour (every
+Printed on stderr as :mod:`sshrun.styled` lines (rich's look, without
+importing rich). Remote text (last lines, tracebacks, messages) is never read
+as markup; it goes through :func:`sshrun.sanitize.sanitize` without colour (every
 escape and bidi control removed, so that the report is plain in a log file
 and cannot drive the terminal), and through the job's redactor.
 """
@@ -22,14 +22,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from rich.console import Console
-from rich.text import Text
-
 from sshrun.failure import Failure, FailureKind
 from sshrun.membership import LeftOut
 from sshrun.nodeset import fold_hosts
 from sshrun.outcome import NodeOutcome, NodeState, Outcome
 from sshrun.sanitize import sanitize
+from sshrun.styled import LinePrinter, Styled
 
 
 def _same(text: str) -> str:
@@ -89,7 +87,7 @@ def node_fates(outcome: Outcome) -> str | None:
     return "nodes: " + ", ".join(parts) if parts else None
 
 
-def render(outcome: Outcome, console: Console, previous: Sequence[Outcome] = (),
+def render(outcome: Outcome, console: LinePrinter, previous: Sequence[Outcome] = (),
            left_out: Sequence[LeftOut] = (),
            redact: Callable[[str], str] = _same) -> None:
     """The final report.
@@ -100,56 +98,56 @@ def render(outcome: Outcome, console: Console, previous: Sequence[Outcome] = (),
     """
     for number, earlier in enumerate(previous):
         first = earlier.first_failure
-        console.print(Text(f"sshrun: attempt {number} failed: ", style="yellow") + Text(
+        console.print(Styled(f"sshrun: attempt {number} failed: ", style="yellow") + Styled(
             redact(describe(first)) if first else f"exit status {earlier.exit_code}"))
     # Also those this (last) attempt started without.
     attempt = len(previous)
     for record in (*left_out, *(LeftOut(h, attempt, why, 0.0, at_start=True)
                                 for h, why in outcome.left_out)):
-        console.print(Text("sshrun: left out ", style="yellow")
-                      + Text(redact(sanitize(record.describe()))))
+        console.print(Styled("sshrun: left out ", style="yellow")
+                      + Styled(redact(sanitize(record.describe()))))
     failure = outcome.first_failure
     if outcome.interrupted:
-        console.print(Text(f"sshrun: interrupted after {outcome.elapsed:.1f}s; every node stopped",
-                           style="yellow"))
+        console.print(Styled(f"sshrun: interrupted after {outcome.elapsed:.1f}s; "
+                             "every node stopped", style="yellow"))
         _fates(outcome, console)
     if failure is None:
         if not outcome.interrupted and not outcome.output_closed:
             nodes = len(outcome.nodes)
-            console.print(Text(
+            console.print(Styled(
                 f"sshrun: job finished on {nodes} node{'s' * (nodes != 1)} "
                 f"in {outcome.elapsed:.1f}s", style="green",
             ))
         _survivors(outcome, console)
         return
-    console.print(Text("sshrun: first failure: ", style="bold red")
-                  + Text(redact(describe(failure))))
+    console.print(Styled("sshrun: first failure: ", style="bold red")
+                  + Styled(redact(describe(failure))))
     if failure.traceback:
-        console.print(Text("traceback:", style="bold"))
+        console.print(Styled("traceback:", style="bold"))
         text = redact(failure.traceback.rstrip())
-        console.print(Text(sanitize(text, multiline=True), style="dim"))
+        console.print(Styled(sanitize(text, multiline=True), style="dim"))
     elif failure.tail:
-        console.print(Text("last lines of its stderr:", style="bold"))
+        console.print(Styled("last lines of its stderr:", style="bold"))
         for line in failure.tail:
-            console.print(Text("  " + sanitize(redact(line)), style="dim"))
+            console.print(Styled("  " + sanitize(redact(line)), style="dim"))
     if not outcome.interrupted:
         _fates(outcome, console)
     _survivors(outcome, console)
-    console.print(Text(f"sshrun: exit status {outcome.exit_code}", style="bold"))
+    console.print(Styled(f"sshrun: exit status {outcome.exit_code}", style="bold"))
 
 
-def _fates(outcome: Outcome, console: Console) -> None:
+def _fates(outcome: Outcome, console: LinePrinter) -> None:
     line = node_fates(outcome)
     if line is not None:
         # Host labels are the user's own (hostfile), never a node's text.
-        console.print(Text(f"sshrun: {line}"))
+        console.print(Styled(f"sshrun: {line}"))
 
 
-def _survivors(outcome: Outcome, console: Console) -> None:
+def _survivors(outcome: Outcome, console: LinePrinter) -> None:
     for node in outcome.nodes:
         left = node.swept.get("left", 0)
         if left:
-            console.print(Text(
+            console.print(Styled(
                 f"sshrun: WARNING: {left} process(es) of the job could not be killed on "
                 f"{node.host}", style="bold red",
             ))

@@ -44,9 +44,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncssh.config
 import asyncssh.pattern
 from asyncssh.config import SSHClientConfig, SSHConfig
 from asyncssh.logging import logger
+
+from sshrun import head_cache
 
 # sha256 of the asyncssh sources that the loop copies or relies on, as in
 # asyncssh 2.18 to 2.24 (its parser last changed in October 2024).
@@ -97,13 +100,40 @@ def _sources() -> dict[str, str]:
 _enabled: bool | None = None
 
 
+def _files_key() -> str:
+    """What the digests depend on: asyncssh's version and its two source files, as stat
+    sees them (a reinstall or an edit changes them)."""
+    parts = [asyncssh.__version__]
+    for module in (asyncssh.config, asyncssh.pattern):
+        path = module.__file__ or ""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return ""
+        parts.append(f"{path}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
+
+
+def _sources_known() -> bool:
+    """``_sources() == _KNOWN_SOURCES``, from the head's cache when the files are as when
+    it was stored (sshrun.head_cache): reading the sources costs ~5 ms per run."""
+    key = _files_key()
+    if key:
+        cached = head_cache.load("ssh", key)
+        if cached in (b"0", b"1"):
+            return cached == b"1"
+    known = _sources() == _KNOWN_SOURCES
+    if key:
+        head_cache.store("ssh", key, b"1" if known else b"0", keep=4)
+    return known
+
+
 def indexed_parsing() -> bool:
     """Whether the installed asyncssh is one whose parser ``IndexedConfig`` copies."""
     global _enabled
     if _enabled is None:
-        _enabled = (_sources() == _KNOWN_SOURCES
-                    and SSHClientConfig._handlers.get("host", (None, None))[1]
-                    is SSHClientConfig._match_host)
+        _enabled = (SSHClientConfig._handlers.get("host", (None, None))[1]
+                    is SSHClientConfig._match_host and _sources_known())
     return _enabled
 
 

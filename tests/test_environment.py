@@ -345,3 +345,25 @@ def test_session_variables_are_refused_even_by_name(name: str) -> None:
                    {"set_values": [(name, "x")]}, {"files": [(name, "x")]}):
         with pytest.raises(ConfigError, match=re.escape(message)):
             resolve_env({name: "v"}, **kwargs)  # type: ignore[arg-type]
+
+
+_GLOBBY = st.text(alphabet="AB_*?[]!-", max_size=6)
+
+
+@given(st.lists(_GLOBBY, max_size=6), st.text(alphabet="AB_-[]!*?", max_size=6))
+def test_the_pattern_test_is_fnmatchcase(patterns: list[str], name: str) -> None:
+    # Names, PREFIX* and the rest take three paths: together they are fnmatchcase.
+    from sshrun.environment import _any_of
+
+    assert _any_of(tuple(patterns))(name) == any(fnmatch.fnmatchcase(name, p)
+                                                for p in patterns)
+
+
+def test_the_pattern_paths_are_each_taken() -> None:
+    from sshrun.environment import _any_of
+
+    test = _any_of(("HOME", "NCCL_*", "*_TOKEN", "X?"))
+    assert test("HOME") and not test("HOMES")
+    assert test("NCCL_DEBUG") and test("NCCL_") and not test("NCC")
+    assert test("HF_TOKEN") and test("XY") and not test("XYZ")
+    assert _any_of(("*",))("anything") and not _any_of(())("HOME")
