@@ -24,23 +24,24 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from sshrun import errors
+from sshrun.frozen_dataclass import frozen_dataclass
 from sshrun.sanitize import sanitize
 
 SKEW_LIMIT = 1.0  # seconds: more than this between a node's clock and the head's fails it
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class ClockSample:
     sent: float  # head's time.time() when the ping left
     node: float  # node's time.time() when it read the ping
     received: float  # head's time.time() when the pong arrived
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Clock:
     offset: float  # node minus head, seconds
     rtt: float  # of the sample used, seconds
@@ -56,7 +57,7 @@ def clock_offset(samples: Sequence[ClockSample]) -> Clock | None:
                  rtt=best.received - best.sent)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class GpuProcess:
     pid: int | None
     owner: str | None
@@ -64,7 +65,7 @@ class GpuProcess:
     used_mib: int | None
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Gpu:
     index: int | None
     model: str
@@ -73,7 +74,7 @@ class Gpu:
     processes: tuple[GpuProcess, ...] = ()
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Network:
     """Node 0's listener, or another node's connection to it."""
 
@@ -83,7 +84,7 @@ class Network:
     heard: int | None = None  # node 0: how many nodes reached it
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Collective:
     ok: bool
     backend: str | None = None
@@ -93,7 +94,7 @@ class Collective:
     error: str | None = None
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class NodeCheck:
     """One node's row. ``error`` set: it could not be checked at all (and why)."""
 
@@ -199,7 +200,7 @@ def majority(values: Sequence[str | None]) -> str | None:
     return next(v for v in known if counts[v] == top)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Verdict:
     problems: tuple[str, ...] = ()  # the node is unfit
     warnings: tuple[str, ...] = ()  # worth a look, not a failure

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from sshrun import agent
 from sshrun import check_result as cr
 from sshrun.errors import SSHError, SshrunError
+from sshrun.frozen_dataclass import frozen_dataclass
 from sshrun.node.protocol import (
     SOURCE_LAUNCHER,
     Error,
@@ -53,7 +54,7 @@ PROBE_OUTPUT_MAX = 1 << 20
 CLOSE_TIMEOUT = 5.0
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class CheckOptions:
     pings: int = 5  # clock samples at least
     network_timeout: float = 5.0  # for each node to reach node 0

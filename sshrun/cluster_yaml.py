@@ -72,7 +72,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -82,6 +82,7 @@ from sshrun.configfile import read_config_text
 from sshrun.environment import refused_name
 from sshrun.errors import ConfigError, LocationError
 from sshrun.file_settings import EnvFileSettings, SSHFileSettings, SyncFileSettings
+from sshrun.frozen_dataclass import frozen_dataclass
 from sshrun.hostfile import MAX_HOSTS, MAX_SLOTS, HostSpec
 from sshrun.sync_manifest import parse_size
 from sshrun.transport import HOST_KEY_POLICIES
@@ -101,7 +102,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class ClusterFile:
     """A parsed cluster config; ``hosts`` already have ``defaults`` merged in."""
 
@@ -138,7 +139,7 @@ _HOP = re.compile(
 )
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class _Defaults:
     user: str | None = None
     port: int | None = None

@@ -13,9 +13,9 @@ may paper over.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import asyncssh
+
+from sshrun.frozen_dataclass import frozen_dataclass
 
 # A connection closed or reset before the login completed.
 DROPPED: tuple[type[BaseException], ...] = (
@@ -28,7 +28,7 @@ def is_dropped(exc: BaseException) -> bool:
     return isinstance(exc, DROPPED)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Backoff:
     """Delay before retry k (from 0): ``min(cap, first * factor**k)``, jittered down to half."""
 

@@ -71,6 +71,7 @@ class ConsoleSink:
         self._writing = 0  # taken off the backlog, not yet written
         self._cond = threading.Condition()
         self._ending = False
+        self.notify_when_empty = False  # at the end: say so each time the backlog empties
         self.closed = False  # the reader went away (EPIPE, or any write error)
         self.error: OSError | None = None
         # A live line's hook (LiveLine): what goes before a write to this terminal.
@@ -151,7 +152,8 @@ class ConsoleSink:
                 before = self._size + self._writing
                 self._writing = 0
                 self._cond.notify_all()
-                crossed = before >= self._low > self._size
+                crossed = (before >= self._low > self._size
+                           or (self.notify_when_empty and not self._size))
             if crossed:
                 self._notify()
 
@@ -194,6 +196,7 @@ class ConsoleOutput:
         self._low = low_water
         self._resumed = asyncio.Event()
         self._resumed.set()
+        self._emptied = asyncio.Event()
         self._held_since: float | None = None
         self._held_total = 0.0
         self._closed_reported = False
@@ -226,6 +229,8 @@ class ConsoleOutput:
 
     def update(self) -> None:
         """A sink's backlog went down, or a stream closed (scheduled by its thread)."""
+        if not self.stdout.backlog and not self.stderr.backlog:
+            self._emptied.set()
         if self._held_since is not None and self._backlog() < self._low:
             self._held_total += time.monotonic() - self._held_since
             self._held_since = None
@@ -261,10 +266,18 @@ class ConsoleOutput:
         Returns False when ``give_up`` said so first; what is left is dropped.
         """
         sinks = (self.stdout, self.stderr)
-        while not all(sink.drain(0) for sink in sinks):
+        for sink in sinks:
+            sink.notify_when_empty = True
+        while True:
+            self._emptied.clear()
+            if all(sink.drain(0) for sink in sinks):
+                break
             if give_up():
                 return False
-            await asyncio.sleep(0.02)
+            # Woken as a backlog empties (update()); the bound is for give_up.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.1):
+                    await self._emptied.wait()
         for sink in sinks:
             sink.close(0)
         return True

@@ -85,9 +85,9 @@ import fnmatch
 import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 
 from sshrun.errors import ConfigError
+from sshrun.frozen_dataclass import frozen_dataclass
 from sshrun.redact import is_secret_name
 
 __all__ = [
@@ -169,7 +169,7 @@ _PATTERN = re.compile(r"[A-Za-z0-9_*?\[\]!-]+")
 _GLOB_CHARS = "*?["
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class EnvPlan:
     """What to add to every node's login environment, and which of it is secret."""
 

@@ -28,15 +28,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, ClassVar
+
+from sshrun.frozen_dataclass import frozen_dataclass
 
 if TYPE_CHECKING:
     from sshrun.failure import Failure
     from sshrun.result import JobResult
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen_dataclass(kw_only=True)
 class Event:
     """What every event has."""
 
@@ -46,7 +48,7 @@ class Event:
     time: float = field(default_factory=time.time)
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen_dataclass(kw_only=True)
 class JobStarted(Event):
     """The job begins: its mode and the hosts it may run on (the pool, when elastic)."""
 
@@ -56,7 +58,7 @@ class JobStarted(Event):
     max_restarts: int
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen_dataclass(kw_only=True)
 class AttemptFailed(Event):
     """An attempt ended with a failure (not a stop the user asked for)."""
 
@@ -65,7 +67,7 @@ class AttemptFailed(Event):
     failure: Failure | None  # None: the attempt failed without one (exit status only)
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen_dataclass(kw_only=True)
 class HostLeftOut(Event):
     """Elastic: a host sits out the next attempts for ``cooldown`` seconds.
 
@@ -80,7 +82,7 @@ class HostLeftOut(Event):
     at_start: bool = False
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen_dataclass(kw_only=True)
 class Restarting(Event):
     """Every node starts again after ``delay`` seconds, as attempt ``attempt + 1``."""
 
@@ -93,7 +95,7 @@ class Restarting(Event):
     nodes_needed: int | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen_dataclass(kw_only=True)
 class JobFinished(Event):
     """The job is over; ``result`` says everything about it."""
 
@@ -103,7 +105,7 @@ class JobFinished(Event):
     result: JobResult
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen_dataclass(kw_only=True)
 class NodeEvent(Event):
     """What every node's event has: which node (its rank in this attempt)."""
 
@@ -111,7 +113,7 @@ class NodeEvent(Event):
     node: int
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen_dataclass(kw_only=True)
 class NodeConnected(NodeEvent):
     """The SSH connection is up (``address``: the one the node was reached at)."""
 
@@ -119,7 +121,7 @@ class NodeConnected(NodeEvent):
     address: str
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen_dataclass(kw_only=True)
 class SyncStarted(NodeEvent):
     """``--sync`` began on the node: the tree's files and bytes, and where it goes."""
 
@@ -129,7 +131,7 @@ class SyncStarted(NodeEvent):
     dest: str
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen_dataclass(kw_only=True)
 class SyncFinished(NodeEvent):
     """The node's tree is in place: what was sent (``files``, ``bytes``: content
     only), how many of its paths went, and how long it took."""
@@ -144,7 +146,7 @@ class SyncFinished(NodeEvent):
     wire_received: int = 0  # all it read back (the node's manifest, replies)
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen_dataclass(kw_only=True)
 class SyncProgress(Event):
     """Every node's ``--sync`` so far (sshrun.sync_meter), at most twice a second while
     any node syncs and once when the last is done: ``files``/``bytes`` sent of
@@ -162,7 +164,7 @@ class SyncProgress(Event):
     bytes_total: int
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen_dataclass(kw_only=True)
 class AgentUp(NodeEvent):
     """The node's agent said hello: the interpreter it runs and what it has.
 
@@ -184,7 +186,7 @@ class AgentUp(NodeEvent):
     modules: dict[str, bool] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen_dataclass(kw_only=True)
 class RanksStarted(NodeEvent):
     """The node's torchrun (or exec's command) started."""
 
@@ -193,7 +195,7 @@ class RanksStarted(NodeEvent):
     argv0: str
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen_dataclass(kw_only=True)
 class RankStarted(NodeEvent):
     """One rank started: its shim connected to the node's agent, which torchrun
     runs only once the rendezvous is complete (the start-up report counts these)."""
@@ -204,7 +206,7 @@ class RankStarted(NodeEvent):
     pid: int
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen_dataclass(kw_only=True)
 class RendezvousProbe(NodeEvent):
     """A node whose ranks had not started after a few seconds tried to connect to
     the rendezvous endpoint (``address``, host:port) and could not: ``state``
@@ -220,7 +222,7 @@ class RendezvousProbe(NodeEvent):
     error: str | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen_dataclass(kw_only=True)
 class RankExited(NodeEvent):
     """One rank exited: ``code`` shell-style (128+N: signal N; None: unknown)."""
 
@@ -231,7 +233,7 @@ class RankExited(NodeEvent):
     signal: str | None  # the signal's name (SIGKILL) when a signal ended it
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen_dataclass(kw_only=True)
 class NodeLost(NodeEvent):
     """The head lost the node: its connection dropped or it fell silent."""
 
@@ -239,7 +241,7 @@ class NodeLost(NodeEvent):
     why: str
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen_dataclass(kw_only=True)
 class Stopping(Event):
     """The attempt is being stopped. ``by`` "head": the head began it (a failure,
     Ctrl-C, a lost node; host and node are None); "agent": that node's agent
@@ -252,7 +254,7 @@ class Stopping(Event):
     node: int | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen_dataclass(kw_only=True)
 class NodeSwept(NodeEvent):
     """The node's agent exited; what its sweep of the job's processes did."""
 
@@ -262,7 +264,7 @@ class NodeSwept(NodeEvent):
     left: int
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen_dataclass(kw_only=True)
 class Notice(Event):
     """One of sshrun's own notices, as the console shows it (``sshrun: TEXT``,
     then ``sshrun: LINE`` for each of ``lines``).

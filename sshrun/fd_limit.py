@@ -18,16 +18,16 @@ and the limit, before any connection, instead of EMFILE on node 1,000.
 from __future__ import annotations
 
 import resource
-from dataclasses import dataclass
 
 from sshrun.errors import ConfigError
+from sshrun.frozen_dataclass import frozen_dataclass
 from sshrun.plan import JobConfig
 
 BASE_FDS = 64  # measured ~6, with room for the files a run opens for a moment
 UNKNOWN_NPROC = 8  # ranks per node assumed for auto, gpu or cpu (decided on the node)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class FdNeed:
     nodes: int  # at most this many nodes connected at once
     fds: int  # open files the head needs for them

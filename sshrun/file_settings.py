@@ -7,12 +7,12 @@ YAML reader (PyYAML and the schema: ~20 ms of every start-up).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from sshrun.frozen_dataclass import frozen_dataclass
 
 __all__ = ["EnvFileSettings", "SSHFileSettings", "SyncFileSettings"]
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class SSHFileSettings:
     """The ``ssh`` section; None: not given (the command line or ssh decides)."""
 
@@ -23,7 +23,7 @@ class SSHFileSettings:
     connect_timeout: float | None = None  # seconds
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class EnvFileSettings:
     """The ``env`` section."""
 
@@ -33,7 +33,7 @@ class EnvFileSettings:
     file: str | None = None  # an env file (absolute when loaded from a file)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class SyncFileSettings:
     """The ``sync`` section: ``--sync``'s settings; each host's ``workdir`` is its copy."""
 

@@ -19,13 +19,14 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from sshrun.frozen_dataclass import frozen_dataclass
 from sshrun.nodeset import fold_hosts, fold_ranks
 
 DEFAULT_WINDOW = 1.0  # seconds a first copy waits for others to fold in
 MAX_OPEN = 4096  # distinct lines watched at once; the oldest close early beyond it
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Folded:
     """The copies of ``text`` that were not shown: which ranks printed them."""
 

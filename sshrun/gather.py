@@ -24,15 +24,15 @@ from __future__ import annotations
 import contextlib
 import signal
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
+from sshrun.frozen_dataclass import frozen_dataclass
 from sshrun.nodeset import fold_hosts
 from sshrun.outcome import NodeOutcome, NodeState
 
 RULE = "-" * 16
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class NodeOutput:
     """One node's output, in order, and how its command ended (``exit 0``,
     ``killed by SIGKILL``)."""
@@ -42,7 +42,7 @@ class NodeOutput:
     status: str
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Gathered:
     hosts: tuple[str, ...]
     lines: tuple[str, ...]

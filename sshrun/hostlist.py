@@ -17,7 +17,8 @@ from __future__ import annotations
 import itertools
 import string
 from collections.abc import Iterator
-from dataclasses import dataclass
+
+from sshrun.frozen_dataclass import frozen_dataclass
 
 __all__ = ["MAX_HOSTS", "HostlistError", "expand_hostlist", "hostlist_size", "outside_ranges"]
 
@@ -41,7 +42,7 @@ class HostlistError(ValueError):
         super().__init__(message)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class _Range:
     low: int
     high: int

@@ -11,8 +11,8 @@ entries are the same host. Pure: no parsing beyond IPv6's canonical form.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
 
+from sshrun.frozen_dataclass import frozen_dataclass
 from sshrun.values import MAX_PORT
 
 __all__ = [
@@ -33,7 +33,7 @@ MAX_COLON_SLOTS = 1024
 MAX_SLOTS = 1_000_000
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class HostSpec:
     """One node of the cluster, as the hostfile or ``--hosts`` named it."""
 
@@ -56,7 +56,7 @@ class HostSpec:
         return f"[{self.host}]:{self.port}"
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class HostEntry:
     """One host entry as a hostfile line writes it: its hosts share user, port and slots."""
 

@@ -25,6 +25,7 @@ import asyncssh
 
 from sshrun.configfile import read_config_bytes
 from sshrun.errors import ConfigError, shown
+from sshrun.frozen_dataclass import frozen_dataclass
 
 # asyncssh checks against this file when none of the configured ones exists;
 # the view does the same, so that nothing changes for such a host.
@@ -54,7 +55,7 @@ class _Merged:
     hosts: asyncssh.SSHKnownHosts
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class KnownHostsView:
     """What one connection checks against: asyncssh's trusted set and each file apart."""
 

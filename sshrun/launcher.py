@@ -38,7 +38,7 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import BinaryIO
 
 from sshrun import errors, fd_limit
@@ -58,6 +58,7 @@ from sshrun.events import (
 )
 from sshrun.failure import Failure, FailureKind, exit_status
 from sshrun.fold import LineFolder
+from sshrun.frozen_dataclass import frozen_dataclass
 from sshrun.gather import gathered_text
 from sshrun.hostfile import HostSpec
 from sshrun.log_dir import LogDir
@@ -77,7 +78,7 @@ Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Runtime:
     """How a job meets the world: where output goes, who hears its events, time."""
 

@@ -22,12 +22,12 @@ import getpass
 import socket
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import asyncssh
 
 from sshrun.errors import ConfigError
+from sshrun.frozen_dataclass import frozen_dataclass
 from sshrun.hostfile import HostSpec
 
 MAX_NODES = 250  # 127.0.0.2 .. 127.0.0.251
@@ -40,7 +40,7 @@ def local_cluster_hosts(n: int) -> tuple[HostSpec, ...]:
     return tuple(HostSpec(f"node{k + 1}", where="--local-cluster") for k in range(n))
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class LocalCluster:
     hosts: tuple[HostSpec, ...]
     ssh_config: str

@@ -23,17 +23,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from sshrun.frozen_dataclass import frozen_dataclass
 from sshrun.hostfile import HostSpec
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Membership:
     min_nodes: int
     max_nodes: int
     cooldown: float = 60.0
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class LeftOut:
     """One host left out of the job, as the report shows it."""
 

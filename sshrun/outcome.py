@@ -11,9 +11,10 @@ attempt did. Pure: no I/O.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from sshrun.failure import Failure
+from sshrun.frozen_dataclass import frozen_dataclass
 
 
 class NodeState(enum.Enum):
@@ -27,7 +28,7 @@ class NodeState(enum.Enum):
     LOST = "lost"
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class NodeOutcome:
     """What one node did in one attempt."""
 
@@ -42,7 +43,7 @@ class NodeOutcome:
     stopped: bool = False  # its job was stopped (by the head, or its agent), not ended by itself
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Outcome:
     """How one attempt ended."""
 

@@ -39,10 +39,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sshrun import values
+from sshrun.frozen_dataclass import frozen_dataclass
 from sshrun.hostfile import MAX_SLOTS
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ _STREAMS_WORDS = "0-3 (1 stdout, 2 stderr, 3 both) or LOCAL_RANK:0-3[,...]"
 Shows = Callable[[int, int, int], bool]  # (node, global rank, stream) -> on the console
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Streams:
     """torchrun's ``Std`` value: which streams, for every local rank or per local rank."""
 
@@ -167,7 +167,7 @@ def format_filters(items: tuple[str, ...]) -> str:
     return ",".join(item.replace(",", ",,") for item in items)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class ConsoleFilter:
     """Which (local rank, stream) reach the console; the default shows everything."""
 
@@ -237,7 +237,7 @@ def local_ranks_known(config: JobConfig) -> bool:
     return len(sizes) <= 1 or (config.rdzv_backend == "static" and config.membership is None)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class DuplicateFilters:
     """--duplicate-stdout-filters and --duplicate-stderr-filters: lines copied apart."""
 

@@ -20,11 +20,12 @@ as ``<free port>``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Literal
 
 from sshrun import rendezvous, values
 from sshrun.errors import ConfigError
+from sshrun.frozen_dataclass import frozen_dataclass
 from sshrun.hostfile import MAX_SLOTS, HostSpec
 from sshrun.membership import Membership
 from sshrun.redact import REDACTED as REDACTED  # shown for secret names
@@ -45,7 +46,7 @@ MAX_ARG_STRLEN = 131072
 MAX_EXEC_TOTAL = 1024 * 1024
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Timeouts:
     """Every bound sshrun puts on waiting, in seconds, as one value."""
 
@@ -79,7 +80,7 @@ class Timeouts:
         )
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class RestartPolicy:
     """Cluster-wide restarts: every node stops, then every node starts again."""
 
@@ -101,7 +102,7 @@ class RestartPolicy:
                 and reason != "error")
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class JobConfig:
     hosts: tuple[HostSpec, ...]
     target: tuple[str, ...]  # script and its args, or a command and its args
@@ -136,7 +137,7 @@ class JobConfig:
     sync_bwlimit: float | None = None  # --sync-bwlimit: bytes a second, all nodes together
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class NodePlan:
     index: int  # node rank
     host: HostSpec
@@ -154,7 +155,7 @@ class NodePlan:
         return range(self.first_rank, self.first_rank + int(self.nproc))
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class JobPlan:
     config: JobConfig
     job_id: str

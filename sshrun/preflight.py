@@ -15,17 +15,17 @@ them into the one error the user sees (exit 2, a configuration error).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from sshrun import rendezvous
 from sshrun.errors import NodeSetupError
+from sshrun.frozen_dataclass import frozen_dataclass
 from sshrun.node.protocol import Hello
 from sshrun.nodeset import fold_hosts
 from sshrun.plan import JobConfig
 from sshrun.sanitize import sanitize
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class NodeHello:
     """One node's hello, and the host it came from (its label)."""
 
@@ -33,7 +33,7 @@ class NodeHello:
     hello: Hello
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Problem:
     """Why a node cannot run the job as configured; ``message`` leaves out the host."""
 
@@ -41,7 +41,7 @@ class Problem:
     message: str
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Mismatch:
     """Nodes whose torch is not node 0's: each version, with the hosts that have it."""
 

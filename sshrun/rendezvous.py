@@ -17,10 +17,10 @@ The flag lists (``--rdzv-backend``'s choices, the YAML reader's) come from
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from sshrun.frozen_dataclass import frozen_dataclass
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class ClientModule:
     """A Python module a backend's client imports on every node."""
 
@@ -28,7 +28,7 @@ class ClientModule:
     package: str  # what ``pip install`` calls the distribution that provides it
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Backend:
     name: str
     # What torchrun imports for it on every node (in the node's interpreter).

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import contextlib
 import signal
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from sshrun import errors
 from sshrun.errors import SshrunError
 from sshrun.failure import Failure
+from sshrun.frozen_dataclass import frozen_dataclass
 from sshrun.membership import LeftOut
 from sshrun.outcome import Outcome
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class RankExit:
     """What one rank did in one attempt."""
 
@@ -40,7 +41,7 @@ class RankExit:
         return None
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class AttemptResult:
     """One attempt: its nodes, its ranks, how it ended."""
 
@@ -59,7 +60,7 @@ class AttemptResult:
         return next((r for r in self.ranks if r.rank == rank), None)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class JobResult:
     """Everything a job did, as data (``exit_code`` is the CLI's exit status)."""
 

@@ -86,7 +86,7 @@ import secrets
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Literal, TypeVar
 
 from sshrun import sync_manifest, torchrun_settings, values
@@ -94,6 +94,7 @@ from sshrun.envfile import load_env_file
 from sshrun.environment import DEFAULT_FORWARD, resolve_env
 from sshrun.errors import ConfigError, SshrunError
 from sshrun.file_settings import EnvFileSettings, SSHFileSettings
+from sshrun.frozen_dataclass import frozen_dataclass
 from sshrun.hostfile import HostSpec, load_hostfile, parse_host_list
 from sshrun.local_cluster import MAX_NODES as MAX_LOCAL_NODES
 from sshrun.local_cluster import local_cluster_hosts
@@ -111,7 +112,7 @@ Mode = Literal["run", "exec"]
 Number = str | int | float
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Options:
     """What the user asked for: one field per long option of the command line.
 
@@ -206,7 +207,7 @@ FLAG = {f.name: "--" + f.name.replace("_", "-") for f in dataclasses.fields(Opti
 FLAG.update({"hostfile": "-H/--hostfile", "config": "-c/--config", "env": "-x/--env"})
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class SettingNotice:
     """A line resolving has for the user (shown as ``sshrun: TEXT``); ``kind``:
     ``slurm_hosts`` (the hosts are Slurm's allocation) or ``insecure_host_keys``."""
@@ -215,7 +216,7 @@ class SettingNotice:
     text: str
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Invocation:
     """Everything the command line (or the API) asked for, checked."""
 

@@ -41,7 +41,6 @@ import os
 import shlex
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import asyncssh.config
@@ -50,6 +49,7 @@ from asyncssh.config import SSHClientConfig, SSHConfig
 from asyncssh.logging import logger
 
 from sshrun import head_cache
+from sshrun.frozen_dataclass import frozen_dataclass
 
 # sha256 of the asyncssh sources that the loop copies or relies on, as in
 # asyncssh 2.18 to 2.24 (its parser last changed in October 2024).
@@ -140,7 +140,7 @@ def indexed_parsing() -> bool:
 Entry = tuple[int, str, tuple[str, ...]]  # line number, option (lowered), arguments
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class _Index:
     entries: tuple[Entry, ...]
     lines: int  # how many lines the file has: asyncssh's line number at its end

@@ -39,7 +39,7 @@ import asyncio
 import getpass
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -49,6 +49,7 @@ from asyncssh.encryption import get_default_encryption_algs
 
 from sshrun.configfile import read_config_bytes, read_config_text
 from sshrun.errors import ConfigError, ConnectError
+from sshrun.frozen_dataclass import frozen_dataclass
 from sshrun.hostspec import HostSpec
 from sshrun.jumps import JumpPool
 from sshrun.known_hosts import KnownHostsFiles
@@ -71,7 +72,7 @@ PREFERRED_CIPHERS: tuple[str, ...] = tuple(
         key=lambda alg: _GCM.index(alg) if alg in _GCM else len(_GCM)))
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class HostOptions:
     """One host's connection options, and the known_hosts files it is checked against."""
 
@@ -117,7 +118,7 @@ class SSHCache:
         return _key(host) in self._built
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class SSHSettings:
     config_paths: tuple[str, ...] | None = None  # None: ~/.ssh/config when it exists
     host_key_policy: HostKeyPolicy = "strict"

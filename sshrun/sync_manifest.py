@@ -36,10 +36,11 @@ import shutil
 import stat
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 
 from sshrun.errors import ConfigError
+from sshrun.frozen_dataclass import frozen_dataclass
 
 DEFAULT_MAX_SIZE = 1 << 30
 DEFAULT_EXCLUDES = (".git", "__pycache__", "*.pyc")
@@ -48,7 +49,7 @@ GIT_TIMEOUT = 30.0
 _CHUNK = 1 << 20
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Entry:
     """One path of the tree: ``kind`` ``f`` (file), ``d`` (directory) or ``l``
     (symlink); ``digest``: a file's sha256 (hex), a symlink's target, else ''."""
@@ -73,7 +74,7 @@ class Entry:
 Manifest = Mapping[str, Entry]
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class SyncOptions:
     """What ``--sync`` and its flags asked for (checked, not yet read)."""
 
@@ -84,7 +85,7 @@ class SyncOptions:
     log_dir: str | None = None  # left out when it lies inside DIR
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class SyncTree:
     """The tree as read on the head: its manifest and what was left out."""
 
@@ -103,7 +104,7 @@ class SyncTree:
         return sum(1 for e in self.entries.values() if e.kind == "f")
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Delta:
     """What a node lacks: paths to send (files, in the head manifest's order), the
     node's paths that the head's tree lacks (gone after the swap), and whether the

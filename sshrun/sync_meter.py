@@ -19,12 +19,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sshrun.frozen_dataclass import frozen_dataclass
+
 # Slots of about this many seconds: short enough that turns interleave finely.
 SLOT = 0.05
 MIN_CHUNK = 16 << 10
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class SyncCounts:
     """Every node's sync, added up. ``*_total`` counts the nodes that have compared
     their tree with the head's (``comparing`` have not yet): what they must be sent."""

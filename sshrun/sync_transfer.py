@@ -21,13 +21,13 @@ import contextlib
 import json
 import time
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import asyncssh
 
 from sshrun import agent, preamble, sync_cache
 from sshrun.errors import AgentError, NodeSetupError
+from sshrun.frozen_dataclass import frozen_dataclass
 from sshrun.preamble import Preamble
 from sshrun.sanitize import sanitize
 from sshrun.session import remote_command
@@ -39,7 +39,7 @@ _CHUNK = 1 << 18
 REPLY_MAX = 64 << 20  # a node's manifest of a 1 GiB tree of small files fits
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class SyncResult:
     """What one node's sync did: files and bytes sent, paths removed, the path synced."""
 

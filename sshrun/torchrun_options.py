@@ -35,10 +35,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from sshrun import output_filters, rendezvous, values
+from sshrun.frozen_dataclass import frozen_dataclass
 from sshrun.hostfile import MAX_HOSTS, MAX_SLOTS
 
 Handling = Literal["sshrun", "passed", "mapped", "refused"]
@@ -116,7 +116,7 @@ def endpoint_text(endpoint: tuple[str, int | None]) -> str:
     return shown if port is None else f"{shown}:{port}"
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class TorchrunOption:
     """One torchrun option: its spellings, its value, and what sshrun does with it."""
 

@@ -19,11 +19,12 @@ passed, and the console's and the log directory's filters
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from sshrun import values
 from sshrun.errors import ConfigError
+from sshrun.frozen_dataclass import frozen_dataclass
 from sshrun.hostfile import MAX_HOSTS, HostSpec
 from sshrun.membership import Membership
 from sshrun.output_filters import (
@@ -43,7 +44,7 @@ from sshrun.torchrun_options import (
 )
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Given:
     """One option's value and the layer it came from, as messages name it."""
 

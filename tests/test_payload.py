@@ -156,3 +156,23 @@ def test_the_key_follows_the_sources(monkeypatch: pytest.MonkeyPatch) -> None:
     key = agent.payload_key()
     monkeypatch.setattr(agent, "BUNDLE", agent.BUNDLE + b"# changed\n")
     assert agent.payload_key() != key
+
+
+def test_an_exec_agent_starts_without_the_costly_modules() -> None:
+    # Each of these costs a node 1-3 ms to import (docs/benchmarks.md, "Agent cost on a
+    # node"); the agent of an exec job needs none of them, torch's probe included.
+    from sshrun.rendezvous import CLIENT_MODULES
+
+    payload = agent.payload()
+    feed = (b"%08x" % len(payload) + payload
+            + encode_command(Preflight(modules=CLIENT_MODULES, site=False)))
+    result = subprocess.run([sys.executable, "-S", "-X", "importtime", "-c", agent.BOOTSTRAP],
+                            input=feed, capture_output=True, timeout=60)
+    stderr = result.stderr.decode(errors="replace")
+    assert result.returncode == 0, stderr[-2000:]
+    imported = {line.rsplit("|", 1)[1].strip() for line in stderr.splitlines()
+                if line.startswith("import time:") and "|" in line}
+    assert "zlib" in imported and "ctypes" in imported  # what it does import, seen
+    costly = {"json", "re", "enum", "signal", "contextlib", "functools", "importlib.util",
+              "typing", "dataclasses", "subprocess", "socket"}
+    assert imported & costly == set()

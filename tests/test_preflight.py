@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sshrun import errors, rendezvous
 from sshrun.hostfile import HostSpec
@@ -293,3 +295,21 @@ def test_under_python_dash_s_a_virtual_environment_follows_its_own_config(
                           text=True, timeout=60, cwd=Path(__file__).resolve().parent.parent)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"{system_site} {{'urllib3': {system_site}}}"
+
+
+_VERSION_LINE = st.lists(st.sampled_from(
+    ["__version__", "cuda", "cuda_version", " ", "\t", ":", " Optional[str] ", "=", "==",
+     "'2.5.1'", '"12.4"', "None", "  # x", "\r", "\n", "x"]), max_size=8).map("".join)
+
+
+@given(st.lists(_VERSION_LINE, max_size=5).map("\n".join))
+def test_the_version_file_is_read_as_the_pattern_read_it(text: str) -> None:
+    # What probe reads without re, against the pattern it used, but for two flaws
+    # of that pattern no Python file shows: its \s* crossed a line's end, and it
+    # kept a CR inside the value (so: no CR here, and [^\S\n]* for \s*).
+    import re
+
+    text = text.replace("\r", "")
+    pattern = r"^(__version__|cuda)[^\S\n]*(?::[^=\n]*)?=[ \t]*(\S.*?)[ \t]*$"
+    expected = {m.group(1): probe._literal(m.group(2)) for m in re.finditer(pattern, text, re.M)}
+    assert probe._assignments(text) == expected

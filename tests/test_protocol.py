@@ -14,6 +14,8 @@ import sys
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sshrun import agent, errors, report, session
 from sshrun.errors import AgentError
@@ -243,3 +245,37 @@ def test_kinds_compare_as_their_words() -> None:
 def test_an_unreachable_node_is_described_by_its_message() -> None:
     failure = Failure(2, "n3", FailureKind.UNREACHABLE, message="unreachable: refused")
     assert report.describe(failure) == "n3 (node 2): unreachable: refused"
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20)
+
+
+@given(_JSON)
+def test_the_nodes_json_is_json(value: object) -> None:
+    # protocol's dumps/loads (json's C half, without importing json on a node) are
+    # json.dumps and json.loads, text for text.
+    import json
+
+    from sshrun.node import protocol
+
+    assert protocol.dumps(value) == json.dumps(value)
+    assert protocol.loads(json.dumps(value)) == value
+    assert protocol.loads(json.dumps(value).encode()) == value
+
+
+def test_the_nodes_json_refuses_what_json_refuses() -> None:
+    import math
+
+    from sshrun.node import protocol
+
+    for bad in ["", " ", "{", '{"a": 1} x', "[1,]", "nul", '"\x01"', b"\xff"]:
+        with pytest.raises(ValueError):
+            protocol.loads(bad)
+    assert protocol.loads(' \n{"a": [1, 2.5]}\r\n') == {"a": [1, 2.5]}
+    assert math.isinf(protocol.loads("Infinity")) and math.isnan(protocol.loads("NaN"))
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        protocol.dumps({"a": object()})

@@ -37,12 +37,9 @@ waits for as long as the head's heartbeats keep arriving on stdin.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import select
 import selectors
-import signal
 import sys
 import time
 
@@ -70,6 +67,8 @@ from sshrun.node.protocol import (
     Stop,
     Stopping,
     decode,
+    dumps,
+    loads,
     rank_failures,
 )
 from sshrun.node.ranks import READ_CHUNK, RankStreams
@@ -81,8 +80,13 @@ from sshrun.node.tmpdir import make_tmpdir, remove_tree
 # typing is ~3 ms to import on a node; its names are the type checker's only.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import signal
     from collections.abc import Mapping
     from typing import Any
+else:
+    # signal's C half: the same functions and numbers, without the enums that
+    # make importing signal (and with it enum) cost a node ~2 ms.
+    import _signal as signal
 
 TICK = 0.1
 # The scripts the agent writes for a torchrun job, by file name (the head
@@ -222,14 +226,14 @@ class Agent:
             self.in_buf += data
         line, self.in_buf = self.in_buf.split(b"\n", 1)
         try:
-            message = decode(json.loads(line), COMMANDS)
+            message = decode(loads(line), COMMANDS)
         except (ValueError, ProtocolError):
             message = None
         return message if isinstance(message, Preflight) else Preflight()
 
     def _on_message(self, line: bytes) -> None:
         try:
-            message = decode(json.loads(line), COMMANDS)
+            message = decode(loads(line), COMMANDS)
         except (ValueError, ProtocolError) as exc:
             self.fail(f"protocol error from the head: {exc}")
             return
@@ -306,7 +310,7 @@ class Agent:
             env["SSHRUN_SOCK"] = sock_path
             env["SSHRUN_FAILURES"] = os.path.join(self.tmpdir, "failures.json")
             # The shim sets these in each rank over torchrun's own values.
-            env["SSHRUN_RANK_ENV"] = json.dumps(spec.rank_env)
+            env["SSHRUN_RANK_ENV"] = dumps(spec.rank_env)
             argv = [sys.executable, wrapper, *spec.torchrun_args, shim, *spec.target]
         else:
             argv = list(spec.argv)
@@ -423,7 +427,7 @@ class Agent:
         """What the torchrun wrapper wrote about failed ranks, if anything."""
         try:
             with open(os.path.join(self.tmpdir, "failures.json")) as f:
-                raw: Any = json.load(f)
+                raw: Any = loads(f.read())
             return rank_failures(raw)
         except (OSError, ValueError):  # ProtocolError is a ValueError
             return {}
@@ -466,6 +470,8 @@ def main(scripts: Mapping[str, str]) -> int:
         raise
     # The job is swept and everything went out through os.write: skip the
     # interpreter's finalization, which costs every node ~8 ms of CPU per job.
-    with contextlib.suppress(OSError, ValueError):
+    try:
         sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
     os._exit(code)

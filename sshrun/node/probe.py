@@ -3,8 +3,9 @@
 The agent says hello with these before the head sends anything else, and its
 whole start is held to a few tens of milliseconds of CPU. So nothing here
 imports torch (about a second) or a module it asks about: presence is
-``importlib.util.find_spec`` on a top-level name, which only looks along
-``sys.path``; torch's versions are read as text from ``torch/version.py``,
+``importlib.util.find_spec`` on a top-level name (as ``_find_spec`` asks
+the finders itself: importing ``importlib.util`` costs a node ~3 ms), which
+only looks along ``sys.path``; torch's versions are read as text from ``torch/version.py``,
 which torch's build writes (``__version__ = '2.13.0+cpu'``,
 ``cuda: Optional[str] = None``). ``importlib.metadata``, which reads
 distribution records, is asked only when that file says no version.
@@ -30,9 +31,7 @@ Standard library only, Python 3.8.
 from __future__ import annotations
 
 import importlib.machinery
-import importlib.util
 import os
-import re
 import sys
 
 # typing is ~3 ms to import on a node; its names are the type checker's only.
@@ -41,9 +40,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
     from typing import Any
 
-# A top-level assignment in torch/version.py, annotated or not; compiled when
-# there is a torch to read.
-_ASSIGN = r"^(__version__|cuda)\s*(?::[^=\n]*)?=[ \t]*(\S.*?)[ \t]*$"
+# The top-level assignments read from torch/version.py, annotated or not.
+_NAMES = ("__version__", "cuda")
 _MAX_READ = 65536
 
 
@@ -83,16 +81,36 @@ def load_site() -> None:
         site.main()
 
 
+def _find_spec(name: str) -> Any:
+    """``importlib.util.find_spec(name)`` for a top-level name: an imported module's
+    spec, else the first that a finder on ``sys.meta_path`` gives."""
+    if name in sys.modules:
+        module = sys.modules[name]
+        if module is None:
+            return None
+        spec = module.__spec__
+        if spec is None:
+            raise ValueError(f"{name}.__spec__ is None")
+        return spec
+    for finder in sys.meta_path:
+        find = getattr(finder, "find_spec", None)
+        if find is not None:
+            spec = find(name, None)
+            if spec is not None:
+                return spec
+    return None
+
+
 def _find(name: str) -> Any:
     """``name``'s spec, or None; a finder that breaks counts as not finding it."""
     try:
-        spec = importlib.util.find_spec(name)
+        spec = _find_spec(name)
         if spec is None and _site_skipped():
             dirs = _site_dirs()
             spec = importlib.machinery.PathFinder.find_spec(name, dirs) if dirs else None
             if spec is None:
                 load_site()
-                spec = importlib.util.find_spec(name)
+                spec = _find_spec(name)
         return spec
     except Exception:
         # ValueError (a module without __spec__), ImportError from a custom
@@ -113,6 +131,23 @@ def _literal(text: str) -> str | None:
     return None
 
 
+def _assignments(text: str) -> dict[str, str | None]:
+    """``NAME = 'value'`` and ``NAME: type = 'value'`` lines of ``_NAMES``, the last of
+    each, as ``_literal`` reads the value (no ``re``: importing it costs a node ~3 ms)."""
+    found: dict[str, str | None] = {}
+    for line in text.split("\n"):
+        for name in _NAMES:
+            if not line.startswith(name):
+                continue
+            rest = line[len(name):].lstrip(" \t\r\f\v")
+            if rest.startswith(":"):
+                rest = rest[rest.find("="):] if "=" in rest else ""
+            value = rest[1:].strip(" \t") if rest.startswith("=") else ""
+            if value:
+                found[name] = _literal(value)
+    return found
+
+
 def torch_versions() -> tuple[bool, str | None, str | None]:
     """Whether torch is importable, its version, and the CUDA version it was built with."""
     spec = _find("torch")
@@ -125,7 +160,7 @@ def torch_versions() -> tuple[bool, str | None, str | None]:
                 text = f.read(_MAX_READ)
         except (OSError, ValueError):
             continue
-        found = {m.group(1): _literal(m.group(2)) for m in re.finditer(_ASSIGN, text, re.M)}
+        found = _assignments(text)
         break
     version = found.get("__version__")
     if version is None:

@@ -27,10 +27,16 @@ changes; the head checks the agent's at ``hello``.
 
 from __future__ import annotations
 
-import json
 import struct
 
 from sshrun.node.records import MISSING, field, fields, frozen
+
+try:
+    # json's own C half: importing ``json`` costs a node ~3 ms more, for its
+    # pure-Python fallbacks' ``re`` (and with it ``enum``), which CPython never uses.
+    import _json
+except ImportError:  # pragma: no cover (another Python: json itself)
+    _json = None  # type: ignore[assignment]
 
 # typing is ~3 ms to import on a node; its names are the type checker's only.
 TYPE_CHECKING = False
@@ -39,6 +45,52 @@ if TYPE_CHECKING:
     from typing import Any, ClassVar, TypeVar
 
     M = TypeVar("M", bound="Message")
+
+
+# --- JSON, as ``json.dumps`` and ``json.loads`` with their defaults ---------------------
+
+_CONSTANTS = {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}
+_SPACE = " \t\n\r"
+
+
+def _not_serializable(value: Any) -> Any:
+    raise TypeError(f"Object of type {value.__class__.__name__} is not JSON serializable")
+
+
+class _ScanContext:
+    # What json.decoder.JSONDecoder hands its C scanner, with json.loads's defaults.
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = _CONSTANTS.__getitem__
+
+
+if _json is not None:
+    _encode = _json.make_encoder(None, _not_serializable, _json.encode_basestring_ascii,
+                                 None, ": ", ", ", False, False, True)
+    _scan = _json.make_scanner(_ScanContext())  # type: ignore[arg-type]
+
+    def dumps(value: Any) -> str:
+        """``json.dumps(value)``: the same text (no check for cycles: messages are trees)."""
+        return "".join(_encode(value, 0))
+
+    def loads(text: str | bytes) -> Any:
+        """``json.loads(text)`` of UTF-8 text; a ``ValueError`` for anything that is not
+        one JSON value."""
+        if not isinstance(text, str):
+            text = bytes(text).decode("utf-8")
+        start = len(text) - len(text.lstrip(_SPACE))
+        try:
+            value, end = _scan(text, start)
+        except StopIteration as exc:
+            raise ValueError(f"Expecting value: char {exc.value}") from None
+        if text[end:].strip(_SPACE):
+            raise ValueError(f"Extra data: char {end}")
+        return value
+else:  # pragma: no cover
+    from json import dumps, loads  # noqa: F401
 
 # 2: output frames carry the time the agent read them (OUTPUT_TIME).
 # 3: hello says torch's and CUDA's versions and which modules the preflight
@@ -158,7 +210,7 @@ class Message:
             expected, check, convert = _CHECKS[str(f.type)]
             if not check(value):
                 raise ProtocolError(f"{cls.TYPE!r} message: {f.name!r} is not {expected}: "
-                                    f"{json.dumps(value)[:80]}")
+                                    f"{dumps(value)[:80]}")
             values[f.name] = convert(value)
         return cls(**values)
 
@@ -420,7 +472,7 @@ COMMANDS: dict[str, type[Message]] = {
 def decode(data: Any, table: dict[str, type[Message]]) -> Message | None:
     """The message ``data`` holds; None for a type this side does not know (newer peers)."""
     if not isinstance(data, dict):
-        raise ProtocolError(f"a message that is not a JSON object: {json.dumps(data)[:80]}")
+        raise ProtocolError(f"a message that is not a JSON object: {dumps(data)[:80]}")
     cls = table.get(data.get("type"))  # type: ignore[arg-type]
     return cls.from_dict(data) if cls is not None else None
 
@@ -449,8 +501,8 @@ def decode_output(payload: bytes) -> tuple[float, bytes]:
 
 
 def encode_event(event: Message) -> bytes:
-    return encode_frame(KIND_EVENT, 0, 0, json.dumps(event.to_dict()).encode())
+    return encode_frame(KIND_EVENT, 0, 0, dumps(event.to_dict()).encode())
 
 
 def encode_command(command: Message) -> bytes:
-    return json.dumps(command.to_dict()).encode() + b"\n"
+    return dumps(command.to_dict()).encode() + b"\n"

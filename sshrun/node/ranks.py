@@ -17,13 +17,12 @@ Runs on the node: standard library only, Python 3.8.
 
 from __future__ import annotations
 
-import json
 import os
 import selectors
 import time
 
 from sshrun.node.buffer import OutputBuffer, registered
-from sshrun.node.protocol import SOURCE_LAUNCHER, RankExit, RankStarted
+from sshrun.node.protocol import SOURCE_LAUNCHER, RankExit, RankStarted, loads
 
 # socket (~2 ms: its enums) is imported for a torchrun job only, and typing
 # (~3 ms) never: their names here are the type checker's.
@@ -155,7 +154,7 @@ class RankStreams:
                     return
             else:
                 line, shim.buf = shim.buf.split(b"\n", 1)
-                head = shim.head = json.loads(line)
+                head = shim.head = loads(line)
                 if head["stream"] in (1, 2):
                     self._to_reader(fd, shim, int(head["stream"]))
                     return
@@ -164,7 +163,7 @@ class RankStreams:
                                            pid=int(head["pid"])))
         while shim.head is not None and b"\n" in shim.buf:
             line, shim.buf = shim.buf.split(b"\n", 1)
-            report = json.loads(line)
+            report = loads(line)
             if "traceback" in report:
                 shim.traceback = str(report["traceback"])
             if "exit" in report:

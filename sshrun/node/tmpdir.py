@@ -9,7 +9,6 @@ Runs on the node: standard library only, Python 3.8.
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 # Where to put it, in tempfile.gettempdir's order: the environment's choice first.
@@ -41,16 +40,22 @@ def remove_tree(path: str) -> None:
     """Remove ``path`` and what it holds, as far as possible; never raises."""
     for root, dirs, files in os.walk(path, topdown=False):
         for name in files:
-            with contextlib.suppress(OSError):
+            try:
                 os.unlink(os.path.join(root, name))
+            except OSError:
+                pass
         for name in dirs:
             sub = os.path.join(root, name)
-            with contextlib.suppress(OSError):
+            try:
                 # A link to a directory is listed with the directories: unlink it, never
                 # what it points to.
                 if os.path.islink(sub):
                     os.unlink(sub)
                 else:
                     os.rmdir(sub)
-    with contextlib.suppress(OSError):
+            except OSError:
+                pass
+    try:
         os.rmdir(path)
+    except OSError:
+        pass
