@@ -90,7 +90,7 @@ def _make(cls: type[T], kw_only: bool) -> type[T]:
         raise TypeError(f"{cls.__qualname__}: frozen_dataclass takes no InitVar")
 
     fields = dataclasses.fields(cls)  # type: ignore[arg-type]
-    names = frozenset(getattr(cls, _FIELDS))
+    names = frozenset(f.name for f in fields)  # no ClassVar: dataclasses' frozen set
     methods = {
         "__init__": _init(cls, fields),
         "__repr__": _repr(tuple(f.name for f in fields if f.repr)),

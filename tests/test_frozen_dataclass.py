@@ -215,6 +215,20 @@ def test_what_it_does_not_make_is_refused() -> None:
                 pass
 
 
+def test_a_class_variable_is_no_frozen_field() -> None:
+    # As dataclasses' frozen __setattr__: only fields are refused on a subclass's
+    # instance (a plain subclass, not made by either decorator).
+    for made in (OURS["Child"], STDLIB["Child"]):
+        class Loose(made):  # type: ignore[misc, valid-type]
+            pass
+
+        item = Loose(job="j", attempt=0, host="h")
+        item.name = "mine"
+        assert item.name == "mine"
+        with pytest.raises(FrozenInstanceError):
+            item.host = "other"
+
+
 def test_a_repr_that_reaches_itself_says_so() -> None:
     ours, theirs = OURS["Plain"]([]), STDLIB["Plain"]([])
     ours.a.append(ours)
