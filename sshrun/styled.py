@@ -10,10 +10,11 @@ prints the same ``rich.text.Text``, byte for byte (tests/test_styled.py
 holds it to rich's output): the same choice of terminal (``force_terminal``,
 ``TTY_COMPATIBLE``, ``FORCE_COLOR``, ``isatty``; ``TERM=dumb`` styles
 nothing), ``NO_COLOR`` (colours dropped, bold and dim kept), the same SGR
-sequences, and tabs expanded to 8 columns.
+sequences, and tabs expanded to 8 columns (counted in characters where rich
+counts terminal cells: the two differ only after a wide character).
 
-A ``Styled`` also renders through a rich console (``__rich__``), so code that
-holds one (tests, ``sshrun check``'s table) can print it there.
+A ``Styled`` also renders through a rich console (``__rich__``): the report
+can still be printed there (tests do).
 """
 
 from __future__ import annotations
