@@ -99,8 +99,8 @@ sys.exit(_scope["main"]())
 
 # The agent's modules, in the order they run on the node (each imports only
 # those before it).
-MODULES = ("records", "protocol", "probe", "proctree", "teardown", "tmpdir", "buffer", "ranks",
-           "rdzv_probe", "spawn", "agent")
+MODULES = ("records", "protocol", "probe", "signals", "proctree", "teardown", "tmpdir",
+           "buffer", "ranks", "rdzv_probe", "spawn", "agent")
 # The files the agent writes for torchrun: name on the node -> parts, in order.
 SCRIPTS = {
     "sshrun_rank.py": ("parent_death", "rank_shim"),

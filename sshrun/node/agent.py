@@ -73,6 +73,7 @@ from sshrun.node.protocol import (
 )
 from sshrun.node.ranks import READ_CHUNK, RankStreams
 from sshrun.node.rdzv_probe import PROBE_AFTER, Probe
+from sshrun.node.signals import signal
 from sshrun.node.spawn import Child, spawn
 from sshrun.node.teardown import Teardown, exit_status, set_child_subreaper
 from sshrun.node.tmpdir import make_tmpdir, remove_tree
@@ -80,13 +81,8 @@ from sshrun.node.tmpdir import make_tmpdir, remove_tree
 # typing is ~3 ms to import on a node; its names are the type checker's only.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import signal
     from collections.abc import Mapping
     from typing import Any
-else:
-    # signal's C half: the same functions and numbers, without the enums that
-    # make importing signal (and with it enum) cost a node ~2 ms.
-    import _signal as signal
 
 TICK = 0.1
 # The scripts the agent writes for a torchrun job, by file name (the head

@@ -26,13 +26,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    import signal
-else:
-    # signal's C half: the same functions and numbers, without the enums that
-    # make importing signal (and with it enum) cost a node ~2 ms.
-    import _signal as signal
+from sshrun.node.signals import signal
 
 PR_GET_CHILD_SUBREAPER = 37
 _DEAD = (b"Z", b"X")  # zombie, dead: nothing left to signal

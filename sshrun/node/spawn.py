@@ -28,14 +28,11 @@ from __future__ import annotations
 import errno
 import os
 
+from sshrun.node.signals import signal
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import signal
     from collections.abc import Mapping, Sequence
-else:
-    # signal's C half: the same functions and numbers, without the enums that
-    # make importing signal (and with it enum) cost a node ~2 ms.
-    import _signal as signal
 
 
 class Child:

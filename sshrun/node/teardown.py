@@ -30,14 +30,7 @@ from sshrun.node.proctree import (
     tree_walk_supported,
 )
 from sshrun.node.protocol import Swept
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    import signal
-else:
-    # signal's C half: the same functions and numbers, without the enums that
-    # make importing signal (and with it enum) cost a node ~2 ms.
-    import _signal as signal
+from sshrun.node.signals import signal
 
 
 def exit_status(returncode: int) -> int:
