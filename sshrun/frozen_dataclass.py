@@ -127,7 +127,7 @@ def _init(cls: type, fields: tuple[dataclasses.Field[Any], ...]) -> Callable[...
     factories = tuple((f.name, f.default_factory) for f in fields
                       if not f.init and f.default_factory is not MISSING)
     keyword = frozenset(f.name for f in ordered if f.kw_only)
-    accepted = frozenset(positional) | keyword
+    accepted = frozenset(f.name for f in ordered)
     setter = object.__setattr__
     where = f"{cls.__qualname__}.__init__()"
 
@@ -143,7 +143,7 @@ def _init(cls: type, fields: tuple[dataclasses.Field[Any], ...]) -> Callable[...
             if name in kwargs:
                 raise TypeError(f"{where} got multiple values for argument {name!r}")
             setter(self, name, value)
-        missing = None
+        missing: list[str] = []
         for name, default, factory in plan[given:]:
             if name in kwargs:
                 setter(self, name, kwargs[name])
@@ -152,7 +152,7 @@ def _init(cls: type, fields: tuple[dataclasses.Field[Any], ...]) -> Callable[...
             elif factory is not MISSING:
                 setter(self, name, factory())
             else:
-                missing = [*(missing or ()), name]
+                missing.append(name)
         if missing:
             _missing(where, missing, positional)
         for name, factory in factories:

@@ -61,14 +61,8 @@ class OutputBuffer:
         if self.closed:
             return
         if not self.chunks:
-            try:
-                n = os.write(self.fd, data)
-            except BlockingIOError:
-                n = 0
-            except OSError:
-                self.closed = True
-                return
-            if n == len(data):
+            n = self._write_now((data,))
+            if n is None or n == len(data):
                 return
             data = data[n:]
         self.chunks.append(data)
@@ -91,12 +85,8 @@ class OutputBuffer:
             return
         header = output_header(stream, source, len(data), time.time())
         if not self.chunks:
-            try:
-                n = os.writev(self.fd, (header, data))
-            except BlockingIOError:
-                n = 0
-            except OSError:
-                self.closed = True
+            n = self._write_now((header, data))
+            if n is None:
                 return
             if n >= len(header):
                 if n - len(header) < len(data):
@@ -106,6 +96,16 @@ class OutputBuffer:
         else:
             self._queue(header)
         self._queue(bytes(data))
+
+    def _write_now(self, parts: tuple[bytes | memoryview, ...]) -> int | None:
+        """What the descriptor takes of ``parts`` without waiting; None: the head is gone."""
+        try:
+            return os.writev(self.fd, parts)
+        except BlockingIOError:
+            return 0
+        except OSError:
+            self.closed = True
+            return None
 
     def _queue(self, data: bytes) -> None:
         self.chunks.append(data)
